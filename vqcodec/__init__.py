@@ -1,0 +1,61 @@
+"""vqcodec: learned vector-quantized image and video codecs in one .vqc container.
+
+The public names below are loaded lazily, so ``import vqcodec.container`` (or
+``vqcodec info``) works without importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from vqcodec.errors import (
+    ChecksumError,
+    FormatError,
+    LimitError,
+    ModelMismatchError,
+    TruncatedError,
+    UnknownModelError,
+    UnsupportedVersionError,
+    VQCError,
+)
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "ContainerReader": "vqcodec.container",
+    "ContainerWriter": "vqcodec.container",
+    "encode_image": "vqcodec.codec.image",
+    "decode_image": "vqcodec.codec.image",
+    "VideoEncoder": "vqcodec.codec.video",
+    "VideoDecoder": "vqcodec.codec.video",
+    "load_model": "vqcodec.models.zoo",
+    "list_models": "vqcodec.models.zoo",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vqcodec' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = [
+    "VQCError",
+    "FormatError",
+    "TruncatedError",
+    "ChecksumError",
+    "UnsupportedVersionError",
+    "ModelMismatchError",
+    "UnknownModelError",
+    "LimitError",
+    *_LAZY,
+]
