@@ -1,0 +1,30 @@
+"""Entropy coding of VQ codes: integer frequency tables, a bit-exact ANS coder, learned priors.
+
+numpy + constriction only (never torch).  Public API:
+  cdf:      quantize_pmf(probs (T, K), precision=16) -> (T, K) int64 freqs
+  coder:    encode_symbols(symbols (N,), tables (N,), freqs (T, K)) -> bytes,
+            decode_symbols(data, tables, freqs) -> (N,) int32
+  priors:   FactorizedPrior, StageContextPrior (fit / encode / decode / ideal_bits /
+            state_dict / config), load_prior(config, arrays)
+  payload:  the self-delimiting payload header (formats/vqc-v1.md, "Entropy payload")
+"""
+
+from __future__ import annotations
+
+from vqcodec.entropy.cdf import quantize_pmf
+from vqcodec.entropy.coder import CodingTables, decode_symbols, encode_symbols
+from vqcodec.entropy.payload import PayloadHeader, parse_header, split_payload
+from vqcodec.entropy.priors import CodePrior, FactorizedPrior, load_prior
+
+__all__ = [
+    "quantize_pmf",
+    "CodingTables",
+    "encode_symbols",
+    "decode_symbols",
+    "PayloadHeader",
+    "parse_header",
+    "split_payload",
+    "CodePrior",
+    "FactorizedPrior",
+    "load_prior",
+]
