@@ -1,0 +1,85 @@
+"""ResidualVQ: stage layout, num_stages, dropout, shared codebooks, exactness."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vqcodec.quantize import ResidualVQ, ResidualVQConfig
+
+
+def _trained(rvq: ResidualVQ, x: torch.Tensor, steps: int = 5) -> ResidualVQ:
+    rvq.train()
+    for _ in range(steps):
+        rvq(x)
+    return rvq.eval()
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_codes_layout_and_rates(shared):
+    torch.manual_seed(0)
+    x = torch.randn(4, 8, 6, 6)
+    rvq = _trained(ResidualVQ(8, 4, 64, kmeans_init=True, shared_codebook=shared), x)
+    assert len(rvq.layers) == (1 if shared else 4)
+    assert rvq.alphabet == (64, 64, 64, 64)
+    out = rvq(x)
+    assert out.codes.shape == (4, 6, 6, 4)
+    assert torch.equal(rvq.encode(x), out.codes)
+    assert torch.equal(rvq.decode(out.codes), out.quantized)
+    errors = []
+    for k in range(1, 5):
+        codes = rvq.encode(x, num_stages=k)
+        assert codes.shape == (4, 6, 6, k)
+        assert torch.equal(codes, out.codes[..., :k])  # a prefix of the full code
+        errors.append((rvq.decode(codes) - x).pow(2).mean().item())
+    assert errors == sorted(errors, reverse=True)
+    assert errors[-1] < (0.9 if shared else 0.6) * errors[0]
+    with pytest.raises(ValueError):
+        rvq.encode(x, num_stages=5)
+
+
+def test_video_and_sequence_layouts():
+    torch.manual_seed(1)
+    video = torch.randn(2, 8, 3, 4, 5)
+    rvq = ResidualVQ(8, 3, 32).eval()
+    assert rvq.encode(video).shape == (2, 3, 4, 5, 3)
+    assert rvq.decode(rvq.encode(video)).shape == video.shape
+    seq = ResidualVQ(8, 3, 32, channel_first=False).eval()
+    tokens = torch.randn(2, 10, 8)
+    assert seq.encode(tokens).shape == (2, 10, 3)
+    assert seq(tokens).quantized.shape == tokens.shape
+
+
+def test_quantize_dropout_uses_random_leading_stages_in_training_only():
+    torch.manual_seed(2)
+    rvq = ResidualVQ(8, 6, 16, quantize_dropout=True, quantize_dropout_cutoff_index=1).train()
+    x = torch.randn(2, 8, 4, 4)
+    seen = set()
+    for _ in range(40):
+        out = rvq(x)
+        active = int(out.metrics["active_stages"])
+        seen.add(active)
+        assert (out.codes[..., :active] >= 0).all() and (out.codes[..., active:] == -1).all()
+    assert seen == {2, 3, 4, 5, 6}
+    rvq.eval()
+    assert (rvq(x).codes >= 0).all()
+
+
+def test_gradient_reaches_the_input_through_every_stage():
+    x = torch.randn(2, 8, 4, 4, requires_grad=True)
+    rvq = ResidualVQ(8, 3, 16, commitment_weight=0.0).train()
+    rvq(x).quantized.sum().backward()
+    assert torch.equal(x.grad, torch.full_like(x, 3.0))  # one straight-through path per stage
+
+
+def test_encode_batch_independent_and_config_roundtrip():
+    torch.manual_seed(3)
+    rvq = ResidualVQ(8, 4, 128, codebook_dim=4, channel_first=False)
+    x = torch.randn(300, 8)
+    full = rvq.encode(x)
+    assert torch.equal(torch.cat([rvq.encode(x[i : i + 7]) for i in range(0, 300, 7)]), full)
+    cfg = rvq.config
+    assert isinstance(cfg, ResidualVQConfig) and cfg.num_quantizers == 4
+    rebuilt = ResidualVQ.from_config(cfg)
+    rebuilt.load_state_dict(rvq.state_dict())
+    assert torch.equal(rebuilt.encode(x), full)

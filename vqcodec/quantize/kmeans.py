@@ -1,0 +1,107 @@
+"""Nearest-codeword search and k-means, in float32, chunked, and independent of batch composition.
+
+``nearest_codes`` computes squared distances as ``|c|^2 - 2 x.c`` with one matmul per chunk of rows
+(``|x|^2`` is constant per row, so argmin does not need it), which is fast but rounds differently
+depending on how many rows share the matmul.  Rows whose best and second-best distances are closer than
+a tolerance far above that rounding error are re-ranked with an exact per-pair computation in a fixed
+order, so a vector's code never depends on the rest of the batch, and exact ties go to the lowest index.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Elements (rows x codes) of one distance chunk: 4M floats = 16 MiB of scratch whatever N is.
+DISTANCE_CHUNK_ELEMENTS = 1 << 22
+# Relative gap (against |x|^2 + max |c|^2) below which the matmul ranking is not trusted.  fp32 matmul
+# error is about sqrt(d) * 6e-8 of that scale, so this leaves a margin of >20x for d <= 256.
+AMBIGUITY_TOLERANCE = 2e-5
+
+
+def _rerank_exact(rows: torch.Tensor, codebook: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """Exact nearest among candidate codes.  rows (R, d), codebook (K, d), candidates (R, K) bool -> (R,)."""
+    r_index, c_index = candidates.nonzero(as_tuple=True)
+    diff = rows[r_index] - codebook[c_index]  # (P, d), P = number of candidate pairs
+    sq = diff * diff
+    exact = sq[:, 0].clone()
+    # fixed summation order: the result for a pair cannot depend on P
+    for j in range(1, sq.shape[1]):
+        exact += sq[:, j]
+    num_rows = rows.shape[0]
+    best = torch.full((num_rows,), float("inf"), dtype=exact.dtype, device=exact.device)
+    best.scatter_reduce_(0, r_index, exact, reduce="amin")
+    winners = exact == best[r_index]
+    chosen = torch.full((num_rows,), codebook.shape[0], dtype=torch.long, device=rows.device)
+    chosen.scatter_reduce_(0, r_index[winners], c_index[winners], reduce="amin")
+    return chosen
+
+
+@torch.no_grad()
+def nearest_codes(
+    vectors: torch.Tensor, codebook: torch.Tensor, chunk_rows: int | None = None
+) -> torch.Tensor:
+    """Index of the nearest codeword (squared Euclidean) for every row.
+
+    vectors: (M, d) float32; codebook: (K, d) float32 -> (M,) int64.  Memory: one (chunk_rows, K) fp32
+    scratch matrix, chunk_rows = DISTANCE_CHUNK_ELEMENTS // K unless given.
+    """
+    vectors = vectors.float()
+    codebook = codebook.float()
+    num, num_codes = vectors.shape[0], codebook.shape[0]
+    out = torch.empty(num, dtype=torch.long, device=vectors.device)
+    if num == 0:
+        return out
+    if chunk_rows is None:
+        chunk_rows = max(1, DISTANCE_CHUNK_ELEMENTS // num_codes)
+    code_sq = (codebook * codebook).sum(1)
+    code_sq_max = code_sq.max()
+    codebook_t = codebook.t()
+    for start in range(0, num, chunk_rows):
+        chunk = vectors[start : start + chunk_rows]
+        dist = torch.addmm(code_sq, chunk, codebook_t, alpha=-2.0)  # (m, K) = |c|^2 - 2 x.c
+        best, idx = dist.min(dim=1)
+        if num_codes > 1:
+            tol = AMBIGUITY_TOLERANCE * ((chunk * chunk).sum(1) + code_sq_max)
+            limit = best + tol
+            dist.scatter_(1, idx[:, None], float("inf"))
+            second = dist.min(dim=1).values
+            ambiguous = (second <= limit).nonzero(as_tuple=True)[0]
+            if ambiguous.numel():
+                dist.scatter_(1, idx[:, None], float("-inf"))  # keep the matmul winner a candidate
+                candidates = dist[ambiguous] <= limit[ambiguous, None]
+                idx[ambiguous] = _rerank_exact(chunk[ambiguous], codebook, candidates)
+        out[start : start + chunk.shape[0]] = idx
+    return out
+
+
+@torch.no_grad()
+def kmeans(
+    samples: torch.Tensor,
+    num_clusters: int,
+    num_iters: int,
+    generator: torch.Generator,
+    use_cosine_sim: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lloyd's k-means.  samples (M, d) float32 -> (centroids (K, d), cluster sizes (K,) float32).
+
+    Initial centroids are drawn from the samples (with replacement when M < K).  A cluster that empties
+    keeps its previous centroid.  With ``use_cosine_sim`` centroids are kept on the unit sphere.
+    """
+    num = samples.shape[0]
+    device = samples.device
+    if num >= num_clusters:
+        pick = torch.randperm(num, generator=generator)[:num_clusters]
+    else:
+        pick = torch.randint(num, (num_clusters,), generator=generator)
+    centroids = samples[pick.to(device)].clone()
+    counts = torch.zeros(num_clusters, dtype=torch.float32, device=device)
+    for _ in range(max(1, num_iters)):
+        assign = nearest_codes(samples, centroids)
+        counts = torch.bincount(assign, minlength=num_clusters).float()
+        sums = torch.zeros_like(centroids).index_add_(0, assign, samples)
+        filled = counts > 0
+        new = sums[filled] / counts[filled, None]
+        if use_cosine_sim:
+            new = torch.nn.functional.normalize(new, dim=-1)
+        centroids[filled] = new
+    return centroids, counts
