@@ -26,7 +26,7 @@ def open_input(src: PathOrFile) -> Iterator[BinaryIO]:
         yield sys.stdin.buffer
     elif is_path(src):
         with open(os.fspath(src), "rb") as f:  # type: ignore[arg-type]
-            yield f
+            yield f  # type: ignore[misc]
     else:
         yield src  # type: ignore[misc]
 
