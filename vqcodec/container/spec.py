@@ -41,6 +41,7 @@ CHUNK_TYPES: dict[bytes, str] = {
     TYPE_FRAM: "frame",
     TYPE_INDX: "key-frame index",
     TYPE_VEND: "end of container",
+    b"ALPH": "alpha plane of an image (formats/vqc-v1.md, Image frame payload)",
 }
 
 # -- HEAD ---------------------------------------------------------------------------------------

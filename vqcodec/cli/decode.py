@@ -1,0 +1,220 @@
+"""``vqcodec decode``: ``.vqc`` files back to images (or videos, through cli/_video.py).
+
+    vqcodec decode photo.vqc photo.png
+    vqcodec decode *.vqc -o out/ --format webp
+    vqcodec encode - - < a.png | vqcodec decode - out.png
+
+The output format follows the output's extension (PNG, JPEG, WebP, TIFF, BMP, AVIF, ...
+whatever Pillow writes), or ``--format`` (needed for stdout, where PNG is the default).
+PNG, TIFF, BMP and lossless WebP keep the decoded pixels exactly; JPEG, lossy WebP and AVIF
+are written at quality 95 (JPEG cannot hold alpha: it is dropped with a warning).
+A ``.vqc`` whose header says video is handed to ``vqcodec.cli._video.decode_video(args)``
+with ``args.input`` / ``args.output`` naming one file each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from vqcodec.cli import CommandError, _batch, add_output_options
+from vqcodec.cli._batch import Job, Outcome
+
+LOSSY_SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}, "AVIF": {"quality": 95}}
+NO_ALPHA_FORMATS = ("JPEG",)
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "decode",
+        help="decode .vqc files to images (or videos)",
+        description="Decode .vqc files; the output format follows the output file's extension.",
+        epilog="Forms: 'decode IN OUT', 'decode IN... [-o OUT | -o DIR/]'; '-' is stdin/stdout.",
+    )
+    p.add_argument(
+        "paths", nargs="+", metavar="IN", help="input .vqc files; a last argument OUT names the output"
+    )
+    p.add_argument(
+        "-o", "--output", metavar="OUT", help="output file, '-' for stdout, or a folder DIR/ for a batch"
+    )
+    p.add_argument(
+        "--format", metavar="FMT", help="image format (png, jpeg, webp, tiff...) for stdout or a folder"
+    )
+    p.add_argument(
+        "--model", metavar="NAME", help="decode with this model name or bundle path (must match the file)"
+    )
+    add_output_options(p)
+    p.add_argument(
+        "-j", "--jobs", type=int, default=1, metavar="WORKERS", help="files decoded in parallel (default 1)"
+    )
+    video = _batch.video_module()
+    if video is not None:
+        video.add_video_options(p)
+    p.set_defaults(func=run)
+
+
+def split_paths(paths: list[str], output: str | None) -> tuple[list[str], str | None]:
+    """Resolve the positional forms: ``IN OUT`` (OUT is ``-``, a non-.vqc name, or a folder)."""
+    if output is not None or len(paths) < 2:
+        return paths, output
+    last = paths[-1]
+    if _batch.is_dir_target(last):
+        return paths[:-1], last
+    if len(paths) == 2 and (last == "-" or not last.lower().endswith(".vqc") or paths[0] == "-"):
+        return paths[:1], last
+    return paths, output
+
+
+def run(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    inputs, output = split_paths(list(args.paths), args.output)
+    fmt = _explicit_format(args.format)
+    medias = {path: media_of(path) for path in inputs}
+    ext = _extension_for(fmt) if fmt is not None else ".png"
+
+    def suffix_for(path: str) -> str:
+        if medias.get(path) == "video":
+            module = _batch.video_module()
+            return getattr(module, "DEFAULT_DECODE_SUFFIX", ".y4m")
+        return ext
+
+    jobs = _batch.plan_jobs(inputs, output, suffix_for=suffix_for)
+    stream = _batch.message_stream(jobs)
+    videos = {id(j) for j in jobs if medias.get(j.input) == "video"}
+    if len(jobs) > len(videos):
+        _batch.configure_threads(args.jobs)
+
+    def work(job: Job) -> Outcome:
+        if id(job) in videos:
+            return _batch.run_video("decode", args, job)
+        return decode_one(job, args, fmt)
+
+    with _batch.cli_warnings(args.quiet):
+        progress = not args.quiet and len(jobs) > 1 and sys.stderr.isatty()
+        outcomes = _batch.run_jobs(
+            jobs, work, workers=1 if videos else args.jobs, progress=progress, desc="decode"
+        )
+    return _batch.report(
+        "decode",
+        outcomes,
+        seconds=time.perf_counter() - start,
+        as_json=args.json,
+        quiet=args.quiet,
+        stream=stream,
+        line=_line,
+    )
+
+
+def media_of(path: str) -> str | None:
+    """ "image" / "video" from the HEAD chunk's media byte, None when unreadable (decode reports why).
+
+    Reads only the first bytes: the preamble, the HEAD chunk framing and its first data byte.
+    stdin is peeked, not consumed.
+    """
+    from vqcodec.container import spec
+
+    offset = spec.PREAMBLE_SIZE + spec.CHUNK_HEAD.size
+    if path == "-":
+        peek = getattr(sys.stdin.buffer, "peek", None)
+        head = peek(offset + 1)[: offset + 1] if peek is not None else b""
+    else:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(offset + 1)
+        except OSError:
+            return None
+    if len(head) <= offset or not head.startswith(spec.MAGIC):
+        return None
+    return spec.MEDIA_NAMES.get(head[offset])
+
+
+def decode_one(job: Job, args: argparse.Namespace, fmt: str | None) -> Outcome:
+    from vqcodec._io import atomic_output
+    from vqcodec.codec.image import decode_image_result
+    from vqcodec.codec.media import make_output
+
+    start = time.perf_counter()
+    _batch.check_output_free(job, args.force)
+    save_format = fmt or (_format_from_path(job.output) if job.output != "-" else "PNG")
+    if job.input == "-":
+        data = sys.stdin.buffer.read()
+        bytes_in, source = len(data), io.BytesIO(data)
+    else:
+        bytes_in, source = os.path.getsize(job.input), job.input
+    decoded = decode_image_result(source, model=args.model)
+    image = make_output(decoded.rgb, decoded.alpha, decoded.pixel_format, "pil")
+    if save_format in NO_ALPHA_FORMATS and image.mode in ("RGBA", "LA"):
+        warnings.warn(f"{save_format} has no alpha channel: alpha dropped from {job.output}", stacklevel=1)
+        image = image.convert(image.mode[:-1])
+    with atomic_output(job.output, force=args.force, inputs=(job.input,)) as f:
+        image.save(f, format=save_format, **LOSSY_SAVE_OPTIONS.get(save_format, {}))
+        size = f.tell() if job.output != "-" else 0
+    header = decoded.header
+    return Outcome(
+        job.input,
+        job.output,
+        ok=True,
+        bytes_in=bytes_in,
+        bytes_out=size,
+        pixels=header.width * header.height,
+        seconds=time.perf_counter() - start,
+        info={
+            "bits": 8 * bytes_in,
+            "width": header.width,
+            "height": header.height,
+            "pixel_format": header.pixel_format,
+            "quality": header.quality,
+            "model": header.model_name,
+            "format": save_format,
+            "media": "image",
+        },
+    )
+
+
+def _line(o: Outcome) -> str:
+    if o.info.get("media") == "video":
+        return f"{o.input} -> {o.output}: {o.seconds:.2f} s"
+    return (
+        f"{o.input} -> {o.output}: {o.info['width']}x{o.info['height']} {o.info['pixel_format']} "
+        f"{o.info['format']}, {o.bpp:.4f} bpp, {o.seconds:.2f} s"
+    )
+
+
+def _format_from_path(path: str) -> str:
+    from PIL import Image
+
+    suffix = Path(path).suffix.lower()
+    fmt = Image.registered_extensions().get(suffix)
+    if fmt is None or fmt not in Image.SAVE:
+        raise CommandError(
+            f"cannot tell the image format from {path!r}: use an extension such as .png, .jpg, .webp, .tif "
+            "or give --format"
+        )
+    return fmt
+
+
+def _explicit_format(name: str | None) -> str | None:
+    if name is None:
+        return None
+    from PIL import Image
+
+    fmt = name.upper().lstrip(".")
+    fmt = {"JPG": "JPEG", "TIF": "TIFF"}.get(fmt, fmt)
+    if fmt not in Image.SAVE:
+        raise CommandError(f"unknown image format {name!r} (try png, jpeg, webp, tiff, bmp)")
+    return fmt
+
+
+def _extension_for(fmt: str) -> str:
+    from PIL import Image
+
+    preferred = {"JPEG": ".jpg", "TIFF": ".tif", "PNG": ".png", "WEBP": ".webp"}
+    if fmt in preferred:
+        return preferred[fmt]
+    return next((ext for ext, f in Image.registered_extensions().items() if f == fmt), "." + fmt.lower())

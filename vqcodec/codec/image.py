@@ -1,0 +1,456 @@
+"""Still images to and from ``.vqc``: ``encode_image`` / ``decode_image``.
+
+An image file is a container (``formats/vqc-v1.md``) with ``media = "image"``, one key
+frame whose payload is the model prior's entropy payload of the codes (S, h, w), and,
+for pictures with transparency, one critical ``ALPH`` chunk holding the alpha plane
+losslessly (section "Image frame payload" of the spec). The header records the model
+name and the sha256 of its weights, the quality level, and ``codec_params``: compact JSON
+``{"alpha": "ALPH" | null, "codes": [S, h, w], "stride": s, "v": 1}``.
+
+Pipeline: pixels (any size, mode) -> RGB uint8 (media.load_image) -> edge-padded to a
+multiple of the stride -> model.to_codes over latent tiles (media.encode_tiled) -> codes
+(S, h, w) -> prior.encode -> container. Decoding runs the same steps backwards and crops
+the padding off. Decoding is deterministic: integer entropy tables, a tile plan that is a
+pure function of the size, fp32 CPU inference.
+
+Thread safety: ``encode_image`` and ``decode_image`` keep no shared mutable state (models
+are cached read-only by the zoo), so they may run from several threads at once.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vqcodec.codec import limits, media
+from vqcodec.errors import FormatError, ModelMismatchError, UnknownModelError, VQCError
+
+ALPHA_CHUNK = b"ALPH"
+CODEC_PARAMS_VERSION = 1
+# alpha plane filters, first byte of the ALPH chunk data (PNG-style: residual mod 256)
+ALPHA_FILTER_NONE, ALPHA_FILTER_SUB, ALPHA_FILTER_UP = 0, 1, 2
+ALPHA_ZSTD_LEVEL = 12
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """What :func:`encode_image_result` returns: the file bytes and what was chosen."""
+
+    data: bytes
+    quality: int
+    width: int
+    height: int
+    pixel_format: str
+    model_name: str
+    seconds: float
+    psnr: float | None = None  # only measured when a psnr target was searched
+    tried: dict[int, float] = field(default_factory=dict)  # quality -> bpp, for bpp/psnr searches
+
+    @property
+    def bpp(self) -> float:
+        """Bits per pixel of the whole file (container overhead included)."""
+        return 8.0 * len(self.data) / (self.width * self.height)
+
+
+def resolve_model(model: Any = None) -> Any:
+    """A CodecModel from a name, a bundle path, a CodecModel or None (the default image model)."""
+    from vqcodec.models.zoo import load_model
+
+    return load_model(model, media="image")
+
+
+def default_quality(levels: int) -> int:
+    """The quality used when none is given: just above the middle of 1..levels."""
+    return min(levels, levels // 2 + 1)
+
+
+def check_quality(quality: Any, levels: int) -> int:
+    if (
+        isinstance(quality, bool)
+        or not isinstance(quality, (int, np.integer))
+        or not 1 <= int(quality) <= levels
+    ):
+        raise ValueError(f"quality must be an integer in 1..{levels}, got {quality!r}")
+    return int(quality)
+
+
+# ---------------------------------------------------------------------------------------------
+# encode
+
+
+def encode_image(
+    image: Any,
+    quality: int | None = None,
+    *,
+    bpp: float | None = None,
+    psnr: float | None = None,
+    model: Any = None,
+) -> bytes:
+    """Encode a picture to ``.vqc`` bytes.
+
+    ``image``: PIL image, numpy array (H, W[, C]) uint8/uint16/float, torch tensor (C, H, W)
+    uint8 or float in [0, 1], or a path. Give at most one of ``quality`` (1..N, higher is
+    better; ValueError outside), ``bpp`` (the best level whose file is at most this many bits
+    per pixel, else level 1) or ``psnr`` (the lowest level reaching this PSNR-RGB in dB, else
+    level N); none means :func:`default_quality`. ``model``: name, bundle path or CodecModel.
+    """
+    return encode_image_result(image, quality, bpp=bpp, psnr=psnr, model=model).data
+
+
+def encode_image_result(
+    image: Any,
+    quality: int | None = None,
+    *,
+    bpp: float | None = None,
+    psnr: float | None = None,
+    model: Any = None,
+) -> EncodedImage:
+    """:func:`encode_image`, returning an :class:`EncodedImage` with the chosen quality and bpp."""
+    start = time.perf_counter()
+    if sum(x is not None for x in (quality, bpp, psnr)) > 1:
+        raise ValueError("give at most one of quality, bpp and psnr")
+    codec_model = resolve_model(model)
+    levels = int(codec_model.quality_levels)
+    if quality is not None:
+        quality = check_quality(quality, levels)
+    for name, value in (("bpp", bpp), ("psnr", psnr)):
+        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} target must be a positive number, got {value!r}")
+    source = media.load_image(image)
+    padded = media.pad_to_stride(source.rgb, codec_model.stride)
+    alpha_data = _encode_alpha(source.alpha) if source.alpha is not None else None
+
+    cache: dict[int, bytes] = {}
+
+    def at(level: int) -> bytes:
+        if level not in cache:
+            cache[level] = _encode_level(codec_model, source, padded, level, alpha_data)
+        return cache[level]
+
+    pixels = source.width * source.height
+    measured_psnr: float | None = None
+    if bpp is not None:
+        # bpp grows with the level: binary search for the highest level within the budget
+        lo, hi, chosen = 1, levels, 1
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            if 8.0 * len(at(mid)) / pixels <= bpp:
+                chosen, lo = mid, mid + 1
+            else:
+                hi = mid - 1
+    elif psnr is not None:
+        lo, hi, chosen = 1, levels, levels
+        scores: dict[int, float] = {}
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            scores[mid] = media.psnr(_decode_rgb(codec_model, at(mid)), source.rgb)
+            if scores[mid] >= psnr:
+                chosen, hi = mid, mid - 1
+            else:
+                lo = mid + 1
+        measured_psnr = scores.get(chosen)
+    else:
+        chosen = quality if quality is not None else default_quality(levels)
+    data = at(chosen)
+    return EncodedImage(
+        data=data,
+        quality=chosen,
+        width=source.width,
+        height=source.height,
+        pixel_format=source.pixel_format,
+        model_name=codec_model.name,
+        seconds=time.perf_counter() - start,
+        psnr=measured_psnr,
+        tried={q: 8.0 * len(d) / pixels for q, d in sorted(cache.items())} if len(cache) > 1 else {},
+    )
+
+
+def _encode_level(
+    model: Any, source: media.SourceImage, padded: np.ndarray, quality: int, alpha_data: bytes | None
+) -> bytes:
+    from vqcodec.container import ContainerWriter
+
+    codes = media.encode_tiled(model, padded, quality)
+    payload = model.prior.encode(codes)
+    params = {
+        "alpha": ALPHA_CHUNK.decode() if alpha_data is not None else None,
+        "codes": list(codes.shape),
+        "stride": int(model.stride),
+        "v": CODEC_PARAMS_VERSION,
+    }
+    header = _make_header(model, source, quality, params)
+    out = io.BytesIO()
+    with ContainerWriter(out, header, side_chunk_types=(ALPHA_CHUNK,)) as writer:
+        if alpha_data is not None:
+            writer.write_chunk(ALPHA_CHUNK, alpha_data)
+        writer.write_frame(payload, key=True)
+    return out.getvalue()
+
+
+def _make_header(model: Any, source: media.SourceImage, quality: int, params: dict[str, Any]) -> Any:
+    from vqcodec.container import Header
+
+    return Header(
+        media="image",
+        width=source.width,
+        height=source.height,
+        channels=source.channels,
+        pixel_format=source.pixel_format,
+        frame_count=1,
+        model_name=model.name,
+        model_sha256=bytes(model.sha256),
+        quality=quality,
+        codec_params=json.dumps(params, sort_keys=True, separators=(",", ":")).encode(),
+    )
+
+
+def _encode_alpha(alpha: np.ndarray) -> bytes:
+    """(H, W) uint8 -> filter byte + zstd frame of the filtered plane (smallest of none/sub/up)."""
+    import zstandard
+
+    compressor = zstandard.ZstdCompressor(level=ALPHA_ZSTD_LEVEL, write_content_size=True)
+    best: bytes | None = None
+    for kind in (ALPHA_FILTER_NONE, ALPHA_FILTER_SUB, ALPHA_FILTER_UP):
+        data = bytes([kind]) + compressor.compress(_alpha_filter(alpha, kind).tobytes())
+        if best is None or len(data) < len(best):
+            best = data
+    assert best is not None
+    return best
+
+
+def _alpha_filter(alpha: np.ndarray, kind: int) -> np.ndarray:
+    if kind == ALPHA_FILTER_NONE:
+        return alpha
+    out = alpha.copy()
+    if kind == ALPHA_FILTER_SUB:
+        out[:, 1:] -= alpha[:, :-1]  # uint8 arithmetic wraps mod 256
+    else:
+        out[1:, :] -= alpha[:-1, :]
+    return out
+
+
+def _alpha_unfilter(residual: np.ndarray, kind: int) -> np.ndarray:
+    if kind == ALPHA_FILTER_NONE:
+        return residual
+    axis = 1 if kind == ALPHA_FILTER_SUB else 0
+    return np.cumsum(residual, axis=axis, dtype=np.uint64).astype(np.uint8)  # sums mod 256
+
+
+def _decode_alpha(data: bytes, width: int, height: int) -> np.ndarray:
+    import zstandard
+
+    if len(data) < 2 or data[0] not in (ALPHA_FILTER_NONE, ALPHA_FILTER_SUB, ALPHA_FILTER_UP):
+        raise FormatError(f"bad alpha filter byte {data[:1].hex() or 'missing'}", field="ALPH.filter")
+    size = width * height
+    limits.check_bytes(size, what="alpha plane")
+    try:
+        plane = zstandard.ZstdDecompressor().decompress(data[1:], max_output_size=size + 1)
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"corrupt alpha plane: {exc}", field="ALPH.data") from None
+    if len(plane) != size:
+        raise FormatError(f"alpha plane has {len(plane)} bytes, expected {size}", field="ALPH.data")
+    residual = np.frombuffer(plane, dtype=np.uint8).reshape(height, width)
+    return _alpha_unfilter(residual, data[0])
+
+
+def _decode_rgb(model: Any, data: bytes) -> np.ndarray:
+    """Decode our own just-encoded bytes to cropped RGB (for the psnr search)."""
+    return _decode(io.BytesIO(data), model).rgb
+
+
+# ---------------------------------------------------------------------------------------------
+# decode
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """Decoded pixels before conversion to the caller's type: ``rgb`` (H, W, 3), ``alpha`` (H, W)."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    pixel_format: str
+    header: Any
+
+
+def decode_image(src: Any, *, output: str = "pil", model: Any = None) -> Any:
+    """Decode a ``.vqc`` image from bytes, a path or a binary file object.
+
+    ``output``: "pil" (PIL.Image in the original mode: RGB, RGBA, L or LA), "numpy" (uint8,
+    shaped like ``np.asarray`` of that image) or "torch" (float32 (C, H, W) in [0, 1]).
+    ``model``: None uses the model the file names; a name, path or CodecModel must be the
+    same weights. Raises ModelMismatchError when the file's model is missing or differs,
+    FormatError / TruncatedError / ChecksumError for damaged files, LimitError past
+    :mod:`vqcodec.codec.limits`.
+    """
+    if output not in ("pil", "numpy", "torch"):
+        raise ValueError(f"output must be 'pil', 'numpy' or 'torch', got {output!r}")
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        src = io.BytesIO(bytes(src))
+    decoded = _decode(src, model)
+    return media.make_output(decoded.rgb, decoded.alpha, decoded.pixel_format, output)
+
+
+def decode_image_result(src: Any, *, model: Any = None) -> DecodedImage:
+    """Like :func:`decode_image` but returns the raw planes and the container header."""
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        src = io.BytesIO(bytes(src))
+    return _decode(src, model)
+
+
+def _decode(src: Any, model: Any) -> DecodedImage:
+    from vqcodec.container import ContainerReader
+
+    with ContainerReader(src, side_chunk_types=(ALPHA_CHUNK,)) as reader:
+        header = reader.header
+        _check_header(header)
+        params = _parse_params(header)
+        codec_model = model_for_header(header, model)
+        s, h, w = _check_codes_shape(params, header, codec_model)
+        payload: bytes | None = None
+        alpha_data: bytes | None = None
+        # read to the end chunk: a file cut after its frame is truncated, not silently accepted
+        for frame in reader.frames():
+            payload = frame.payload
+            for chunk_type, data in frame.side_chunks:
+                if chunk_type == ALPHA_CHUNK:
+                    if alpha_data is not None:
+                        raise FormatError("more than one ALPH chunk", field="ALPH")
+                    alpha_data = data
+        if reader.trailing_chunks:
+            kinds = ", ".join(t.decode("ascii", "replace") for t, _ in reader.trailing_chunks)
+            raise FormatError(f"side chunks after the image frame: {kinds}", field="chunk type")
+    if payload is None:
+        raise FormatError("image file has no frame", field="frame")
+    wants_alpha = header.pixel_format in ("rgba32", "graya16")
+    if wants_alpha != (params.get("alpha") is not None) or wants_alpha != (alpha_data is not None):
+        raise FormatError(
+            f"pixel format {header.pixel_format} and the ALPH chunk do not agree", field="codec_params.alpha"
+        )
+    try:
+        codes = codec_model.prior.decode(payload, shape=(s, h, w))
+    except VQCError:
+        raise
+    except (ValueError, IndexError, OverflowError, RuntimeError, TypeError) as exc:
+        raise FormatError(f"corrupt image payload: {exc}", field="frame payload") from None
+    codes = np.asarray(codes)
+    if codes.shape != (s, h, w):
+        raise FormatError(
+            f"payload decoded to codes {codes.shape}, expected {(s, h, w)}", field="frame payload"
+        )
+    alphabet = getattr(codec_model, "alphabet", None)
+    if alphabet and codes.size and (int(codes.min()) < 0 or int(codes.max()) >= int(min(alphabet[:s]))):
+        raise FormatError("payload decoded to codes outside the model's codebook", field="frame payload")
+    rgb = media.decode_tiled(codec_model, codes)[: header.height, : header.width]
+    alpha = _decode_alpha(alpha_data, header.width, header.height) if alpha_data is not None else None
+    return DecodedImage(
+        rgb=np.ascontiguousarray(rgb), alpha=alpha, pixel_format=header.pixel_format, header=header
+    )
+
+
+def _check_header(header: Any) -> None:
+    if header.media != "image":
+        raise FormatError(f"not an image file (media {header.media!r}); decode it as video", field="media")
+    if header.pixel_format not in media.PIXEL_FORMATS:
+        raise FormatError(f"unsupported image pixel format {header.pixel_format!r}", field="pixel_format")
+    if header.channels != media.PIXEL_FORMATS[header.pixel_format]:
+        raise FormatError(
+            f"channels {header.channels} does not match pixel format {header.pixel_format}", field="channels"
+        )
+    limits.check_pixels(header.width, header.height, what="image")
+
+
+def _parse_params(header: Any) -> dict[str, Any]:
+    try:
+        params = json.loads(bytes(header.codec_params).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise FormatError("codec_params is not valid JSON", field="codec_params") from None
+    if not isinstance(params, dict):
+        raise FormatError("codec_params must be a JSON object", field="codec_params")
+    version = params.get("v")
+    if version != CODEC_PARAMS_VERSION:
+        raise FormatError(f"unsupported image codec_params version {version!r}", field="codec_params.v")
+    return params
+
+
+def _check_codes_shape(params: dict[str, Any], header: Any, model: Any) -> tuple[int, int, int]:
+    shape = params.get("codes")
+    stride = int(model.stride)
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 3
+        or not all(isinstance(x, int) and not isinstance(x, bool) for x in shape)
+    ):
+        raise FormatError(f"codes shape {shape!r} is not [S, h, w]", field="codec_params.codes")
+    s, h, w = shape
+    if params.get("stride") != stride:
+        raise FormatError(
+            f"stride {params.get('stride')!r} differs from the model's {stride}", field="codec_params.stride"
+        )
+    if (h, w) != (math.ceil(header.height / stride), math.ceil(header.width / stride)):
+        raise FormatError(
+            f"codes grid {h}x{w} does not cover {header.width}x{header.height} at stride {stride}",
+            field="codec_params.codes",
+        )
+    levels = int(model.quality_levels)
+    if not isinstance(header.quality, int) or not 1 <= header.quality <= levels:
+        raise FormatError(f"quality {header.quality!r} is outside 1..{levels}", field="quality")
+    stages = getattr(model, "stages_for_quality", None)
+    expected = int(stages(header.quality)) if stages is not None else s
+    if s != expected or s < 1:
+        raise FormatError(
+            f"{s} code streams, quality {header.quality} uses {expected}", field="codec_params.codes"
+        )
+    limits.check_bytes(4 * s * h * w, what="codes")
+    return s, h, w
+
+
+def model_for_header(header: Any, model: Any = None) -> Any:
+    """The CodecModel that decodes a file with this header; ModelMismatchError naming both otherwise.
+
+    ``model`` None loads the model the header names (bundled registry or user bundle path).
+    """
+    name = header.model_name or ""
+    sha = bytes(header.model_sha256 or b"")
+    wanted = f"{name!r} (sha256 {sha.hex()[:16]})" if name else "no model"
+    if not name or len(sha) != 32 or not any(sha):
+        raise ModelMismatchError(f"the file records {wanted}; cannot choose a model to decode it")
+    if model is None:
+        try:
+            codec_model = resolve_model(name)
+        except UnknownModelError:
+            from vqcodec.models.zoo import list_models
+
+            installed = ", ".join(m.name for m in list_models() if m.media == "image") or "none"
+            raise ModelMismatchError(
+                f"the file was encoded with model {wanted}, which is not installed (installed: {installed}); "
+                "pass the bundle file with --model"
+            ) from None
+    else:
+        codec_model = resolve_model(model)
+    if bytes(codec_model.sha256) != sha:
+        raise ModelMismatchError(
+            f"the file was encoded with model {wanted}, but model {codec_model.name!r} "
+            f"(sha256 {bytes(codec_model.sha256).hex()[:16]}) is {'installed' if model is None else 'given'}"
+        )
+    return codec_model
+
+
+__all__ = [
+    "ALPHA_CHUNK",
+    "EncodedImage",
+    "DecodedImage",
+    "encode_image",
+    "encode_image_result",
+    "decode_image",
+    "decode_image_result",
+    "model_for_header",
+    "resolve_model",
+    "default_quality",
+    "check_quality",
+]
