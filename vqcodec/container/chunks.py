@@ -153,7 +153,7 @@ class Source:
         """(data, crc_ok) of a chunk whose header was just read; checks ``length`` against ``limit``."""
         name = spec.chunk_type_name(chunk_type)
         check_length(length, limit, offset=offset, field=f"{name} length")
-        self.require(length + spec.CHUNK_CRC.size, field=f"{name} chunk")
+        self.require(length + spec.CHUNK_CRC.size, field=f"{name} data")
         data = self.read_exact(length, field=f"{name} data")
         (stored,) = spec.CHUNK_CRC.unpack(self.read_exact(spec.CHUNK_CRC.size, field=f"{name} crc"))
         return data, stored == chunk_crc(chunk_type, data)
@@ -162,7 +162,7 @@ class Source:
         """Check the CRC of a chunk without keeping its data; returns crc_ok."""
         name = spec.chunk_type_name(chunk_type)
         check_length(length, limit, offset=offset, field=f"{name} length")
-        self.require(length + spec.CHUNK_CRC.size, field=f"{name} chunk")
+        self.require(length + spec.CHUNK_CRC.size, field=f"{name} data")
         crc = zlib.crc32(chunk_type)
         left = length
         while left:
