@@ -25,7 +25,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "demo",
         help="encode and decode a sample image; print bpp, PSNR and time",
-        description="Encode samples/scene.png (or IMAGE) with the default model, decode, print bpp, PSNR, time.",
+        description="Encode samples/scene.png (or IMAGE) with the default model; print bpp, PSNR, time.",
     )
     p.add_argument("image", nargs="?", help="picture to use instead of samples/scene.png")
     p.add_argument("--model", metavar="NAME", help="model name or bundle path (default: the bundled default)")

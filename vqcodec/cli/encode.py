@@ -30,7 +30,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "encode",
         help="encode images (or videos) to .vqc",
-        description="Encode images (PNG, JPEG, WebP, TIFF...: any size, gray, RGBA, 16-bit) or videos to .vqc.",
+        description="Encode images (PNG, JPEG, WebP, TIFF...; any size, gray, RGBA) or videos to .vqc.",
         epilog="Forms: 'encode IN OUT', 'encode IN... [-o OUT | -o DIR/]'; '-' is stdin/stdout.",
     )
     p.add_argument(
