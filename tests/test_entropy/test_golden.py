@@ -17,7 +17,7 @@ import pytest
 from vqcodec.entropy import load_prior
 from vqcodec.entropy.cdf import quantize_pmf
 from vqcodec.entropy.coder import decode_symbols, encode_symbols
-from vqcodec.entropy.priors import FactorizedPrior
+from vqcodec.entropy.priors import FactorizedPrior, SpatialContextPrior
 
 GOLDEN = Path(__file__).parent / "golden"
 REGEN = os.environ.get("VQCODEC_REGEN_GOLDEN") == "1"
@@ -58,6 +58,28 @@ def _cases() -> dict[str, dict]:
         "payload": prior.encode(codes).hex(),
         "payload_2_streams": prior.encode(codes[:2]).hex(),
     }
+    # spatial context prior, with and without a reference frame
+    alphabet = (50, 20)
+    def blocky(seed: int) -> np.ndarray:
+        small = np.stack([_skewed(5 * 7, seed + s, k).reshape(5, 7) for s, k in enumerate(alphabet)])
+        big = np.kron(small, np.ones((1, 2, 2), dtype=np.int64))[:, :9, :13]
+        flip = _lcg(big.size, seed + 7, 5).reshape(big.shape) == 0
+        return np.where(flip, _lcg(big.size, seed + 9, 20).reshape(big.shape), big)
+    frames = [blocky(100 + 10 * i) for i in range(8)]
+    following = [np.where(_lcg(f.size, 300 + i, 4).reshape(f.shape) == 0, blocky(500 + i), f)
+                 for i, f in enumerate(frames)]
+    cprior = SpatialContextPrior.fit(frames + following, alphabet, references=[None] * 8 + frames,
+                                     min_count=4, select_stages=False)
+    test, ref = blocky(900), blocky(910)
+    cases["spatial_context"] = {
+        "config": cprior.config(),
+        "arrays": {k: v.tolist() for k, v in cprior.state_dict().items()},
+        "codes": test.tolist(),
+        "reference": ref.tolist(),
+        "payload": cprior.encode(test).hex(),
+        "payload_2_streams": cprior.encode(test[:2]).hex(),
+        "payload_reference": cprior.encode(test, reference=ref).hex(),
+    }
     return cases
 
 
@@ -65,7 +87,7 @@ def _load(name: str) -> dict:
     path = GOLDEN / f"{name}.json"
     if REGEN:
         GOLDEN.mkdir(exist_ok=True)
-        path.write_text(json.dumps(_cases()[name], indent=0, sort_keys=True) + "\n")
+        path.write_text(json.dumps(_cases()[name], sort_keys=True, separators=(",", ":")) + "\n")
     return json.loads(path.read_text())
 
 
@@ -78,7 +100,7 @@ def test_golden_coder():
     assert encode_symbols(symbols, tables, freqs).hex() == case["data"]
 
 
-@pytest.mark.parametrize("name", ["factorized"])
+@pytest.mark.parametrize("name", ["factorized", "spatial_context"])
 def test_golden_prior(name):
     case = _load(name)
     arrays = {k: np.array(v, dtype=np.uint16 if k.startswith("freqs") else np.int64)
@@ -89,6 +111,11 @@ def test_golden_prior(name):
     s2 = (2, *codes.shape[1:])
     assert np.array_equal(prior.decode(bytes.fromhex(case["payload_2_streams"]), s2), codes[:2])
     assert prior.encode(codes).hex() == case["payload"]
+    if "reference" in case:
+        ref = np.array(case["reference"])
+        data = bytes.fromhex(case["payload_reference"])
+        assert np.array_equal(prior.decode(data, codes.shape, reference=ref), codes)
+        assert prior.encode(codes, reference=ref) == data
 
 
 def test_golden_tables_are_reproducible():

@@ -4,7 +4,7 @@ numpy + constriction only (never torch).  Public API:
   cdf:      quantize_pmf(probs (T, K), precision=16) -> (T, K) int64 freqs
   coder:    encode_symbols(symbols (N,), tables (N,), freqs (T, K)) -> bytes,
             decode_symbols(data, tables, freqs) -> (N,) int32
-  priors:   FactorizedPrior, StageContextPrior (fit / encode / decode / ideal_bits /
+  priors:   FactorizedPrior, SpatialContextPrior (fit / encode / decode / ideal_bits /
             state_dict / config), load_prior(config, arrays)
   payload:  the self-delimiting payload header (formats/vqc-v1.md, "Entropy payload")
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 from vqcodec.entropy.cdf import quantize_pmf
 from vqcodec.entropy.coder import CodingTables, decode_symbols, encode_symbols
 from vqcodec.entropy.payload import PayloadHeader, parse_header, split_payload
-from vqcodec.entropy.priors import CodePrior, FactorizedPrior, load_prior
+from vqcodec.entropy.priors import CodePrior, FactorizedPrior, SpatialContextPrior, load_prior
 
 __all__ = [
     "quantize_pmf",
@@ -26,5 +26,6 @@ __all__ = [
     "split_payload",
     "CodePrior",
     "FactorizedPrior",
+    "SpatialContextPrior",
     "load_prior",
 ]

@@ -3,7 +3,7 @@
 Byte layout (formats/vqc-v1.md, section "Entropy payload"; names below match the spec):
 
     offset 0  u8      PAYLOAD_VERSION (1)
-    offset 1  u8      prior kind (PRIOR_FACTORIZED = 1, PRIOR_STAGE_CONTEXT = 2)
+    offset 1  u8      prior kind (PRIOR_FACTORIZED = 1, PRIOR_SPATIAL_CONTEXT = 2)
     offset 2  u8      flags: bit 0 FLAG_REFERENCE (coded conditionally on a reference frame's
                       codes); other bits must be 0
     offset 3  varint  streams S' (codes stored: the first S' streams of the prior)
@@ -26,8 +26,8 @@ from vqcodec.errors import FormatError, LimitError, TruncatedError, UnsupportedV
 
 PAYLOAD_VERSION = 1
 PRIOR_FACTORIZED = 1
-PRIOR_STAGE_CONTEXT = 2
-KNOWN_PRIORS = (PRIOR_FACTORIZED, PRIOR_STAGE_CONTEXT)
+PRIOR_SPATIAL_CONTEXT = 2
+KNOWN_PRIORS = (PRIOR_FACTORIZED, PRIOR_SPATIAL_CONTEXT)
 FLAG_REFERENCE = 0x01
 KNOWN_FLAGS = FLAG_REFERENCE
 VARINT_MAX_BYTES = 5  # values < 2**35; every field is checked against tighter limits anyway
@@ -128,7 +128,7 @@ def split_payload(data: bytes | memoryview, offset: int = 0) -> tuple[PayloadHea
 __all__ = [
     "PAYLOAD_VERSION",
     "PRIOR_FACTORIZED",
-    "PRIOR_STAGE_CONTEXT",
+    "PRIOR_SPATIAL_CONTEXT",
     "FLAG_REFERENCE",
     "MAX_STREAMS",
     "MAX_SIDE",

@@ -25,11 +25,13 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from vqcodec.entropy import context as ctx
 from vqcodec.entropy.cdf import MAX_PRECISION, pack_freqs, quantize_pmf, unpack_freqs
 from vqcodec.entropy.coder import CodingTables, SymbolDecoder, encode_batches
 from vqcodec.entropy.payload import (
     FLAG_REFERENCE,
     PRIOR_FACTORIZED,
+    PRIOR_SPATIAL_CONTEXT,
     build_payload,
     split_payload,
 )
@@ -235,7 +237,240 @@ class FactorizedPrior(CodePrior):
         return cls(alphabet, freqs, int(config["precision"]))
 
 
-PRIOR_CLASSES: dict[str, Any] = {FactorizedPrior.name: FactorizedPrior}
+Batch = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]
+StreamSamples = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
+
+
+class SpatialContextPrior(CodePrior):
+    """Context model: each code is predicted from already decoded neighbours (context.py).
+
+    Per stream s, the map is coded coarse to fine in passes (``context.pass_plan``); a code's
+    context is the vote of its decoded neighbours (and, for video, of the reference frame's
+    co-located code), with votes boosted where the previous stream's codes agree.  The best
+    candidates are swapped to the front of the alphabet and the table is picked by the context
+    key.  Tables per stream: [0] factorized (raw codes, used by the root pass and when the
+    stream is in "factorized" mode), [1] pooled backoff for rare keys, [2..] one per frequent
+    key.  ``fit`` keeps the context mode for a stream only where it saves bits on held-out
+    images (every 5th image), so the prior never does worse than ``FactorizedPrior`` there.
+    """
+
+    kind = PRIOR_SPATIAL_CONTEXT
+    name = "spatial_context"
+
+    def __init__(self, alphabet: Sequence[int], freqs: npt.ArrayLike, precision: int, *,
+                 context_table: npt.ArrayLike, stage_modes: Sequence[str], max_levels: int = 6,
+                 reference: bool = False):
+        super().__init__(alphabet, freqs, precision)
+        table = np.asarray(context_table, dtype=np.int64)
+        if table.shape != (self.num_streams, ctx.NUM_KEYS):
+            raise ValueError(f"context_table must be ({self.num_streams}, {ctx.NUM_KEYS}), got {table.shape}")
+        if table.size and (table.min() < 0 or table.max() >= self.tables.num_tables):
+            raise ValueError("context_table points outside the tables")
+        modes = tuple(str(m) for m in stage_modes)
+        if len(modes) != self.num_streams or any(m not in ("context", "factorized") for m in modes):
+            raise ValueError(f"stage_modes must be one of context/factorized per stream: {modes}")
+        sizes = self.tables.sizes[table]
+        if np.any(sizes != np.asarray(self.alphabet)[:, None]):
+            raise ValueError("a context table's alphabet differs from its stream's alphabet")
+        self.context_table = table
+        self.stage_modes = modes
+        self.max_levels = int(max_levels)
+        self.reference = bool(reference)
+
+    @property
+    def supports_reference(self) -> bool:  # type: ignore[override]
+        return self.reference
+
+    # -- contexts -------------------------------------------------------------------------
+    def _stream_passes(self, s: int, height: int, width: int) -> tuple[ctx.Pass, ...]:
+        if self.stage_modes[s] == "factorized":
+            return ctx.pass_plan(height, width, 0)[:1]  # every position in one raster pass
+        return ctx.pass_plan(height, width, ctx.num_levels(height, width, self.max_levels))
+
+    def _pass_batch(self, s: int, p: ctx.Pass, current: npt.NDArray[np.int64],
+                    prev: npt.NDArray[np.int64] | None, ref: npt.NDArray[np.int64] | None
+                    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Candidates (n, C) and table indices (n,) of one pass of stream s."""
+        if self.stage_modes[s] == "factorized":
+            n = p.rows.shape[0]
+            return (np.full((n, ctx.MAX_CANDIDATES), ctx.NO_CANDIDATE, dtype=np.int64),
+                    np.full(n, self.context_table[s, 0], dtype=np.int64))
+        ref_s = ref[s] if ref is not None else None
+        ref_prev = ref[s - 1] if ref is not None and s > 0 else None
+        cand, keys = ctx.candidates(current, p, prev, ref_s, ref_prev)
+        return cand, self.context_table[s, keys]
+
+    def _batches(self, codes: npt.NDArray[np.int64], reference: npt.NDArray[np.int64] | None
+                 ) -> list[Batch]:
+        out = []
+        _, height, width = codes.shape
+        for s in range(codes.shape[0]):
+            prev = codes[s - 1] if s > 0 else None
+            for p in self._stream_passes(s, height, width):
+                cand, tables = self._pass_batch(s, p, codes[s], prev, reference)
+                symbols = ctx.to_front(codes[s, p.rows, p.cols], cand, self.alphabet[s])
+                out.append((symbols, tables))
+        return out
+
+    def _decode_codes(self, decoder: SymbolDecoder, shape: tuple[int, int, int],
+                      reference: npt.NDArray[np.int64] | None) -> CodesArray:
+        streams, height, width = shape
+        codes = np.zeros(shape, dtype=np.int64)
+        for s in range(streams):
+            prev = codes[s - 1] if s > 0 else None
+            for p in self._stream_passes(s, height, width):
+                cand, tables = self._pass_batch(s, p, codes[s], prev, reference)
+                symbols = decoder.decode(tables).astype(np.int64)
+                codes[s, p.rows, p.cols] = ctx.from_front(symbols, cand, self.alphabet[s])
+        return codes.astype(np.int32)
+
+    # -- fitting --------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, codes: Sequence[npt.ArrayLike], alphabet: Sequence[int], *,
+            references: Sequence[npt.ArrayLike | None] | None = None, smoothing: float = 0.5,
+            backoff_weight: float = 300.0, min_count: int = 64, max_levels: int = 6,
+            precision: int = 16, select_stages: bool = True) -> SpatialContextPrior:
+        """Fit from codes [(S, H, W)] (and, for video, ``references``: the previous frame's codes
+        per item, None for key frames).  ``smoothing`` is added to raw counts; a context table
+        is ``counts + backoff_weight * pooled distribution``; keys seen fewer than ``min_count``
+        times share the pooled table."""
+        a = _check_alphabet(alphabet, precision)
+        items = _stack_codes(codes, a)
+        refs: list[npt.NDArray[np.int64] | None] = [None] * len(items)
+        if references is not None:
+            if len(references) != len(items):
+                raise ValueError("references must align with codes")
+            refs = [None if r is None else _stack_codes([r], a)[0] for r in references]
+            for c, r in zip(items, refs):
+                if r is not None and r.shape != c.shape:
+                    raise ValueError(f"reference shape {r.shape} != codes shape {c.shape}")
+        use_ref = any(r is not None for r in refs)
+        # Samples (key, coded symbol) per item and stream with every stream in context mode;
+        # raw codes give the factorized statistics.
+        probe = cls._unfitted(a, precision, max_levels, use_ref)
+        samples = [[probe._stream_samples(c, r, s) for s in range(len(a))] for c, r in zip(items, refs)]
+        held_out = [i % 5 == 4 for i in range(len(items))] if select_stages and len(items) >= 5 \
+            else [False] * len(items)
+        modes = []
+        for s in range(len(a)):
+            if not any(held_out):
+                modes.append("context")
+                continue
+            fit_part = [x[s] for x, h in zip(samples, held_out) if not h]
+            test_part = [x[s] for x, h in zip(samples, held_out) if h]
+            tables, key_map = cls._stream_tables(fit_part, a[s], smoothing, backoff_weight, min_count,
+                                                 precision)
+            ctx_bits = sum(_bits(tables[key_map[k]], y) for k, y, _ in test_part)
+            fac_bits = sum(_bits(tables[np.zeros_like(raw)], raw) for _, _, raw in test_part)
+            modes.append("context" if ctx_bits < fac_bits else "factorized")
+        freqs_list, table_rows = [], []
+        offset = 0
+        k_max = max(a)
+        for s in range(len(a)):
+            tables, key_map = cls._stream_tables([x[s] for x in samples], a[s], smoothing, backoff_weight,
+                                                 min_count, precision)
+            if modes[s] == "factorized":
+                tables, key_map = tables[:1], np.zeros_like(key_map)
+            padded = np.zeros((tables.shape[0], k_max), dtype=np.int64)
+            padded[:, : a[s]] = tables
+            freqs_list.append(padded)
+            table_rows.append(key_map + offset)
+            offset += tables.shape[0]
+        return cls(a, np.concatenate(freqs_list), precision, context_table=np.stack(table_rows),
+                   stage_modes=modes, max_levels=max_levels, reference=use_ref)
+
+    @classmethod
+    def _unfitted(cls, alphabet: tuple[int, ...], precision: int, max_levels: int,
+                  use_ref: bool) -> SpatialContextPrior:
+        """A prior with uniform tables, only used to compute contexts while fitting."""
+        k_max = max(alphabet)
+        freqs = np.zeros((len(alphabet), k_max), dtype=np.int64)
+        for s, k in enumerate(alphabet):
+            freqs[s, :k] = quantize_pmf(np.ones(k), precision)
+        table = np.repeat(np.arange(len(alphabet))[:, None], ctx.NUM_KEYS, axis=1)
+        return cls(alphabet, freqs, precision, context_table=table, stage_modes=["context"] * len(alphabet),
+                   max_levels=max_levels, reference=use_ref)
+
+    def _stream_samples(self, codes: npt.NDArray[np.int64], reference: npt.NDArray[np.int64] | None,
+                        s: int) -> StreamSamples:
+        """(context keys, coded symbols, raw codes) of stream s of one item, context mode."""
+        _, height, width = codes.shape
+        prev = codes[s - 1] if s > 0 else None
+        keys, symbols = [], []
+        for p in self._stream_passes(s, height, width):
+            ref_s = reference[s] if reference is not None else None
+            ref_prev = reference[s - 1] if reference is not None and s > 0 else None
+            cand, k = ctx.candidates(codes[s], p, prev, ref_s, ref_prev)
+            keys.append(k)
+            symbols.append(ctx.to_front(codes[s, p.rows, p.cols], cand, self.alphabet[s]))
+        empty = np.zeros(0, dtype=np.int64)
+        return (np.concatenate(keys) if keys else empty, np.concatenate(symbols) if symbols else empty,
+                codes[s].reshape(-1))
+
+    @staticmethod
+    def _stream_tables(samples: list[StreamSamples],
+                       alphabet: int, smoothing: float, backoff_weight: float, min_count: int,
+                       precision: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Tables (T, alphabet) and key -> table map (NUM_KEYS,) for one stream."""
+        empty = np.zeros(0, dtype=np.int64)
+        keys = np.concatenate([k for k, _, _ in samples] or [empty])
+        symbols = np.concatenate([y for _, y, _ in samples] or [empty])
+        raw = np.concatenate([r for _, _, r in samples] or [empty])
+        raw_counts = np.bincount(raw, minlength=alphabet).astype(np.float64) + smoothing
+        contextual = keys % ((ctx.TOP_VOTE_CAP + 1) * (ctx.SECOND_VOTE_CAP + 1)) >= ctx.SECOND_VOTE_CAP + 1
+        pooled = np.bincount(symbols[contextual], minlength=alphabet).astype(np.float64) + smoothing
+        pooled /= pooled.sum()
+        key_counts = np.bincount(keys[contextual], minlength=ctx.NUM_KEYS)
+        frequent = np.flatnonzero(key_counts >= max(1, min_count))
+        rows = [raw_counts, pooled]
+        for key in frequent:
+            counts = np.bincount(symbols[contextual & (keys == key)], minlength=alphabet).astype(np.float64)
+            rows.append(counts + backoff_weight * pooled)
+        key_map = np.ones(ctx.NUM_KEYS, dtype=np.int64)  # rare keys: pooled table
+        key_map[frequent] = 2 + np.arange(frequent.size)
+        # keys with no neighbour vote (root pass without reference) use the raw-code table
+        no_vote = np.arange(ctx.NUM_KEYS) % ((ctx.TOP_VOTE_CAP + 1) * (ctx.SECOND_VOTE_CAP + 1)) \
+            < ctx.SECOND_VOTE_CAP + 1
+        key_map[no_vote] = 0
+        return quantize_pmf(np.stack(rows), precision), key_map
+
+    # -- storage --------------------------------------------------------------------------
+    def _options(self) -> dict[str, Any]:
+        return {"stage_modes": list(self.stage_modes), "max_levels": self.max_levels,
+                "reference": self.reference, "num_keys": ctx.NUM_KEYS}
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        stage_of_table = np.zeros(self.tables.num_tables, dtype=np.int16)
+        for s in range(self.num_streams):
+            stage_of_table[np.unique(self.context_table[s])] = s
+        return {"freqs": pack_freqs(self.tables.freqs), "table_stream": stage_of_table,
+                "context_table": self.context_table.astype(np.int32)}
+
+    @classmethod
+    def from_arrays(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> SpatialContextPrior:
+        alphabet = tuple(int(k) for k in config["alphabet"])
+        if int(config.get("num_keys", -1)) != ctx.NUM_KEYS:
+            raise ValueError(f"prior was built for {config.get('num_keys')} context keys, not {ctx.NUM_KEYS}")
+        table_stream = np.asarray(arrays["table_stream"], dtype=np.int64)
+        if table_stream.size and (table_stream.min() < 0 or table_stream.max() >= len(alphabet)):
+            raise ValueError("table_stream names a stream that does not exist")
+        sizes = np.asarray(alphabet, dtype=np.int64)[table_stream]
+        freqs = unpack_freqs(np.asarray(arrays["freqs"]), sizes)
+        return cls(alphabet, freqs, int(config["precision"]), context_table=arrays["context_table"],
+                   stage_modes=config["stage_modes"], max_levels=int(config["max_levels"]),
+                   reference=bool(config["reference"]))
+
+
+def _bits(freqs: npt.NDArray[np.int64], symbols: npt.NDArray[np.int64]) -> float:
+    """Bits of symbols (n,) each under its own row freqs (n, K) (rows sum to the same total)."""
+    if symbols.size == 0:
+        return 0.0
+    total = freqs[0].sum()
+    return float(-np.log2(np.take_along_axis(freqs, symbols[:, None], axis=1)[:, 0] / total).sum())
+
+
+PRIOR_CLASSES: dict[str, Any] = {FactorizedPrior.name: FactorizedPrior,
+                                 SpatialContextPrior.name: SpatialContextPrior}
 
 
 def load_prior(config: dict[str, Any], arrays: dict[str, np.ndarray]) -> CodePrior:
@@ -251,4 +486,5 @@ def load_prior(config: dict[str, Any], arrays: dict[str, np.ndarray]) -> CodePri
     return prior
 
 
-__all__ = ["CodePrior", "FactorizedPrior", "PRIOR_CLASSES", "PRIOR_FORMAT_VERSION", "load_prior"]
+__all__ = ["CodePrior", "FactorizedPrior", "SpatialContextPrior", "PRIOR_CLASSES", "PRIOR_FORMAT_VERSION",
+           "load_prior"]
