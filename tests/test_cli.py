@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from test_codec.image_helpers import TINY_MODEL, picture
+
 from vqcodec.cli import main
 
 M = str(TINY_MODEL)
