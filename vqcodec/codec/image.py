@@ -174,40 +174,55 @@ def encode_image_result(
 def _encode_level(
     model: Any, source: media.SourceImage, padded: np.ndarray, quality: int, alpha_data: bytes | None
 ) -> bytes:
-    from vqcodec.container import ContainerWriter
-
     codes = media.encode_tiled(model, padded, quality)
+    return write_image_file(
+        model, source.width, source.height, source.pixel_format, quality, codes, alpha_data
+    )
+
+
+def write_image_file(
+    model: Any,
+    width: int,
+    height: int,
+    pixel_format: str,
+    quality: int,
+    codes: np.ndarray,
+    alpha_data: bytes | None = None,
+) -> bytes:
+    """The ``.vqc`` bytes of an image whose codes (S, h, w) are already known.
+
+    ``alpha_data`` is the ALPH chunk data (filter byte + zstd frame), required for the
+    pixel formats with alpha. Used by the encoder and by the golden-vector builders.
+    """
+    from vqcodec.container import ContainerWriter, Header
+
+    if (alpha_data is not None) != (pixel_format in ("rgba32", "graya16")):
+        raise ValueError(f"pixel format {pixel_format} {'needs' if alpha_data is None else 'has no'} alpha")
     payload = model.prior.encode(codes)
     params = {
         "alpha": ALPHA_CHUNK.decode() if alpha_data is not None else None,
-        "codes": list(codes.shape),
+        "codes": [int(x) for x in codes.shape],
         "stride": int(model.stride),
         "v": CODEC_PARAMS_VERSION,
     }
-    header = _make_header(model, source, quality, params)
-    out = io.BytesIO()
-    with ContainerWriter(out, header, side_chunk_types=(ALPHA_CHUNK,)) as writer:
-        if alpha_data is not None:
-            writer.write_chunk(ALPHA_CHUNK, alpha_data)
-        writer.write_frame(payload, key=True)
-    return out.getvalue()
-
-
-def _make_header(model: Any, source: media.SourceImage, quality: int, params: dict[str, Any]) -> Any:
-    from vqcodec.container import Header
-
-    return Header(
+    header = Header(
         media="image",
-        width=source.width,
-        height=source.height,
-        channels=source.channels,
-        pixel_format=source.pixel_format,
+        width=width,
+        height=height,
+        channels=media.PIXEL_FORMATS[pixel_format],
+        pixel_format=pixel_format,
         frame_count=1,
         model_name=model.name,
         model_sha256=bytes(model.sha256),
         quality=quality,
         codec_params=json.dumps(params, sort_keys=True, separators=(",", ":")).encode(),
     )
+    out = io.BytesIO()
+    with ContainerWriter(out, header, side_chunk_types=(ALPHA_CHUNK,)) as writer:
+        if alpha_data is not None:
+            writer.write_chunk(ALPHA_CHUNK, alpha_data)
+        writer.write_frame(payload, key=True)
+    return out.getvalue()
 
 
 def _encode_alpha(alpha: np.ndarray) -> bytes:
@@ -276,6 +291,7 @@ class DecodedImage:
     alpha: np.ndarray | None
     pixel_format: str
     header: Any
+    codes: np.ndarray  # (S, h, w) int32, as entropy-decoded
 
 
 def decode_image(src: Any, *, output: str = "pil", model: Any = None) -> Any:
@@ -349,7 +365,11 @@ def _decode(src: Any, model: Any) -> DecodedImage:
     rgb = media.decode_tiled(codec_model, codes)[: header.height, : header.width]
     alpha = _decode_alpha(alpha_data, header.width, header.height) if alpha_data is not None else None
     return DecodedImage(
-        rgb=np.ascontiguousarray(rgb), alpha=alpha, pixel_format=header.pixel_format, header=header
+        rgb=np.ascontiguousarray(rgb),
+        alpha=alpha,
+        pixel_format=header.pixel_format,
+        header=header,
+        codes=codes,
     )
 
 
@@ -450,6 +470,7 @@ __all__ = [
     "decode_image",
     "decode_image_result",
     "model_for_header",
+    "write_image_file",
     "resolve_model",
     "default_quality",
     "check_quality",
