@@ -35,6 +35,18 @@ _LAZY = {
 }
 
 
+def _register_pillow_plugin() -> None:
+    """Let ``PIL.Image.open``/``save`` handle ``.vqc`` (vqcodec/pillow.py; no torch until decoding)."""
+    try:
+        from vqcodec.pillow import register
+    except ImportError:  # Pillow missing: the codec still works for raw arrays
+        return
+    register()
+
+
+_register_pillow_plugin()
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:

@@ -1,0 +1,186 @@
+"""Pillow plugin: ``Image.open("x.vqc")`` decodes and ``im.save("x.vqc", quality=4)`` encodes.
+
+``import vqcodec`` calls :func:`register` (Pillow has no entry-point mechanism for plugins, so
+importing the package is the switch, as with ``pillow_heif.register_heif_opener()``)::
+
+    import vqcodec
+    from PIL import Image
+
+    with Image.open("photo.vqc") as im:        # reads the header only: size, mode, info
+        im.load()                              # decodes (this is where torch is imported)
+    im.save("copy.vqc", quality=4)             # or bpp=0.25, psnr=32.0, model="name-or-path"
+
+Opening reads only the container header (no torch, no model): ``im.size``, ``im.mode``
+(RGB, RGBA, L or LA from the header's pixel format) and ``im.info["vqc"]`` (model name,
+quality, media) are there at once; the pixels are decoded by ``load()``, i.e. by the first
+pixel access. Pillow's own ``Image.MAX_IMAGE_PIXELS`` check applies to the header's size at
+open time, and ``vqcodec.codec.limits`` to the decoder.
+
+Video files open too: ``n_frames`` is the clip's frame count, ``seek(i)`` selects frame i
+(decoded from the nearest earlier key frame) and every frame is an RGB picture.
+
+Save options (``im.save(..., **options)``): ``quality`` (1..N of the model), ``bpp`` or
+``psnr`` targets (at most one of the three), ``model`` (bundled name, bundle path or loaded
+CodecModel). Saving to a file object never seeks, so a pipe or socket works.
+
+Thread safety: an ``Image`` is not shared between threads (a Pillow rule); separate images
+may be opened, decoded and saved from several threads at once.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import IO, Any
+
+from PIL import Image, ImageFile
+
+FORMAT = "VQC"
+EXTENSIONS = (".vqc",)
+MIME = "image/x-vqc"
+# image pixel formats of the header -> Pillow mode
+MODES = {"rgb24": "RGB", "rgba32": "RGBA", "gray8": "L", "graya16": "LA"}
+# Model used by Image.open to decode (name, bundle path or CodecModel; it must be the file's
+# model). None: the model the file names, from the bundled registry. Pillow's open() takes no
+# options, so this is a module setting, like PIL.AvifImagePlugin.DECODE_CODEC_CHOICE.
+DECODE_MODEL: Any = None
+
+
+def _accept(prefix: bytes) -> bool:
+    from vqcodec.container.spec import MAGIC
+
+    return prefix[: len(MAGIC)] == MAGIC
+
+
+class VqcImageFile(ImageFile.ImageFile):
+    """A ``.vqc`` file as a Pillow image: the header on open, the pixels on ``load()``."""
+
+    format = FORMAT
+    format_description = "vqcodec learned VQ image/video"
+    _frame = 0
+    _vqc_bytes: bytes | None = None
+
+    def _open(self) -> None:
+        from vqcodec.container import ContainerReader
+        from vqcodec.errors import VQCError
+
+        assert self.fp is not None
+        self._start = self.fp.tell()
+        try:
+            with ContainerReader(self.fp) as reader:
+                header = reader.header
+        except VQCError as exc:
+            # SyntaxError is how a Pillow plugin says "not a valid file of my format"
+            raise SyntaxError(f"not a valid .vqc file: {exc}") from exc
+        if header.media == "image":
+            mode = MODES.get(header.pixel_format)
+            if mode is None:
+                raise SyntaxError(f"unsupported .vqc image pixel format {header.pixel_format!r}")
+            self.n_frames = 1
+        else:
+            mode = "RGB"
+            self.n_frames = max(1, header.frame_count)
+            if header.fps_num and header.fps_den:
+                self.info["duration"] = 1000.0 * header.fps_den / header.fps_num
+        self.is_animated = self.n_frames > 1
+        self._header = header
+        self._mode = mode
+        self._size = (header.width, header.height)
+        self.info["vqc"] = {
+            "media": header.media,
+            "model": header.model_name,
+            "quality": header.quality,
+            "pixel_format": header.pixel_format,
+        }
+        self._set_tile()
+
+    def _set_tile(self) -> None:
+        # a raw tile over a buffer that load() fills with the decoded pixels
+        self.tile = [ImageFile._Tile("raw", (0, 0, *self.size), 0, self.mode)]
+
+    def seek(self, frame: int) -> None:
+        if not self._seek_check(frame):
+            return
+        self._frame = frame
+        self._set_tile()
+
+    def tell(self) -> int:
+        return self._frame
+
+    def load(self) -> Any:
+        if self.tile:
+            if self._vqc_bytes is None:
+                assert self.fp is not None
+                self.fp.seek(self._start)
+                self._vqc_bytes = self.fp.read()
+            pixels = self._decode_pixels(self._vqc_bytes)
+            if self.fp is not None and self._exclusive_fp:
+                self.fp.close()
+            # the raw tile set by _open/seek now reads the decoded pixels
+            self.fp = io.BytesIO(pixels)
+        return super().load()
+
+    def load_seek(self, pos: int) -> None:
+        assert self.fp is not None
+        self.fp.seek(pos)
+
+    def _decode_pixels(self, data: bytes) -> bytes:
+        if self._header.media == "image":
+            from vqcodec.codec.image import decode_image
+
+            array = decode_image(data, output="numpy", model=DECODE_MODEL)
+        else:
+            array = _video_frame(io.BytesIO(data), self._frame)
+        return bytes(array.tobytes())
+
+
+def _video_frame(source: IO[bytes], index: int) -> Any:
+    """Frame ``index`` of a video ``.vqc`` as (H, W, 3) uint8."""
+    from vqcodec.codec.video import VideoDecoder
+    from vqcodec.errors import FormatError
+
+    with VideoDecoder(source) as decoder:
+        decoder.seek(index)
+        for frame in decoder:
+            return _as_rgb_array(frame)
+    raise FormatError(f"video has no frame {index}", field="frame_index")
+
+
+def _as_rgb_array(frame: Any) -> Any:
+    import numpy as np
+
+    if isinstance(frame, Image.Image):
+        return np.asarray(frame.convert("RGB"))
+    array = getattr(frame, "rgb", frame)
+    return np.ascontiguousarray(np.asarray(array, dtype=np.uint8))
+
+
+def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    from vqcodec.codec.image import encode_image
+
+    options = im.encoderinfo
+    data = encode_image(
+        im,
+        options.get("quality"),
+        bpp=options.get("bpp"),
+        psnr=options.get("psnr"),
+        model=options.get("model"),
+    )
+    fp.write(data)
+
+
+_registered = False
+
+
+def register() -> None:
+    """Make Pillow open and save ``.vqc`` files (idempotent; ``import vqcodec`` calls it)."""
+    global _registered
+    if _registered:
+        return
+    Image.register_open(FORMAT, VqcImageFile, _accept)
+    Image.register_save(FORMAT, _save)
+    Image.register_extensions(FORMAT, list(EXTENSIONS))
+    Image.register_mime(FORMAT, MIME)
+    _registered = True
+
+
+__all__ = ["FORMAT", "MIME", "VqcImageFile", "register"]
