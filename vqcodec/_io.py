@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO, Any, BinaryIO
 
-PathOrFile = str | os.PathLike[str] | BinaryIO
+PathOrFile = str | os.PathLike[str] | BinaryIO | IO[bytes]
 
 
 def is_path(obj: Any) -> bool:

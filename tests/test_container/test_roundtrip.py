@@ -378,3 +378,18 @@ def test_chunks_reports_crc_status_before_raising():
         for c in ContainerReader(io.BytesIO(bytes(data))).chunks():
             seen.append(c)
     assert [c.crc_ok for c in seen] == [True, True, True, False] and info.value.offset == good[3].offset
+
+
+def test_pipe_reading_resumes_after_an_early_break_and_stays_failed_after_an_error():
+    data = make_file(VIDEO, count=6)
+    with ContainerReader(Pipe(data)) as reader:
+        for frame in reader.frames():
+            if frame.index == 1:
+                break
+        assert [f.index for f in reader.frames()] == [2, 3, 4, 5]
+        assert list(reader.frames()) == []
+    with ContainerReader(Pipe(data[:-30])) as reader:
+        with pytest.raises(TruncatedError):
+            list(reader.frames())
+        with pytest.raises(TruncatedError):
+            list(reader.frames())

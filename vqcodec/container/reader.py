@@ -22,7 +22,7 @@ from vqcodec.container import spec
 from vqcodec.container.chunks import ChunkInfo, Source, checksum_error
 from vqcodec.container.header import Header, unpack_header
 from vqcodec.container.index import KeyFrame, KeyFrameMap, decode_index, locate_key_frames, scan
-from vqcodec.errors import FormatError, LimitError, TruncatedError, UnsupportedVersionError
+from vqcodec.errors import FormatError, LimitError, TruncatedError, UnsupportedVersionError, VQCError
 
 SideChunk = tuple[bytes, bytes]  # (type, data)
 
@@ -84,6 +84,7 @@ class ContainerReader:
         self._key_map: KeyFrameMap | None = None
         self._start: KeyFrame | None = None  # where the next frames() starts on a seekable source
         self._walk: Iterator[tuple[ChunkInfo, Frame | None]] | None = None
+        self._error: VQCError | None = None
         self.end: EndInfo | None = None
         self._end_pos: int | None = None
         self.trailing_chunks: tuple[SideChunk, ...] = ()
@@ -212,11 +213,24 @@ class ContainerReader:
 
     # -- the walk over the body ---------------------------------------------------------------
     def _iterate(self) -> Iterator[tuple[ChunkInfo, Frame | None]]:
+        if not self.seekable and self._error is not None:
+            raise self._error  # a stream that failed cannot be read further
         if self.seekable or self._walk is None:
             if not self.seekable and self._end_pos is not None:
                 return  # a stream read to its end has nothing more to give
             self._walk = self._body(self._start)
-        yield from self._walk
+        walk = self._walk
+        # next() by hand, not ``yield from``: a caller that stops early closes this generator, and
+        # that must not close the walk, so a later frames() on a pipe continues where this one stopped
+        while True:
+            try:
+                item = next(walk)
+            except StopIteration:
+                return
+            except VQCError as exc:
+                self._error = exc
+                raise
+            yield item
 
     def _body(self, start: KeyFrame | None) -> Iterator[tuple[ChunkInfo, Frame | None]]:
         """(chunk, frame or None) for each chunk from ``start`` (None: the first body chunk) to VEND."""
