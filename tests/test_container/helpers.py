@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+from pathlib import Path
 
 from vqcodec.container import ContainerReader, ContainerWriter, Frame, Header
 
+REPO = Path(__file__).resolve().parents[2]
+VECTORS = REPO / "formats" / "vectors"
 VIDEO = Header(media="video", width=40, height=30, fps_num=25, fps_den=1, frame_count=0, model_name="t")
 
 

@@ -10,7 +10,7 @@ import tracemalloc
 
 import pytest
 
-from tests.test_container.helpers import VIDEO, Pipe, make_file, read_all
+from test_container.helpers import VIDEO, Pipe, make_file, read_all
 from vqcodec.container import ContainerReader, ContainerWriter, Header, encode_chunk, spec
 from vqcodec.container.header import pack_header
 from vqcodec.errors import FormatError, LimitError, TruncatedError, VQCError

@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from tests.test_container.helpers import VIDEO, Pipe, Sink, make_file, payload, read_all
+from test_container.helpers import VIDEO, Pipe, Sink, make_file, payload, read_all
 from vqcodec.container import ContainerReader, ContainerWriter, Header, Limits, encode_chunk, limits, spec
 from vqcodec.errors import ChecksumError, FormatError, LimitError, TruncatedError, UnsupportedVersionError
 

@@ -15,8 +15,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, VECTORS
-from tests.test_container.helpers import Pipe
+from test_container.helpers import REPO, VECTORS, Pipe
 from vqcodec import errors
 from vqcodec.cli import main
 from vqcodec.container import ContainerReader, Header
