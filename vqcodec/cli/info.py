@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from vqcodec.container import ChunkInfo, ContainerReader, gop_lengths
+from vqcodec.container import ChunkInfo, ContainerReader, gop_lengths, spec
 from vqcodec.errors import VQCError
 
 PRIMARIES = {1: "BT.709/sRGB", 2: "unspecified", 5: "BT.601 625", 6: "BT.601 525", 9: "BT.2020", 12: "P3-D65"}
@@ -64,6 +64,11 @@ def inspect(src: Any) -> tuple[dict[str, Any], BaseException | None]:
             report["trailing_bytes"] = reader.trailing_bytes
     except VQCError as exc:
         error = exc
+        if "version" not in report and isinstance(src, str) and src != "-":
+            with open(src, "rb") as f:  # the header failed: show the version if the preamble is sound
+                preamble = f.read(spec.PREAMBLE_SIZE)
+            if len(preamble) == spec.PREAMBLE_SIZE and preamble.startswith(spec.MAGIC):
+                report["version"] = "{}.{}".format(*spec.PREAMBLE.unpack(preamble)[1:])
     report["chunks"] = [_chunk_dict(c) for c in chunks]
     report["valid"] = error is None
     report["error"] = None if error is None else f"{type(error).__name__}: {error}"
@@ -152,11 +157,10 @@ def _content(c: dict[str, Any]) -> str:
     if c["type"] == "FRAM":
         text = f"frame {c['frame_index']}{' key' if c['key'] else ''}"
         return text if c["crc"] == "ok" else f"{text} (damaged: fields not trustworthy)"
-    names = {"HEAD": "header", "indx": "key-frame index", "VEND": "end of container"}
-    if c["type"] in names:
-        return names[c["type"]]
     kind = "critical" if c["critical"] else "ancillary"
-    return f"{kind} side chunk" if c["known"] else f"unknown {kind} chunk"
+    if not c["known"]:
+        return f"unknown {kind} chunk"
+    return spec.CHUNK_TYPES.get(c["type"].encode(), f"{kind} side chunk")
 
 
 def _structure_lines(report: dict[str, Any]) -> list[str]:
@@ -172,7 +176,9 @@ def _structure_lines(report: dict[str, Any]) -> list[str]:
     rows.append(("payload", f"{report.get('payload_bytes', 0)} bytes in frames"))
     index = report.get("index")
     if index:
-        rows.append(("index", f"{(index['length'] - 4) // 12} entries at offset {index['offset']}"))
+        entries = (index["length"] - 4) // 12
+        noun = "entry" if entries == 1 else "entries"
+        rows.append(("index", f"{entries} {noun} at offset {index['offset']}"))
     else:
         rows.append(("index", "none"))
     if report.get("skipped_chunks"):
