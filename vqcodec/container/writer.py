@@ -22,6 +22,11 @@ from vqcodec.errors import LimitError
 Buffer = bytes | bytearray | memoryview
 
 
+def _byte_view(data: Buffer) -> bytes | memoryview:
+    """``data`` as a sequence of bytes, so ``len()`` counts bytes even for a typed memoryview/array."""
+    return data if isinstance(data, bytes) else memoryview(data).cast("B")
+
+
 class _Abandoned(Exception):
     """Thrown into the output context to make it discard a temporary file."""
 
@@ -77,6 +82,7 @@ class ContainerWriter:
     def write_frame(self, payload: Buffer, *, key: bool) -> int:
         """Write the next frame's payload as one FRAM chunk; returns its frame index."""
         self._check_open()
+        payload = _byte_view(payload)
         index = self._frames
         if index == 0 and not key:
             raise ValueError("the first frame must be a key frame")
@@ -116,6 +122,7 @@ class ContainerWriter:
                 f"critical chunk type {chunk_type.decode()} is not registered: add it to "
                 "vqcodec/container/spec.py CHUNK_TYPES and formats/vqc-v1.md"
             )
+        data = _byte_view(data)
         if len(data) > self.limits.max_chunk_length:
             raise LimitError(
                 f"{chunk_type.decode()} chunk of {len(data)} bytes is over the chunk length limit"
@@ -177,13 +184,14 @@ class ContainerWriter:
 
     def _write(self, data: Buffer) -> None:
         view = memoryview(data).cast("B")
+        size = len(view)
         while view:
             written = self._stream.write(view)
             # raw (unbuffered) streams may write less than asked; buffered ones write all or raise
             if written is None or written >= len(view):
                 break
             view = view[written:]
-        self._offset += len(data) if not isinstance(data, memoryview) else data.nbytes
+        self._offset += size
 
     def _flush(self) -> None:
         flush = getattr(self._stream, "flush", None)
