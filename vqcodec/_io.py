@@ -12,6 +12,10 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO, Any, BinaryIO
 
+# read once at import (os.umask can only be read by setting it, which is not thread-safe later)
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 PathOrFile = str | os.PathLike[str] | BinaryIO | IO[bytes]
 
 
@@ -56,6 +60,8 @@ def atomic_output(dst: PathOrFile, *, force: bool = True, inputs: tuple[Any, ...
         raise FileExistsError(f"{os.fspath(dst)} exists (use --force to overwrite)")  # type: ignore[arg-type]
     folder = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(prefix=".vqc-", suffix=".part", dir=folder)
+    # mkstemp makes the file 0600: give it the mode a plain open() would (or the replaced file's)
+    os.fchmod(fd, os.stat(path).st_mode & 0o7777 if os.path.exists(path) else 0o666 & ~_UMASK)
     f: IO[bytes] = os.fdopen(fd, "wb")
     try:
         yield f  # type: ignore[misc]
@@ -64,7 +70,9 @@ def atomic_output(dst: PathOrFile, *, force: bool = True, inputs: tuple[Any, ...
         f.close()
         os.replace(tmp, path)
     except BaseException:
-        f.close()
+        # close() flushes again and fails again on a full disk: that must not skip the unlink
+        with contextlib.suppress(OSError):
+            f.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
