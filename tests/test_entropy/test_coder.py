@@ -128,3 +128,52 @@ def test_corruption_and_truncation_raise():
             decode_symbols(bytes(bad), tables, freqs)
     with pytest.raises(FormatError):
         decode_symbols(data + b"\x07\x00\x00\x00", tables, freqs)
+
+
+def _reference_decode(body: bytes, tables: list[int], freqs: np.ndarray) -> list[int]:
+    """Pure-Python decoder written from formats/vqc-v1.md ("Entropy payload", Body: rANS)."""
+    rows = []
+    for row in freqs.tolist():
+        row = [f for f in row if f > 0]
+        total, k = sum(row), len(row)
+        cum = [0]
+        for f in row:
+            cum.append(cum[-1] + f)
+        c24 = [cum[i] * ((1 << 24) - k) // total + i for i in range(k)] + [1 << 24]
+        rows.append(c24)
+    padded = body + b"\0" * (-len(body) % 4)
+    words = [int.from_bytes(padded[i : i + 4], "little") for i in range(0, len(padded), 4)]
+    x = 0
+    if words:
+        x = words.pop()
+        assert x != 0
+        while x < 1 << 32 and words:
+            x = (x << 32) | words.pop()
+    # symbols are coded grouped by table, in increasing table order
+    order = sorted(range(len(tables)), key=lambda i: (tables[i], i))
+    out = [0] * len(tables)
+    for i in order:
+        c24 = rows[tables[i]]
+        if len(c24) == 2:  # one-symbol table: no bits
+            continue
+        q = x & ((1 << 24) - 1)
+        s = max(j for j in range(len(c24) - 1) if c24[j] <= q)
+        x = (x >> 24) * (c24[s + 1] - c24[s]) + q - c24[s]
+        if x < 1 << 32 and words:
+            x = (x << 32) | words.pop()
+        out[i] = s
+    assert x == 0 and not words
+    return out
+
+
+def test_spec_reference_decoder_agrees():
+    rng = np.random.default_rng(6)
+    freqs = np.zeros((3, 20), dtype=np.int64)
+    freqs[0] = quantize_pmf(rng.dirichlet(np.full(20, 0.3)), 16)
+    freqs[1, :5] = quantize_pmf(rng.dirichlet(np.ones(5)), 16)
+    freqs[2, :1] = 1 << 16
+    for n in (0, 1, 7, 300):
+        tables = rng.integers(0, 3, n)
+        symbols = _sample(rng, freqs, tables)
+        body = encode_symbols(symbols, tables, freqs)
+        assert _reference_decode(body, tables.tolist(), freqs) == symbols.tolist()
