@@ -120,6 +120,7 @@ def video_corpus(model: Any, model_arg: str | None) -> list[CorpusFile]:
     import io
 
     import numpy as np
+
     from vqcodec.codec.video import VideoEncoder
 
     frames = []
