@@ -58,12 +58,24 @@ def num_levels(height: int, width: int, max_levels: int) -> int:
 
 
 class Pass:
-    """One batch of positions: rows/cols (n,), neighbour offsets (m, 2), phase, finest flag."""
+    """One batch of positions of an (H, W) map.
 
-    __slots__ = ("rows", "cols", "offsets", "phase", "finest")
+    rows, cols (n,): the positions; offsets (m, 2): neighbour offsets; phase, finest: for the
+    context key; neighbours (n, m): flat indices (row * W + col) of the neighbours, clipped into
+    the map; inside (n, m): which neighbours really are inside the map; flat (n,): own indices.
+    """
 
-    def __init__(self, rows: I64, cols: I64, offsets: I64, phase: int, finest: bool):
+    __slots__ = ("rows", "cols", "offsets", "phase", "finest", "neighbours", "inside", "flat")
+
+    def __init__(self, rows: I64, cols: I64, offsets: I64, phase: int, finest: bool, height: int, width: int):
         self.rows, self.cols, self.offsets, self.phase, self.finest = rows, cols, offsets, phase, finest
+        r = rows[:, None] + offsets[None, :, 0]
+        c = cols[:, None] + offsets[None, :, 1]
+        self.inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
+        self.neighbours = np.clip(r, 0, max(height - 1, 0)) * width + np.clip(c, 0, max(width - 1, 0))
+        self.flat = rows * width + cols
+        for a in (self.rows, self.cols, self.inside, self.neighbours, self.flat):
+            a.setflags(write=False)
 
 
 @lru_cache(maxsize=64)
@@ -74,17 +86,15 @@ def pass_plan(height: int, width: int, levels: int) -> tuple[Pass, ...]:
     top = 1 << levels
     plan = []
     root = (rows % top == 0) & (cols % top == 0)
-    plan.append(Pass(rows[root], cols[root], np.zeros((0, 2), dtype=np.int64), PHASE_ROOT, levels == 0))
+    no_offsets = np.zeros((0, 2), dtype=np.int64)
+    plan.append(Pass(rows[root], cols[root], no_offsets, PHASE_ROOT, levels == 0, height, width))
     for level in range(levels - 1, -1, -1):
         st, g = 1 << level, 2 << level
         on = (rows % st == 0) & (cols % st == 0)
         for phase, (ri, ci) in ((PHASE_A, (st, st)), (PHASE_B, (0, st)), (PHASE_C, (st, 0))):
             sel = on & (rows % g == ri) & (cols % g == ci)
             offsets = np.array(_PHASE_OFFSETS[phase], dtype=np.int64) * st
-            plan.append(Pass(rows[sel], cols[sel], offsets, phase, level == 0))
-    for p in plan:
-        p.rows.setflags(write=False)
-        p.cols.setflags(write=False)
+            plan.append(Pass(rows[sel], cols[sel], offsets, phase, level == 0, height, width))
     return tuple(plan)
 
 
@@ -101,40 +111,39 @@ def candidates(
     codes of the previous stream or None; ref / ref_prev: the reference frame's codes of this
     stream and of the previous stream (video), or None.
     """
-    height, width = current.shape
-    n = p.rows.shape[0]
-    values, weights = [], []
-    here_prev = prev[p.rows, p.cols] if prev is not None else None
-    for dr, dc in p.offsets:
-        r, c = p.rows + dr, p.cols + dc
-        inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
-        r, c = np.clip(r, 0, height - 1), np.clip(c, 0, width - 1)
-        w = inside.astype(np.int64)
-        if prev is not None and here_prev is not None:
-            w = w * (1 + PREV_AGREE_WEIGHT * (prev[r, c] == here_prev))
-        values.append(current[r, c])
-        weights.append(w)
+    n, m0 = p.neighbours.shape
+    flat_cur = current.reshape(-1)
+    v = flat_cur[p.neighbours]
+    w = p.inside.astype(np.int64)
+    here_prev = None
+    if prev is not None:
+        flat_prev = prev.reshape(-1)
+        here_prev = flat_prev[p.flat]
+        w = w * (1 + PREV_AGREE_WEIGHT * (flat_prev[p.neighbours] == here_prev[:, None]))
     if ref is not None:
-        w = np.full(n, REF_WEIGHT, dtype=np.int64)
+        wr = np.full((n, 1), REF_WEIGHT, dtype=np.int64)
         if ref_prev is not None and here_prev is not None:
-            w = w * (1 + PREV_AGREE_WEIGHT * (ref_prev[p.rows, p.cols] == here_prev))
-        values.append(ref[p.rows, p.cols])
-        weights.append(w)
-    m = len(values)
+            wr = wr * (1 + PREV_AGREE_WEIGHT * (ref_prev.reshape(-1)[p.flat] == here_prev))[:, None]
+        v = np.concatenate([v, ref.reshape(-1)[p.flat][:, None]], axis=1)
+        w = np.concatenate([w, wr], axis=1)
+    m = v.shape[1]
     cand = np.full((n, MAX_CANDIDATES), NO_CANDIDATE, dtype=np.int64)
     top = np.zeros(n, dtype=np.int64)
     second = np.zeros(n, dtype=np.int64)
     if m and n:
-        v = np.stack(values, axis=1)
-        w = np.stack(weights, axis=1)
+        # absent neighbours get distinct negative values so that they never pool with anything
         avail = w > 0
-        same = (v[:, :, None] == v[:, None, :]) & avail[:, None, :]
-        votes = (same * w[:, None, :]).sum(axis=2)
-        earlier = np.tril(np.ones((m, m), dtype=bool), k=-1)  # [j, k]: k < j
-        duplicate = (same & earlier[None]).any(axis=2)
-        votes = np.where(avail & ~duplicate, votes, 0)
-        # order: larger vote first, then earlier neighbour; the key is unique per row
-        order = np.argsort(-votes * 64 + np.arange(m)[None, :], axis=1)
+        v = np.where(avail, v, -1 - np.arange(m)[None, :])
+        votes = np.zeros((n, m), dtype=np.int64)
+        first = np.ones((n, m), dtype=bool)  # first neighbour (in list order) with its value
+        for k in range(m):
+            same = v == v[:, k : k + 1]
+            votes += same * w[:, k : k + 1]
+            if k:
+                first[:, k] = ~same[:, :k].any(axis=1)
+        votes = np.where(avail & first, votes, 0)
+        # order: larger vote first, then earlier neighbour (stable sort keeps list order on ties)
+        order = np.argsort(-votes, axis=1, kind="stable")
         votes = np.take_along_axis(votes, order, axis=1)
         v = np.take_along_axis(v, order, axis=1)
         k = min(m, MAX_CANDIDATES)
@@ -156,9 +165,10 @@ def _swaps(cand: I64, alphabet: int) -> list[tuple[int, I64, npt.NDArray[np.bool
         cj = cur[:, j].copy()
         active = cj < NO_CANDIDATE
         out.append((j, cj, active))
-        for k in range(j + 1, cur.shape[1]):
-            col = cur[:, k]
-            cur[:, k] = np.where(active & (col == j), cj, np.where(active & (col == cj), j, col))
+        rest = cur[:, j + 1 :]
+        act = active[:, None]
+        swapped = np.where(act & (rest == cj[:, None]), j, rest)
+        cur[:, j + 1 :] = np.where(act & (rest == j), cj[:, None], swapped)
     return out
 
 
