@@ -66,19 +66,21 @@ class Pass:
     """
 
     __slots__ = ("rows", "cols", "offsets", "phase", "finest", "neighbours", "inside", "flat")
+    neighbours: npt.NDArray[np.integer]
 
     def __init__(self, rows: I64, cols: I64, offsets: I64, phase: int, finest: bool, height: int, width: int):
         self.rows, self.cols, self.offsets, self.phase, self.finest = rows, cols, offsets, phase, finest
         r = rows[:, None] + offsets[None, :, 0]
         c = cols[:, None] + offsets[None, :, 1]
         self.inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
-        self.neighbours = np.clip(r, 0, max(height - 1, 0)) * width + np.clip(c, 0, max(width - 1, 0))
+        index = np.clip(r, 0, max(height - 1, 0)) * width + np.clip(c, 0, max(width - 1, 0))
+        self.neighbours = index.astype(np.int32) if height * width < 1 << 31 else index
         self.flat = rows * width + cols
         for a in (self.rows, self.cols, self.inside, self.neighbours, self.flat):
             a.setflags(write=False)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=8)  # a plan takes about 45 bytes per position
 def pass_plan(height: int, width: int, levels: int) -> tuple[Pass, ...]:
     """The passes covering an (H, W) map exactly once, in decoding order (see module doc)."""
     rows, cols = np.mgrid[0:height, 0:width]
