@@ -5,6 +5,7 @@ import pytest
 
 from vqcodec.entropy import context as ctx
 from vqcodec.entropy.priors import FactorizedPrior, SpatialContextPrior, load_prior
+from vqcodec.errors import FormatError
 
 
 def _smooth_codes(rng, n, streams, shape, k):
@@ -114,7 +115,7 @@ def test_reference_coding():
     assert with_ref < 0.8 * without
     payload = prior.encode(nxt[0], reference=frames[0])
     assert np.array_equal(prior.decode(payload, nxt[0].shape, reference=frames[0]), nxt[0])
-    with pytest.raises(ValueError):
+    with pytest.raises(FormatError, match="flags"):
         prior.decode(payload, nxt[0].shape)  # reference required
     plain = SpatialContextPrior.fit(frames, alphabet)
     with pytest.raises(ValueError):

@@ -32,7 +32,7 @@ def test_fit_command_line(tmp_path):
     codes = _blocky(rng, 6)
     np.savez(tmp_path / "codes.npz", **{f"img{i}": c for i, c in enumerate(codes)})
     out = tmp_path / "prior.npz"
-    cmd = [sys.executable, "-m", "vqcodec.entropy.fit", str(tmp_path / "codes.npz"), "--alphabet", "64",
+    cmd = [sys.executable, "-m", "vqcodec.entropy", str(tmp_path / "codes.npz"), "--alphabet", "64",
            "--kind", "spatial_context", "-o", str(out)]
     subprocess.run(cmd, check=True, capture_output=True)
     prior = load_prior_file(out)

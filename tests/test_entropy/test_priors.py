@@ -112,8 +112,10 @@ def test_payload_header_errors():
             prior.decode(bytes(bad), c.shape)
     # a payload flagged as reference-coded needs reference=
     flagged = payload[:2] + bytes([FLAG_REFERENCE]) + payload[3:]
-    with pytest.raises(ValueError):
+    with pytest.raises(FormatError, match="flags"):
         prior.decode(flagged, c.shape)
+    with pytest.raises(FormatError, match="flags"):
+        prior.decode(flagged, c.shape, reference=c)
 
 
 def test_concatenated_payloads_split():

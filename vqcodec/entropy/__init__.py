@@ -6,6 +6,8 @@ numpy + constriction only (never torch).  Public API:
             decode_symbols(data, tables, freqs) -> (N,) int32
   priors:   FactorizedPrior, SpatialContextPrior (fit / encode / decode / ideal_bits /
             state_dict / config), load_prior(config, arrays)
+  fit:      fit_prior(codes, alphabet, kind="auto"|"factorized"|"spatial_context", references=None)
+            (auto = pick by held-out bits); python -m vqcodec.entropy for scripts
   payload:  the self-delimiting payload header (formats/vqc-v1.md, "Entropy payload")
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from vqcodec.entropy.cdf import quantize_pmf
 from vqcodec.entropy.coder import CodingTables, decode_symbols, encode_symbols
+from vqcodec.entropy.fit import fit_prior, load_prior_file, save_prior_file
 from vqcodec.entropy.payload import PayloadHeader, parse_header, split_payload
 from vqcodec.entropy.priors import CodePrior, FactorizedPrior, SpatialContextPrior, load_prior
 
@@ -28,4 +31,7 @@ __all__ = [
     "FactorizedPrior",
     "SpatialContextPrior",
     "load_prior",
+    "fit_prior",
+    "load_prior_file",
+    "save_prior_file",
 ]

@@ -8,7 +8,7 @@ everything (the context prior also picks per stream between context and factoriz
 Command line (codes saved by the trainer or a script as .npz, any array names, each (S, H, W);
 optional reference arrays named ``<name>.ref`` hold the previous frame's codes for video)::
 
-    python -m vqcodec.entropy.fit CODES.npz [...] --alphabet 1024,1024,1024 [--kind auto] -o PRIOR.npz
+    python -m vqcodec.entropy CODES.npz [...] --alphabet 1024,1024,1024 [--kind auto] -o PRIOR.npz
 
 The output .npz holds the prior's ``state_dict()`` arrays and its ``config()`` as JSON text
 under ``__config__``; ``load_prior_file`` reads it back.
@@ -78,7 +78,7 @@ def load_prior_file(path: str | Path) -> CodePrior:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vqcodec.entropy.fit",
+    ap = argparse.ArgumentParser(prog="python -m vqcodec.entropy",
                                  description="Fit an entropy prior on codes.")
     ap.add_argument("inputs", nargs="+", help=".npz files of codes arrays (S, H, W)")
     ap.add_argument("--alphabet", required=True, help="symbols per stream, comma separated (e.g. 1024,1024)")

@@ -153,6 +153,8 @@ class CodePrior:
 
         Raises TruncatedError / FormatError (with offset and field) for bad payloads, and
         before allocating anything sized by the payload, checks its shape against ``shape``.
+        ``reference`` (the previous frame's codes, >= S' streams) is used only when the payload
+        says it was coded against one (FormatError if it is then missing).
         """
         want = tuple(int(v) for v in shape)
         if len(want) != 3 or not 1 <= want[0] <= self.num_streams or min(want) < 0:
@@ -165,9 +167,16 @@ class CodePrior:
             raise FormatError(f"payload holds codes {header.shape}, expected {want}", offset=3, field="shape")
         if end != len(payload):
             raise FormatError(f"{len(payload) - end} bytes after the payload body", offset=end, field="body")
-        ref = self._check_reference(reference, want) if header.reference else None
-        if header.reference and ref is None:
-            raise ValueError("payload was coded against reference codes; pass reference=")
+        ref = None
+        if header.reference:
+            # A flag the prior cannot honour, or no reference to decode against: not decodable.
+            if not self.supports_reference:
+                raise FormatError(f"payload is flagged as reference-coded but the {self.name} prior "
+                                  "has no reference contexts", offset=2, field="flags")
+            if reference is None:
+                raise FormatError("payload is coded against a reference frame; none was given",
+                                  offset=2, field="flags")
+            ref = self._check_reference(reference, want)
         decoder = SymbolDecoder(body, self.tables)
         codes = self._decode_codes(decoder, (want[0], want[1], want[2]), ref)
         decoder.finish()
