@@ -206,6 +206,7 @@ def _explicit_format(name: str | None) -> str | None:
 
     fmt = name.upper().lstrip(".")
     fmt = {"JPG": "JPEG", "TIF": "TIFF"}.get(fmt, fmt)
+    Image.init()  # Pillow registers its save handlers lazily
     if fmt not in Image.SAVE:
         raise CommandError(f"unknown image format {name!r} (try png, jpeg, webp, tiff, bmp)")
     return fmt
