@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -309,7 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     result: dict[str, Any] = {"machine": {"python": platform.python_version(), "numpy": np.__version__,
-                                          "cpu": platform.processor() or platform.machine()}}
+                                          "cpu": platform.processor() or platform.machine(),
+                                          "cpu_count": os.cpu_count(),
+                                          "load_average_at_start": os.getloadavg()}}
+    print(f"load average at start: {os.getloadavg()} on {os.cpu_count()} CPUs (timings are single-threaded)")
     syn = synthetic(args.quick)
     result["synthetic"] = syn
     print("\n== synthetic: ~5 KB payloads (ideal = cross-entropy under the integer tables) ==")

@@ -177,3 +177,22 @@ def test_spec_reference_decoder_agrees():
         symbols = _sample(rng, freqs, tables)
         body = encode_symbols(symbols, tables, freqs)
         assert _reference_decode(body, tables.tolist(), freqs) == symbols.tolist()
+
+
+def test_grouping_strategies_give_identical_bytes(monkeypatch):
+    import vqcodec.entropy.coder as coder_module
+
+    rng = np.random.default_rng(7)
+    freqs = quantize_pmf(rng.dirichlet(np.full(30, 0.5), size=40), 16)
+    tables = rng.integers(0, 40, 3000)
+    symbols = _sample(rng, freqs, tables)
+    few = tables % 5
+    reference = {name: encode_symbols(symbols, t, freqs) for name, t in (("many", tables), ("few", few))}
+    for limit in (0, 1000):  # force the sort path, then the comparison path
+        monkeypatch.setattr(coder_module, "FEW_TABLES", limit)
+        for name, t in (("many", tables), ("few", few)):
+            assert encode_symbols(symbols, t, freqs) == reference[name]
+            assert np.array_equal(decode_symbols(reference[name], t, freqs), symbols)
+    order = np.argsort(tables, kind="stable")  # already sorted tables take the slice path
+    assert np.array_equal(decode_symbols(encode_symbols(symbols[order], tables[order], freqs), tables[order],
+                                         freqs), symbols[order])

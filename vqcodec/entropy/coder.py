@@ -89,15 +89,26 @@ def effective_cdf24(freqs_row: npt.ArrayLike) -> npt.NDArray[np.int64]:
     return np.concatenate([left, [1 << CODER_PRECISION]])
 
 
-def _groups(tables: npt.NDArray[np.int64], num_tables: int) -> tuple[npt.NDArray[np.int64] | None,
-                                                                    npt.NDArray[np.int64]]:
-    """Coding order (None when ``tables`` is already sorted) and symbols per table."""
-    counts = np.bincount(tables, minlength=num_tables).astype(np.int64)
+Group = tuple[int, "slice | npt.NDArray[np.intp]"]
+
+#: Up to this many distinct tables in a batch, groups are found by one comparison pass per
+#: table; beyond, by one stable sort.  Both give index order within a table.
+FEW_TABLES = 16
+
+
+def _groups(tables: npt.NDArray[np.int64], num_tables: int) -> list[Group]:
+    """(table, positions) for every table used in the batch, in increasing table order."""
+    counts = np.bincount(tables, minlength=num_tables)
+    used = np.flatnonzero(counts)
     if tables.size < 2 or bool(np.all(tables[1:] >= tables[:-1])):
-        return None, counts
-    # Stable radix sort for small integer dtypes: the order within a table is index order.
-    key = tables.astype(np.uint16) if num_tables <= 1 << 16 else tables
-    return np.argsort(key, kind="stable"), counts
+        ends = np.cumsum(counts)
+        return [(int(t), slice(int(ends[t] - counts[t]), int(ends[t]))) for t in used]
+    if used.size <= FEW_TABLES:
+        return [(int(t), np.flatnonzero(tables == t)) for t in used]
+    key = tables.astype(np.uint16) if num_tables <= 1 << 16 else tables  # radix sort for uint16
+    order = np.argsort(key, kind="stable")
+    ends = np.cumsum(counts)
+    return [(int(t), order[int(ends[t] - counts[t]) : int(ends[t])]) for t in used]
 
 
 def _check_tables(tables: npt.ArrayLike, ct: CodingTables) -> npt.NDArray[np.int64]:
@@ -106,7 +117,7 @@ def _check_tables(tables: npt.ArrayLike, ct: CodingTables) -> npt.NDArray[np.int
         raise ValueError(f"tables must be 1-D, got shape {t.shape}")
     if t.size and not np.issubdtype(t.dtype, np.integer):
         raise ValueError(f"table indices must be integers, got {t.dtype}")
-    t = t.astype(np.int64)
+    t = np.asarray(t, dtype=np.int64)
     if t.size and (t.min() < 0 or t.max() >= ct.num_tables):
         raise ValueError(f"table index out of range 0..{ct.num_tables - 1}")
     return t
@@ -121,7 +132,7 @@ def encode_batches(batches: Sequence[tuple[npt.ArrayLike, npt.ArrayLike]],
     batch is decoded completely before the next one's tables are needed.
     """
     ct = as_coding_tables(freqs)
-    prepared = []
+    prepared: list[list[tuple[int, npt.NDArray[np.int32]]]] = []
     for symbols, tables in batches:
         t = _check_tables(tables, ct)
         s = np.asarray(symbols)
@@ -131,20 +142,15 @@ def encode_batches(batches: Sequence[tuple[npt.ArrayLike, npt.ArrayLike]],
             continue
         if not np.issubdtype(s.dtype, np.integer):
             raise ValueError(f"symbols must be integers, got {s.dtype}")
-        s = s.astype(np.int64)
         if s.min() < 0 or np.any(s >= ct.sizes[t]):
             raise ValueError("a symbol is outside its table's alphabet")
-        order, counts = _groups(t, ct.num_tables)
-        prepared.append(((s if order is None else s[order]).astype(np.int32), counts))
+        prepared.append([(table, s[where].astype(np.int32)) for table, where in _groups(t, ct.num_tables)
+                         if ct.sizes[table] >= 2])
     coder = constriction.stream.stack.AnsCoder()
     # ANS is a stack: push batches and groups last-first so the decoder pops them first-first.
-    for ordered, counts in reversed(prepared):
-        ends = np.cumsum(counts)
-        for table in np.flatnonzero(counts)[::-1]:
-            if ct.sizes[table] < 2:
-                continue
-            end = int(ends[table])
-            coder.encode_reverse(ordered[end - int(counts[table]) : end], ct.model(int(table)))
+    for groups in reversed(prepared):
+        for table, group in reversed(groups):
+            coder.encode_reverse(group, ct.model(table))
     if coder.is_empty():
         return b""
     body = np.asarray(coder.get_compressed(), dtype="<u4").tobytes()
@@ -183,23 +189,16 @@ class SymbolDecoder:
         """Symbols (N,) int32 of the next batch, whose table indices are ``tables`` (N,)."""
         ct = self.tables
         t = _check_tables(tables, ct)
-        ordered = np.zeros(t.shape[0], dtype=np.int32)
+        out = np.zeros(t.shape[0], dtype=np.int32)
         if t.size == 0:
-            return ordered
-        order, counts = _groups(t, ct.num_tables)
-        ends = np.cumsum(counts)
+            return out
         try:
-            for table in np.flatnonzero(counts):
+            for table, where in _groups(t, ct.num_tables):
                 if ct.sizes[table] >= 2:
-                    n = int(counts[table])
-                    end = int(ends[table])
-                    ordered[end - n : end] = self._coder.decode(ct.model(int(table)), n)
+                    n = where.stop - where.start if isinstance(where, slice) else where.shape[0]
+                    out[where] = self._coder.decode(ct.model(table), n)
         except (ValueError, RuntimeError, AssertionError) as exc:  # constriction reports a bad state
             raise FormatError(f"corrupt coded body: {exc}", field="body") from exc
-        if order is None:
-            return ordered
-        out = np.empty_like(ordered)
-        out[order] = ordered
         return out
 
     def finish(self) -> None:
