@@ -194,9 +194,18 @@ class TemporalCoder:
 
     # -- inter ------------------------------------------------------------------------------
     def encode_inter(
-        self, y: torch.Tensor, previous: torch.Tensor, previous_counts: torch.Tensor, lam: float
+        self,
+        y: torch.Tensor,
+        previous: torch.Tensor,
+        previous_counts: torch.Tensor,
+        lam: float,
+        collect: list[Any] | None = None,
     ) -> tuple[bytes, torch.Tensor, torch.Tensor, float]:
-        """Latents, previous decoded latents and counts -> (payload, yhat, counts, D + lam * bits)."""
+        """Latents, previous decoded latents and counts -> (payload, yhat, counts, D + lam * bits).
+
+        ``collect``: when a list, (contexts (h*w,), counts (h*w,), residual codes (h*w, R)) of the
+        frame is appended to it (the training recipe fits the tables on these).
+        """
         from vqcodec.entropy.coder import encode_batches
         from vqcodec.models.video import count_contexts
 
@@ -228,6 +237,8 @@ class TemporalCoder:
             [(symbols[0], tables[0]), (np.concatenate(symbols[1:]), np.concatenate(tables[1:]))], self.tables
         )
         payload = bytes([FRAME_INTER]) + body
+        if collect is not None:
+            collect.append((tables[0], symbols[0], flat_codes.numpy()))
         distortion = float(error.gather(0, counts[None]).sum())
         return payload, yhat, counts, distortion + lam * 8.0 * len(payload)
 

@@ -170,9 +170,12 @@ class VideoCodec(nn.Module):
             dim=config.image.latent_dim,
             num_quantizers=config.residual_stages,
             codebook_size=config.residual_codebook_size,
-            decay=0.9,
+            # codebooks learned by gradient on the codebook loss (the recipe trains nothing else);
+            # rarely used codes are re-seeded from residuals of the batch
+            ema_update=False,
+            commitment_weight=0.0,
             kmeans_init=False,
-            threshold_ema_dead_code=config.image.threshold_ema_dead_code,
+            dead_code_after_steps=20,
             channel_first=True,
         )
         self.register_buffer("count_freqs", default_count_freqs(config.residual_stages))

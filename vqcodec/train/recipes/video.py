@@ -1,0 +1,326 @@
+"""Training recipe for the temporal part of the video codec (``vqcodec.models.video.VideoCodec``).
+
+The image codec is frozen: the recipe trains the latent-residual quantizer and fits the
+temporal entropy tables, both on ``video_train`` clips only (``<data>/video_train``, DAVIS
+MJPEG clips; ``<data>/video`` is evaluation data and is refused).
+
+1. Data (``build``): every clip is decoded, scaled by ``data.scale`` and cropped to a multiple
+   of the stride; the frozen image encoder turns each frame into latents once (cached in
+   ``data.cache``). A training sample is a pair of consecutive frames' latents.
+2. Training (``VideoResidualModule``): the reference latents of the previous frame are
+   simulated the way the decoder gets them after a key frame, ``yhat = RVQ_s(y_{t-1})`` with a
+   random quality's stage count s; the residual ``r = y_t - yhat`` at the positions worth coding
+   (``||r||^2`` above ``data.min_residual_ratio`` times the intra quantization error there)
+   trains the residual VQ's codebooks (initialised from the image RVQ's later stages) by the
+   codebook loss, with dead-code re-seeding.
+3. Export (``export``): the real encoder (``vqcodec.codec.video.TemporalCoder``) codes GOPs of
+   the cached latents at several quality levels; the stage counts (per context) and the
+   residual codes (per stage) it chooses are counted into integer frequency tables (twice: the
+   second pass decides with the first pass's tables), and the bundle is written with
+   ``save_bundle`` (image weights + residual VQ + tables + the image model's prior).
+
+Config (TOML, see ``vqcodec/train/configs/video_residual.toml``): ``[image]`` ``bundle`` (the image
+model bundle; or ``checkpoint`` + ``config`` of an image training run), ``[model]`` VideoCodecConfig
+fields, ``[data]``, ``[optim]``, ``[trainer]``, ``[export]`` (path, name, description, qualities,
+gop, smoothing).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from vqcodec.models.config import ImageCodecConfig
+from vqcodec.models.image import ImageCodec
+from vqcodec.models.video import TABLE_PRECISION, VideoCodec, VideoCodecConfig
+from vqcodec.train import TrainingModule
+from vqcodec.train.data import REPO, data_root
+
+VIDEO_SUFFIXES = (".mkv", ".mp4", ".webm", ".y4m", ".avi", ".mov")
+FORBIDDEN_FOLDERS = ("video", "kodak")
+
+
+def resolve_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path if path.is_absolute() else REPO / path
+
+
+def training_clips(root: Path | None = None) -> list[Path]:
+    """Sorted clips of ``<data>/video_train``; refuses evaluation folders."""
+    folder = (root or data_root()) / "video_train"
+    if folder.name in FORBIDDEN_FOLDERS:
+        raise ValueError(f"refusing to train on evaluation data: {folder}")
+    clips = sorted(p for p in folder.glob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+    if not clips:
+        raise FileNotFoundError(f"no training clips in {folder}")
+    return clips
+
+
+def load_image_network(image: dict[str, Any]) -> tuple[ImageCodec, Any]:
+    """The frozen image codec and its prior, from ``[image] bundle`` or ``checkpoint`` + ``config``."""
+    if image.get("bundle") and resolve_path(image["bundle"]).is_file():
+        from vqcodec.models.bundle import load_bundle
+
+        network, prior, config, _ = load_bundle(resolve_path(image["bundle"]))
+        if not isinstance(config, ImageCodecConfig):
+            raise ValueError(f"{image['bundle']} is not an image model")
+        return network, prior
+    if not image.get("checkpoint"):
+        raise FileNotFoundError(
+            f"image bundle {image.get('bundle')!r} not found and no [image] checkpoint given"
+        )
+    import tomllib
+
+    with open(resolve_path(image["config"]), "rb") as f:
+        config = ImageCodecConfig.from_dict(dict(tomllib.load(f).get("model", {})))
+    network = ImageCodec(config)
+    checkpoint = torch.load(resolve_path(image["checkpoint"]), map_location="cpu", weights_only=False)
+    state = checkpoint.get("state_dict", checkpoint.get("module", checkpoint))
+    network.load_state_dict({k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")})
+    for name, buffer in network.named_buffers():
+        if name.endswith("initted"):
+            buffer.fill_(True)
+    return network.eval(), None
+
+
+@torch.inference_mode()
+def clip_latents(network: ImageCodec, path: Path, *, scale: float, max_frames: int) -> torch.Tensor:
+    """Latents (T, C, h, w) fp16 of one clip's first ``max_frames`` frames, scaled and stride-cropped."""
+    from PIL import Image
+
+    from vqcodec.codec import media
+    from vqcodec.codec.video_io import open_video
+
+    stride = network.stride
+    out = []
+    with open_video(path) as reader:
+        for index, rgb in enumerate(reader):
+            if index >= max_frames:
+                break
+            if scale != 1.0:
+                size = (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))
+                rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+            h, w = (rgb.shape[0] // stride) * stride, (rgb.shape[1] // stride) * stride
+            out.append(network.analyse(media.to_tensor(np.ascontiguousarray(rgb[:h, :w]))).half())
+    return torch.cat(out)
+
+
+def cached_latents(network: ImageCodec, data: dict[str, Any]) -> list[torch.Tensor]:
+    """Every training clip's latents, computed once and cached in ``data.cache``."""
+    clips = training_clips()
+    scale = float(data.get("scale", 0.5))
+    max_frames = int(data.get("max_frames", 48))
+    cache = resolve_path(data.get("cache", ".data/video_latents.pt"))
+    key = {
+        "clips": [p.name for p in clips],
+        "scale": scale,
+        "max_frames": max_frames,
+        "weights": float(sum(p.detach().double().sum() for p in network.analysis.parameters())),
+    }
+    if cache.is_file():
+        stored = torch.load(cache, map_location="cpu", weights_only=False)
+        if stored.get("key") == key:
+            return list(stored["latents"])
+    latents = [clip_latents(network, p, scale=scale, max_frames=max_frames) for p in clips]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"key": key, "latents": latents}, cache)
+    return latents
+
+
+class FramePairs(Dataset):
+    """(previous, current) latents (2, C, h, w) of consecutive frames of the given clips."""
+
+    def __init__(self, latents: list[torch.Tensor]):
+        self.latents = latents
+        self.pairs = [(c, t) for c, clip in enumerate(latents) for t in range(1, clip.shape[0])]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        c, t = self.pairs[index]
+        return self.latents[c][t - 1 : t + 1].float()
+
+
+def _collate_same_size(batch: list[torch.Tensor]) -> torch.Tensor:
+    h = min(b.shape[-2] for b in batch)
+    w = min(b.shape[-1] for b in batch)
+    return torch.stack([b[..., :h, :w] for b in batch])
+
+
+class VideoResidualModule(TrainingModule):
+    """Trains ``VideoCodec.residual`` on latent residuals; the image codec stays frozen."""
+
+    def __init__(self, video: VideoCodec, *, lr: float = 1e-3, min_residual_ratio: float = 0.5):
+        super().__init__()
+        self.model = video
+        self.lr = lr
+        self.min_residual_ratio = min_residual_ratio
+        for p in self.model.image.parameters():
+            p.requires_grad_(False)
+        self.stage_choices = tuple(video.config.image.quality_stages)
+
+    def forward(self, residual: torch.Tensor):  # the strategy wraps forward
+        return self.model.residual(residual)
+
+    def _residuals(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pairs (B, 2, C, h, w) -> residual vectors worth coding (1, C, N, 1) and all residuals."""
+        previous, current = batch[:, 0].float(), batch[:, 1].float()
+        quantizer = self.model.image.quantizer
+        with torch.no_grad():
+            stages = self.stage_choices[int(torch.randint(len(self.stage_choices), ()).item())]
+            reference = quantizer.decode(quantizer.encode(previous, stages))
+            intra = quantizer.decode(quantizer.encode(current, stages))
+            residual = current - reference
+            worth = (residual**2).sum(1) > self.min_residual_ratio * ((current - intra) ** 2).sum(1)
+            vectors = residual.permute(0, 2, 3, 1)[worth]  # (N, C)
+        return vectors.T[None, :, :, None], residual
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor | None:
+        vectors, _ = self._residuals(batch)
+        if vectors.shape[2] < 8:
+            return None
+        out = self(vectors)
+        loss = sum((v.float() for v in out.loss.values()), torch.zeros(()))
+        self.log("train/loss", loss.detach())
+        self.log("train/vectors", float(vectors.shape[2]))
+        for name in ("usage", "perplexity", "dead_codes"):
+            if name in out.metrics:
+                self.log(f"codebook/{name}", out.metrics[name].detach().float())
+        return loss
+
+    @torch.no_grad()
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        vectors, residual = self._residuals(batch)
+        if vectors.shape[2] == 0:
+            return
+        total = float((vectors**2).sum())
+        codes = self.model.residual.encode(vectors)
+        for k in (1, 2, 4, self.model.config.residual_stages):
+            k = min(k, codes.shape[-1])
+            approx = self.model.residual.decode(codes[..., :k])
+            self.log(
+                f"val/residual_gain_db_{k}",
+                10 * math.log10(total / max(float(((vectors - approx) ** 2).sum()), 1e-9)),
+            )
+        self.log("val/coded_fraction", float(vectors.shape[2]) / residual[:, 0].numel())
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.model.residual.parameters() if p.requires_grad]
+        return torch.optim.Adam(params, lr=self.lr)
+
+
+def video_config_from(config: dict[str, Any], image_config: ImageCodecConfig) -> VideoCodecConfig:
+    options = dict(config.get("model", {}))
+    options.setdefault("residual_codebook_size", image_config.codebook_size)
+    return VideoCodecConfig(image=image_config, **options)
+
+
+def build(config: dict[str, Any]) -> tuple[VideoResidualModule, tuple[DataLoader, DataLoader]]:
+    """Recipe builder: (module, (train_loader, val_loader))."""
+    image_network, _ = load_image_network(dict(config.get("image", {})))
+    video_config = video_config_from(config, image_network.config)
+    video = VideoCodec(video_config)
+    video.image.load_state_dict(image_network.state_dict())
+    video.init_residual_from_image()
+    data = dict(config.get("data", {}))
+    latents = cached_latents(video.image, data)
+    val_clips = int(data.get("val_clips", 2))
+    train_set, val_set = FramePairs(latents[val_clips:]), FramePairs(latents[:val_clips])
+    optim = dict(config.get("optim", {}))
+    module = VideoResidualModule(
+        video, lr=float(optim.get("lr", 1e-3)), min_residual_ratio=float(data.get("min_residual_ratio", 0.5))
+    )
+    batch_size = int(data.get("batch_size", 8))
+    train = DataLoader(
+        train_set, batch_size=batch_size, shuffle=True, drop_last=True, collate_fn=_collate_same_size
+    )
+    val = DataLoader(val_set, batch_size=batch_size, shuffle=False, collate_fn=_collate_same_size)
+    return module, (train, val)
+
+
+def _rows(counts: np.ndarray) -> torch.Tensor:
+    from vqcodec.entropy.cdf import quantize_pmf
+
+    return torch.from_numpy(quantize_pmf(counts, TABLE_PRECISION).astype(np.int32))
+
+
+@torch.inference_mode()
+def fit_tables(
+    video: VideoCodec, prior: Any, latents: list[torch.Tensor], export: dict[str, Any]
+) -> dict[str, Any]:
+    """Count the encoder's choices on GOPs of the training latents; set the integer tables."""
+    from vqcodec.codec.video import TemporalCoder, key_counts
+    from vqcodec.models.bundle import CodecModel
+
+    cfg = video.config
+    qualities = [int(q) for q in export.get("qualities", range(1, cfg.quality_levels + 1))]
+    gop = int(export.get("gop", 12))
+    smoothing = float(export.get("smoothing", 0.5))
+    summary: dict[str, Any] = {}
+    for round_index in range(int(export.get("rounds", 2))):
+        model = CodecModel(video, name="fit", sha256=bytes(32), config=cfg, prior=prior, media="video")
+        coder = TemporalCoder(model)
+        collected: list[Any] = []
+        bits = 0
+        frames = 0
+        for clip in latents:
+            for quality in qualities:
+                for start in range(0, clip.shape[0] - 1, gop):
+                    y = clip[start : start + 1].float()
+                    _, previous, _, lam = coder.encode_intra(y, quality)
+                    counts = key_counts(y.shape[2], y.shape[3], coder.stages)
+                    for t in range(start + 1, min(start + gop, clip.shape[0])):
+                        payload, previous, counts, _ = coder.encode_inter(
+                            clip[t : t + 1].float(), previous, counts, lam, collect=collected
+                        )
+                        bits += 8 * len(payload)
+                        frames += 1
+        count_hist = np.full((cfg.num_count_contexts, cfg.residual_stages + 1), smoothing)
+        code_hist = np.full((cfg.residual_stages, cfg.residual_codebook_size), smoothing)
+        for contexts, counts_flat, codes in collected:
+            np.add.at(count_hist, (contexts, counts_flat), 1.0)
+            for j in range(cfg.residual_stages):
+                used = counts_flat > j
+                code_hist[j] += np.bincount(codes[used, j], minlength=cfg.residual_codebook_size)
+        video.count_freqs.copy_(_rows(count_hist))
+        video.residual_freqs.copy_(_rows(code_hist))
+        summary[f"round{round_index}_p_frame_bytes"] = bits / 8 / max(1, frames)
+    return summary
+
+
+def export(module: VideoResidualModule, config: dict[str, Any]) -> Path:
+    """Export hook: fit the temporal tables, write the video bundle named in ``[export]``."""
+    import json
+
+    from vqcodec.models.bundle import save_bundle
+
+    video = module.model.eval()
+    image = dict(config.get("image", {}))
+    _, prior = load_image_network(image)
+    if prior is None:
+        raise ValueError("exporting a video bundle needs the image model's bundle (for its entropy prior)")
+    settings = dict(config.get("export", {}))
+    latents = cached_latents(video.image, dict(config.get("data", {})))
+    summary = fit_tables(video, prior, latents[: int(settings.get("fit_clips", len(latents)))], settings)
+    path = resolve_path(settings.get("path", "vqcodec/models/weights/video-rvq16.safetensors"))
+    save_bundle(
+        path,
+        video,
+        prior,
+        video.config,
+        str(settings.get("description", "video codec: image model + latent-residual P frames")),
+        name=str(settings.get("name", path.stem)),
+        media="video",
+        extra={"tables": summary, "image_bundle": str(image.get("bundle", "")), "data": "video_train"},
+    )
+    print(json.dumps({"exported": str(path), **summary}))
+    return path
+
+
+__all__ = ["FramePairs", "VideoResidualModule", "build", "export", "fit_tables", "training_clips"]
