@@ -1,0 +1,131 @@
+"""``vqcodec train CONFIG [--set key=value ...]``: run a training recipe, then its export hook.
+
+The config format is described in ``vqcodec.train.config``. Under ``torchrun`` every process runs this
+command (``torchrun --nproc-per-node 2 -m vqcodec train CONFIG --set trainer.strategy=ddp``); rank 0
+writes logs, checkpoints and the exported bundle. ``--resume`` continues from
+``<default_root_dir>/checkpoints/last.ckpt`` when it exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a codec from a recipe config",
+        description="Train a codec from a TOML/JSON recipe config, then run the recipe's export hook.",
+    )
+    p.add_argument("config", help="recipe config (.toml or .json)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set trainer.max_steps=100 (repeatable)",
+    )
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--ckpt-path", help="resume from this checkpoint")
+    group.add_argument("--resume", action="store_true", help="resume from <root>/checkpoints/last.ckpt")
+    p.add_argument("--no-export", action="store_true", help="skip the recipe's export hook after training")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.add_argument("--json", action="store_true", help="print a JSON summary at the end")
+    p.set_defaults(func=run)
+
+
+def _export_arity(hook: Any) -> int:
+    try:
+        params = inspect.signature(hook).parameters.values()
+    except (TypeError, ValueError):
+        return 2
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return 3
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return 3 if len(positional) >= 3 else 2
+
+
+def build_callbacks(config: dict[str, Any]) -> list[Any]:
+    from vqcodec.train.callbacks import make_callback
+
+    table = config.get("callbacks", {})
+    if not isinstance(table, dict):
+        raise ValueError("[callbacks] must be a table of callback-name tables")
+    callbacks = []
+    for name, options in table.items():
+        if options is False:
+            continue
+        callbacks.append(make_callback(name, **(options if isinstance(options, dict) else {})))
+    return callbacks
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch.distributed as dist
+
+    from vqcodec.train import EMA, Trainer, seed_everything
+    from vqcodec.train.config import load_config, recipe_builder, recipe_export_hook
+
+    config = load_config(args.config, args.overrides)
+    if args.print_config:
+        print(json.dumps(config, indent=2, default=str))
+        return 0
+    trainer_options = dict(config.get("trainer", {}))
+    seed = trainer_options.get("seed")
+    if seed is not None:
+        seed_everything(int(seed))  # before the builder, so weight initialisation is reproducible
+    builder = recipe_builder(config)
+    export_hook = None if args.no_export else recipe_export_hook(config)
+    built = builder(config)
+    if not isinstance(built, tuple) or len(built) != 2:
+        raise ValueError("the recipe builder must return (module, data)")
+    module, data = built
+    callbacks = build_callbacks(config)
+    if args.quiet:
+        trainer_options["enable_progress_bar"] = False
+    trainer = Trainer(**trainer_options, callbacks=callbacks)
+    ckpt_path = args.ckpt_path
+    if args.resume:
+        last = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+        ckpt_path = str(last) if last.is_file() else None
+        if ckpt_path is None:
+            trainer.print(f"--resume: no {last}, starting from scratch")
+    trainer.fit(module, data, ckpt_path=ckpt_path)
+
+    summary: dict[str, Any] = {
+        "global_step": trainer.global_step,
+        "epoch": trainer.current_epoch,
+        "metrics": {k: v for k, v in sorted(trainer.callback_metrics.items())},
+    }
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is not None:
+        summary["last_checkpoint"] = checkpoint.last_model_path
+        summary["best_checkpoint"] = checkpoint.best_model_path
+    if export_hook is not None:
+        full = trainer.full_module()  # collective under FSDP
+        ema = next((c for c in trainer.callbacks if isinstance(c, EMA)), None)
+        if ema is not None and config.get("export", {}).get("use_ema", True):
+            ema.copy_to(full)
+        if trainer.is_global_zero:
+            full.eval()
+            arguments = (full, config, trainer)[: _export_arity(export_hook)]
+            exported = export_hook(*arguments)
+            summary["export"] = str(exported) if exported is not None else None
+        trainer.strategy.barrier()
+    if dist.is_available() and dist.is_initialized() and trainer.strategy.created_process_group:
+        dist.destroy_process_group()
+    if trainer.is_global_zero:
+        if args.json:
+            print(json.dumps(summary, indent=2))
+        elif not args.quiet:
+            shown = " ".join(f"{k}={v:.4g}" for k, v in summary["metrics"].items() if k.startswith("val"))
+            print(f"trained {summary['global_step']} steps {shown}".rstrip(), file=sys.stderr)
+            if summary.get("export"):
+                print(f"exported {summary['export']}", file=sys.stderr)
+    return 0

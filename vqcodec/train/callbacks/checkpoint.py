@@ -1,0 +1,140 @@
+"""``ModelCheckpoint``: the last checkpoint, and the best k by a monitored metric, written atomically.
+
+Files under ``dirpath`` (default ``<default_root_dir>/checkpoints``): ``last.ckpt`` (after every
+validation, every ``every_n_train_steps`` steps and at the end of training) and, with ``monitor``,
+``best-step=<step>-<metric>=<value>.ckpt`` for the ``save_top_k`` best values (``mode`` "min"/"max");
+worse ones are deleted. ``best_model_path`` / ``best_model_score`` name the best so far.
+Every rank calls the save (gathering sharded state is collective); rank 0 writes and deletes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vqcodec.train.callbacks.base import Callback
+
+if TYPE_CHECKING:
+    from vqcodec.train.module import TrainingModule
+    from vqcodec.train.trainer import Trainer
+
+
+class ModelCheckpoint(Callback):
+    def __init__(
+        self,
+        dirpath: str | os.PathLike[str] | None = None,
+        *,
+        monitor: str | None = None,
+        mode: str = "min",
+        save_top_k: int = 1,
+        save_last: bool = True,
+        every_n_train_steps: int | None = None,
+        save_on_train_end: bool = True,
+    ):
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.dirpath = Path(dirpath) if dirpath is not None else None
+        self.monitor = monitor
+        self.mode = mode
+        self.save_top_k = int(save_top_k)
+        self.save_last = save_last
+        self.every_n_train_steps = every_n_train_steps
+        self.save_on_train_end = save_on_train_end
+        self.best_k: dict[str, float] = {}
+        self.best_model_path = ""
+        self.best_model_score: float | None = None
+        self.last_model_path = ""
+        self._last_saved_step = -1
+
+    @property
+    def state_key(self) -> str:
+        return f"ModelCheckpoint[{self.monitor}]"
+
+    def setup(self, trainer: Trainer, module: TrainingModule, stage: str) -> None:
+        if self.dirpath is None:
+            self.dirpath = Path(trainer.default_root_dir) / "checkpoints"
+
+    def _better(self, a: float, b: float) -> bool:
+        return a < b if self.mode == "min" else a > b
+
+    def save_last_checkpoint(self, trainer: Trainer) -> None:
+        if not self.save_last or self.dirpath is None or trainer.global_step == self._last_saved_step:
+            return
+        self._last_saved_step = trainer.global_step
+        path = self.dirpath / "last.ckpt"
+        trainer.save_checkpoint(path)
+        self.last_model_path = str(path)
+
+    def on_train_batch_end(
+        self, trainer: Trainer, module: TrainingModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        n = self.every_n_train_steps
+        if n and trainer._stepped_this_batch and trainer.global_step % n == 0:
+            self.save_last_checkpoint(trainer)
+
+    def on_validation_end(self, trainer: Trainer, module: TrainingModule) -> None:
+        if trainer.sanity_checking or trainer.stage != "fit":
+            return
+        if self.monitor is not None and self.save_top_k != 0:
+            self._update_best(trainer)
+        self._last_saved_step = -1  # best-k state changed: last.ckpt must carry it
+        self.save_last_checkpoint(trainer)
+
+    def on_train_end(self, trainer: Trainer, module: TrainingModule) -> None:
+        if self.save_on_train_end:
+            self.save_last_checkpoint(trainer)
+
+    def _update_best(self, trainer: Trainer) -> None:
+        assert self.dirpath is not None
+        value = trainer.callback_metrics.get(self.monitor)  # type: ignore[arg-type]
+        if value is None:
+            raise KeyError(
+                f"ModelCheckpoint monitors {self.monitor!r}, which was not logged; logged: "
+                f"{', '.join(sorted(trainer.callback_metrics)) or 'nothing'}"
+            )
+        score = float(value)
+        if math.isnan(score):
+            return
+        if self.save_top_k > 0 and len(self.best_k) >= self.save_top_k:
+            worst = max(self.best_k.items(), key=lambda kv: kv[1] if self.mode == "min" else -kv[1])
+            if not self._better(score, worst[1]):
+                return
+        metric = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.monitor or "")
+        path = self.dirpath / f"best-step={trainer.global_step}-{metric}={score:.6g}.ckpt"
+        self.best_k[str(path)] = score
+        removed: list[str] = []
+        while self.save_top_k > 0 and len(self.best_k) > self.save_top_k:
+            worst_path = max(
+                self.best_k, key=lambda p: self.best_k[p] if self.mode == "min" else -self.best_k[p]
+            )
+            del self.best_k[worst_path]
+            removed.append(worst_path)
+        best_path = min(self.best_k, key=lambda p: self.best_k[p] if self.mode == "min" else -self.best_k[p])
+        self.best_model_path, self.best_model_score = best_path, self.best_k[best_path]
+        if str(path) in self.best_k:
+            trainer.save_checkpoint(path)
+        if trainer.is_global_zero:
+            for old in removed:
+                if old != str(path):
+                    Path(old).unlink(missing_ok=True)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "best_k": dict(self.best_k),
+            "best_model_path": self.best_model_path,
+            "best_model_score": self.best_model_score,
+            "last_model_path": self.last_model_path,
+            "dirpath": str(self.dirpath) if self.dirpath else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_k = dict(state.get("best_k", {}))
+        self.best_model_path = state.get("best_model_path", "")
+        self.best_model_score = state.get("best_model_score")
+        self.last_model_path = state.get("last_model_path", "")
+
+
+__all__ = ["ModelCheckpoint"]

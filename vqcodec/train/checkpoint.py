@@ -1,0 +1,101 @@
+"""Checkpoint files: layout, atomic writing, RNG state capture.
+
+A checkpoint is one ``torch.save`` file (a dict) with:
+
+- ``format``: ``"vqcodec-train-checkpoint"``, ``version``: 1;
+- ``state_dict``: the TrainingModule's full state dict (keys as ``module.state_dict()``, CPU tensors);
+- ``optimizers``: one state per optimizer, keyed by parameter *name* (strategy-neutral);
+- ``schedulers``: one state per optimizer (None where it has no scheduler);
+- ``precision``: grad scaler state (16-mixed), else empty;
+- ``loop``: ``global_step``, ``epoch``, ``batch_in_epoch`` (batches of the epoch already consumed),
+  ``micro_step`` and the seed of the data order;
+- ``rng``: python, numpy, torch CPU and accelerator RNG states, per rank (``rng[rank]``);
+- ``callbacks``: each stateful callback's state by its ``state_key``; the EMA callback also writes
+  ``ema_state_dict`` (full module state dict with averaged weights) at the top level;
+- ``hyper_parameters``: the module's ``hparams`` dict when it has one; ``trainer``: a few Trainer settings.
+
+Files are written to a temporary name in the same folder, fsynced and renamed, so a crash never leaves
+a partial checkpoint under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINT_FORMAT = "vqcodec-train-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; checkpoints are ordinary files
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with _suppress():
+            os.unlink(tmp)
+        raise
+    return path
+
+
+class _suppress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> bool:
+        return True
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a trainer checkpoint onto the CPU; raises ValueError for files of another kind."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a vqcodec training checkpoint")
+    if int(checkpoint.get("version", 0)) > CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: checkpoint version {checkpoint['version']} is newer than this trainer")
+    return checkpoint
+
+
+def capture_rng_state(accelerator_state: Any = None) -> dict[str, Any]:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "accelerator": accelerator_state,
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> Any:
+    """Restore python/numpy/torch CPU RNGs; returns the accelerator part for the accelerator to apply."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    return state.get("accelerator")
+
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
+    "atomic_save",
+    "capture_rng_state",
+    "load_checkpoint",
+    "restore_rng_state",
+]

@@ -1,0 +1,125 @@
+"""Process-group set-up from torchrun's environment, and a spawn helper for tests and benchmarks.
+
+Multi-process runs are started by ``torchrun`` (``torchrun --nproc-per-node 2 -m vqcodec train CFG``,
+also across machines with ``--nnodes``/``--rdzv-endpoint``); it sets ``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``, which ``init_distributed`` reads. Without them the
+run is one process. ``spawn(fn, nprocs)`` starts ``nprocs`` local processes with the same variables
+(a free port each time) for tests: ``fn`` must be importable (module level).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+DEFAULT_TIMEOUT_S = float(os.environ.get("VQCODEC_DIST_TIMEOUT", 1800))
+
+
+@dataclass(frozen=True)
+class DistributedEnv:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def distributed_env() -> DistributedEnv:
+    """This process's place in the job: from an initialised process group, else torchrun's variables."""
+    if dist.is_available() and dist.is_initialized():
+        return DistributedEnv(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    return DistributedEnv(
+        int(os.environ.get("RANK", 0)),
+        int(os.environ.get("WORLD_SIZE", 1)),
+        int(os.environ.get("LOCAL_RANK", 0)),
+    )
+
+
+def init_distributed(backend: str, timeout_s: float | None = None) -> tuple[DistributedEnv, bool]:
+    """Initialise the default process group from the environment when WORLD_SIZE > 1.
+
+    Returns (env, created): ``created`` is False when a group already existed or the run is single-process.
+    """
+    env = distributed_env()
+    if not env.is_distributed or dist.is_initialized():
+        return env, False
+    for name in ("MASTER_ADDR", "MASTER_PORT"):
+        if name not in os.environ:
+            raise RuntimeError(f"WORLD_SIZE={env.world_size} but {name} is not set (launch with torchrun)")
+    timeout = datetime.timedelta(seconds=timeout_s or DEFAULT_TIMEOUT_S)
+    dist.init_process_group(backend=backend, rank=env.rank, world_size=env.world_size, timeout=timeout)
+    return distributed_env(), True
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _spawned(
+    local_rank: int, fn: Callable[..., Any], nprocs: int, port: int, env: dict[str, str], args: tuple
+) -> None:
+    os.environ.update(env)
+    os.environ.update(
+        {
+            "RANK": str(local_rank),
+            "LOCAL_RANK": str(local_rank),
+            "WORLD_SIZE": str(nprocs),
+            "LOCAL_WORLD_SIZE": str(nprocs),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+    )
+    try:
+        fn(*args)
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def spawn(
+    fn: Callable[..., Any],
+    nprocs: int,
+    args: tuple = (),
+    *,
+    timeout_s: float = 120.0,
+    env: dict[str, str] | None = None,
+) -> None:
+    """Run ``fn(*args)`` in ``nprocs`` fresh processes wired like torchrun; raise if any fails or times out.
+
+    ``env`` adds variables (e.g. ``{"OMP_NUM_THREADS": "1"}``) before ``fn`` runs. The children are
+    terminated when the deadline passes, so a hung collective cannot hang the caller.
+    """
+    port = free_port()
+    env = {"VQCODEC_DIST_TIMEOUT": str(int(timeout_s)), **(env or {})}
+    context = mp.start_processes(
+        _spawned, args=(fn, nprocs, port, env, args), nprocs=nprocs, join=False, start_method="spawn"
+    )
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not context.join(timeout=0.2):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"spawned processes did not finish within {timeout_s:.0f} s")
+    finally:
+        for process in context.processes:
+            if process.is_alive():
+                process.terminate()
+        for process in context.processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+
+
+__all__ = ["DistributedEnv", "distributed_env", "free_port", "init_distributed", "spawn"]

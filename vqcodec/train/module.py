@@ -1,0 +1,325 @@
+"""The user-facing halves of a training run: ``TrainingModule`` (model + steps + optimizers) and
+``DataModule`` (where the data loaders come from).
+
+A ``TrainingModule`` is an ``nn.Module`` that owns the networks it trains. The trainer calls its hooks:
+
+- ``training_step(batch, batch_idx)`` -> loss tensor, or a dict with a ``"loss"`` entry, or None (skip);
+- ``validation_step(batch, batch_idx)`` / ``test_step(batch, batch_idx)``: log metrics with ``self.log``;
+- ``configure_optimizers()`` -> an optimizer, a list of them, or dicts (one per optimizer) of the form
+  ``{"optimizer": opt, "lr_scheduler": sched | {"scheduler": sched, "interval": "step"|"epoch",
+  "frequency": 1, "monitor": "val/loss"}, "gradient_clip_val": 1.0, "gradient_clip_algorithm": "norm"}``;
+  a per-optimizer clipping setting overrides the trainer's ``gradient_clip_val``;
+- ``on_train_start/end``, ``on_train_epoch_start/end``, ``on_validation_epoch_start/end``,
+  ``on_test_epoch_end``.
+
+``forward`` is what the strategy wraps (DDP/FSDP): call the network through ``self(...)`` inside the
+steps so gradients are synchronised. With ``automatic_optimization = False`` the module drives its
+own updates (GAN-style alternation): ``opt_g, opt_d = self.optimizers()``, ``self.manual_backward(loss)``,
+``opt_g.step()``, ``opt_g.zero_grad()``; each ``step()`` applies that optimizer's clipping, the grad
+scaler (16-mixed) and its step-interval scheduler. In manual mode one batch is one trainer step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+if TYPE_CHECKING:
+    from vqcodec.train.trainer import Trainer
+
+
+@dataclass
+class SchedulerConfig:
+    """One LR scheduler and when it steps (``interval`` "step" = per optimizer step, "epoch" = per epoch)."""
+
+    scheduler: Any
+    interval: str = "step"
+    frequency: int = 1
+    monitor: str | None = None
+
+
+@dataclass
+class OptimizerConfig:
+    """One optimizer, its optional scheduler and its own clipping (None = the trainer's setting)."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: SchedulerConfig | None = None
+    gradient_clip_val: float | None = None
+    gradient_clip_algorithm: str | None = None
+
+
+def _scheduler_config(value: Any) -> SchedulerConfig | None:
+    if value is None:
+        return None
+    if isinstance(value, SchedulerConfig):
+        return value
+    if isinstance(value, dict):
+        unknown = set(value) - {"scheduler", "interval", "frequency", "monitor", "name"}
+        if unknown:
+            raise ValueError(f"unknown lr_scheduler keys: {sorted(unknown)}")
+        interval = value.get("interval", "step")
+        if interval not in ("step", "epoch"):
+            raise ValueError(f"lr_scheduler interval must be 'step' or 'epoch', got {interval!r}")
+        return SchedulerConfig(
+            value["scheduler"], interval, int(value.get("frequency", 1)), value.get("monitor")
+        )
+    return SchedulerConfig(value)
+
+
+def normalize_optimizers(value: Any) -> list[OptimizerConfig]:
+    """``configure_optimizers()``'s return value -> a list of OptimizerConfig (see the module docstring).
+
+    Also accepts Lightning's ``([optimizers], [schedulers])`` pair (schedulers matched by position).
+    """
+    if isinstance(value, torch.optim.Optimizer):
+        return [OptimizerConfig(value)]
+    if isinstance(value, OptimizerConfig):
+        return [value]
+    if isinstance(value, dict):
+        unknown = set(value) - {"optimizer", "lr_scheduler", "gradient_clip_val", "gradient_clip_algorithm"}
+        if unknown:
+            raise ValueError(f"unknown optimizer config keys: {sorted(unknown)}")
+        algorithm = value.get("gradient_clip_algorithm")
+        if algorithm is not None and algorithm not in ("norm", "value"):
+            raise ValueError(f"gradient_clip_algorithm must be 'norm' or 'value', got {algorithm!r}")
+        return [
+            OptimizerConfig(
+                value["optimizer"],
+                _scheduler_config(value.get("lr_scheduler")),
+                value.get("gradient_clip_val"),
+                algorithm,
+            )
+        ]
+    if (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and isinstance(value[0], (list, tuple))
+        and isinstance(value[1], (list, tuple))
+    ):
+        optimizers, schedulers = value
+        configs = [OptimizerConfig(o) for o in optimizers]
+        for config, scheduler in zip(configs, schedulers):
+            config.scheduler = _scheduler_config(scheduler)
+        return configs
+    if isinstance(value, (list, tuple)):
+        return [c for item in value for c in normalize_optimizers(item)]
+    raise TypeError(f"configure_optimizers() returned an unsupported value: {type(value).__name__}")
+
+
+class ManagedOptimizer:
+    """What ``self.optimizers()`` returns in manual mode: the optimizer plus the trainer's machinery.
+
+    ``step()`` unscales (16-mixed), clips with this optimizer's setting, steps (skipped by the scaler
+    on inf/nan), updates the scaler and steps a step-interval scheduler.
+    """
+
+    def __init__(self, trainer: Trainer, index: int):
+        self._trainer = trainer
+        self.index = index
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self._trainer.optimizer_configs[self.index].optimizer
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self.optimizer.param_groups
+
+    def step(self, closure: Any = None) -> None:
+        if closure is not None:
+            closure()
+        self._trainer._optimizer_step(self.index)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def toggle(self) -> None:
+        """Freeze every trainable parameter that this optimizer does not own (GAN alternation helper)."""
+        self._trainer._toggle_optimizer(self.index)
+
+    def untoggle(self) -> None:
+        self._trainer._untoggle_optimizer()
+
+
+class TrainingModule(nn.Module):
+    """Base class of everything the Trainer trains; see the module docstring for the hooks."""
+
+    automatic_optimization: bool = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        # plain attributes (not registered), so they never reach state_dict or parameters()
+        object.__setattr__(self, "_trainer_ref", None)
+
+    # ------------------------------------------------------------------ trainer link
+    @property
+    def trainer(self) -> Trainer:
+        trainer = self.__dict__.get("_trainer_ref")
+        if trainer is None:
+            raise RuntimeError(f"{type(self).__name__} is not attached to a Trainer")
+        return trainer
+
+    def _attach(self, trainer: Trainer | None) -> None:
+        object.__setattr__(self, "_trainer_ref", trainer)
+
+    @property
+    def global_step(self) -> int:
+        trainer = self.__dict__.get("_trainer_ref")
+        return trainer.global_step if trainer is not None else 0
+
+    @property
+    def current_epoch(self) -> int:
+        trainer = self.__dict__.get("_trainer_ref")
+        return trainer.current_epoch if trainer is not None else 0
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in self.parameters():
+            return tensor.device
+        for tensor in self.buffers():
+            return tensor.device
+        return torch.device("cpu")
+
+    # ------------------------------------------------------------------ hooks to override
+    def training_step(self, batch: Any, batch_idx: int) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement training_step")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> Any:
+        return None
+
+    def test_step(self, batch: Any, batch_idx: int) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement test_step")
+
+    def configure_optimizers(self) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement configure_optimizers")
+
+    def on_train_start(self) -> None: ...
+
+    def on_train_end(self) -> None: ...
+
+    def on_train_epoch_start(self) -> None: ...
+
+    def on_train_epoch_end(self) -> None: ...
+
+    def on_validation_epoch_start(self) -> None: ...
+
+    def on_validation_epoch_end(self) -> None: ...
+
+    def on_test_epoch_end(self) -> None: ...
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Add entries to a checkpoint being written (keys other than the trainer's own)."""
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Read entries added by ``on_save_checkpoint`` when resuming."""
+
+    # ------------------------------------------------------------------ utilities for the steps
+    def log(
+        self,
+        name: str,
+        value: Any,
+        *,
+        prog_bar: bool = False,
+        batch_size: int | None = None,
+        reduce: str = "mean",
+    ) -> None:
+        """Record a scalar. Training values are averaged over the logging window and over ranks;
+        validation/test values over the epoch (weighted by ``batch_size`` when given) and over ranks.
+        ``reduce`` is "mean", "sum", "max" or "min" (how ranks are combined)."""
+        trainer = self.__dict__.get("_trainer_ref")
+        if trainer is None:
+            return
+        trainer._log(name, value, prog_bar=prog_bar, batch_size=batch_size, reduce=reduce)
+
+    def log_dict(self, values: dict[str, Any], **kwargs: Any) -> None:
+        for name, value in values.items():
+            self.log(name, value, **kwargs)
+
+    def optimizers(self) -> ManagedOptimizer | list[ManagedOptimizer]:
+        managed = [ManagedOptimizer(self.trainer, i) for i in range(len(self.trainer.optimizer_configs))]
+        return managed[0] if len(managed) == 1 else managed
+
+    def lr_schedulers(self) -> Any:
+        schedulers = [
+            c.scheduler.scheduler for c in self.trainer.optimizer_configs if c.scheduler is not None
+        ]
+        if not schedulers:
+            return None
+        return schedulers[0] if len(schedulers) == 1 else schedulers
+
+    def manual_backward(self, loss: torch.Tensor) -> None:
+        """Backward with the trainer's precision (grad scaler) and accumulation scaling."""
+        self.trainer._backward(loss)
+
+    def clip_gradients(
+        self, optimizer: Any, gradient_clip_val: float | None = None, gradient_clip_algorithm: str = "norm"
+    ) -> torch.Tensor | None:
+        """Clip the gradients of ``optimizer``'s parameters now (manual mode)."""
+        if isinstance(optimizer, ManagedOptimizer):
+            optimizer = optimizer.optimizer
+        if not gradient_clip_val:
+            return None
+        return clip_gradients(_optimizer_params(optimizer), gradient_clip_val, gradient_clip_algorithm)
+
+
+def _optimizer_params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+
+
+def clip_gradients(
+    params: Iterable[torch.Tensor], value: float, algorithm: str = "norm"
+) -> torch.Tensor | None:
+    """Clip by total norm (returns the norm before clipping) or elementwise by value."""
+    params = [p for p in params if p.grad is not None]
+    if not params:
+        return None
+    if algorithm == "norm":
+        return torch.nn.utils.clip_grad_norm_(params, value, foreach=True)
+    if algorithm == "value":
+        torch.nn.utils.clip_grad_value_(params, value, foreach=True)
+        return None
+    raise ValueError(f"gradient_clip_algorithm must be 'norm' or 'value', got {algorithm!r}")
+
+
+class DataModule:
+    """Optional home for a recipe's data: ``setup(stage)`` then ``train/val/test_dataloader()``.
+
+    ``stage`` is "fit", "validate" or "test". A loader method returning None means "none".
+    """
+
+    def setup(self, stage: str) -> None: ...
+
+    def train_dataloader(self) -> DataLoader | None:
+        return None
+
+    def val_dataloader(self) -> DataLoader | None:
+        return None
+
+    def test_dataloader(self) -> DataLoader | None:
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def is_finite_number(value: float) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+__all__ = [
+    "DataModule",
+    "ManagedOptimizer",
+    "OptimizerConfig",
+    "SchedulerConfig",
+    "TrainingModule",
+    "clip_gradients",
+    "normalize_optimizers",
+]

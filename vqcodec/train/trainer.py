@@ -1,0 +1,938 @@
+"""``Trainer``: owns the loop, the devices, the precision, logging and checkpoints.
+
+    trainer = Trainer(strategy="ddp", precision="bf16-mixed", max_steps=10_000, val_check_interval=500,
+                      gradient_clip_val=1.0, callbacks=[EMA(0.999)], default_root_dir="runs/x")
+    trainer.fit(module, train_loader, val_loader)          # or fit(module, datamodule=dm)
+    trainer.fit(module, train_loader, val_loader, ckpt_path="runs/x/checkpoints/last.ckpt")  # resume
+
+Semantics worth knowing:
+
+- ``global_step`` counts optimizer steps (one per ``accumulate_grad_batches`` batches; in manual
+  optimisation one per batch). ``max_steps`` and ``val_check_interval`` (an int) count in it;
+  ``val_check_interval`` None validates at the end of every ``check_val_every_n_epoch``-th epoch, a float
+  in (0, 1] that fraction of an epoch's batches.
+- Several optimizers in automatic mode share one loss: after backward each steps its own parameters with
+  its own clipping and scheduler. Per-optimizer losses (GANs) use manual optimisation.
+- Data order is a function of (seed, epoch, world size) only (see ``sampling.py``); plain DataLoaders are
+  re-sampled per rank automatically. Validation runs under a forked RNG, so it never shifts training's
+  random streams.
+- Logged training values are averaged over ``log_every_n_steps`` steps and over ranks; validation values
+  over the epoch (batch-size weighted) and over ranks. Reduced values land in ``callback_metrics``.
+- Exact resume: a checkpoint taken at a step boundary holds everything (see ``checkpoint.py``); on CPU,
+  N straight steps and k steps + resume + N - k steps give bit-identical weights, also mid-epoch
+  (with ``num_workers=0`` loaders, or datasets whose randomness comes from the index).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from vqcodec.train.accelerators import Accelerator, make_accelerator
+from vqcodec.train.callbacks import Callback, ModelCheckpoint
+from vqcodec.train.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    atomic_save,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+)
+from vqcodec.train.loggers import Logger, ProgressReporter, make_loggers
+from vqcodec.train.module import (
+    DataModule,
+    OptimizerConfig,
+    TrainingModule,
+    clip_gradients,
+    normalize_optimizers,
+)
+from vqcodec.train.precision import Precision, canonical_precision, make_precision
+from vqcodec.train.sampling import PreparedLoader
+from vqcodec.train.strategies import Strategy, make_strategy
+
+SEED_ENV = "VQCODEC_SEED"
+
+
+def seed_everything(seed: int) -> int:
+    """Seed python, numpy and torch (all devices); also exported as ``$VQCODEC_SEED`` for child processes."""
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    os.environ[SEED_ENV] = str(seed)
+    return seed
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    """Tensors anywhere in lists/tuples/dicts moved to ``device`` (non-blocking from pinned memory)."""
+    if torch.is_tensor(batch):
+        return batch if batch.device == device else batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: move_to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(move_to_device(v, device) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to_device(v, device) for v in batch)
+    return batch
+
+
+def batch_size_of(batch: Any) -> int:
+    if torch.is_tensor(batch):
+        return int(batch.shape[0]) if batch.ndim else 1
+    if isinstance(batch, dict):
+        for value in batch.values():
+            return batch_size_of(value)
+    if isinstance(batch, (list, tuple)) and batch:
+        return batch_size_of(batch[0])
+    return 1
+
+
+def _loss_of(output: Any) -> torch.Tensor | None:
+    if output is None or torch.is_tensor(output):
+        return output
+    if isinstance(output, dict):
+        if "loss" not in output:
+            raise KeyError("training_step returned a dict without a 'loss' entry")
+        return output["loss"]
+    raise TypeError(
+        f"training_step must return a tensor, a dict with 'loss' or None, not {type(output).__name__}"
+    )
+
+
+class _MetricBuffer:
+    """Logged values waiting to be reduced: per name, a running (sum, weight) or (max/min) on device."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, list[Any]] = {}
+        self.ops: dict[str, str] = {}
+        self.prog_bar: set[str] = set()
+
+    def add(self, name: str, value: torch.Tensor, weight: float, op: str) -> None:
+        entry = self.values.get(name)
+        if entry is None:
+            self.values[name] = [value * weight if op in ("mean", "sum") else value, float(weight)]
+            self.ops[name] = op
+            return
+        if op in ("mean", "sum"):
+            entry[0] = entry[0] + value * weight
+        elif op == "max":
+            entry[0] = torch.maximum(entry[0], value)
+        else:
+            entry[0] = torch.minimum(entry[0], value)
+        entry[1] += weight
+
+    def clear(self) -> None:
+        self.values.clear()
+        self.ops.clear()
+
+
+class Trainer:
+    def __init__(
+        self,
+        *,
+        strategy: str | Strategy = "single",
+        strategy_options: dict[str, Any] | None = None,
+        accelerator: str | Accelerator = "auto",
+        precision: str | int = "32",
+        max_steps: int = -1,
+        max_epochs: int | None = None,
+        val_check_interval: int | float | None = None,
+        check_val_every_n_epoch: int = 1,
+        limit_train_batches: int | None = None,
+        limit_val_batches: int | None = None,
+        limit_test_batches: int | None = None,
+        accumulate_grad_batches: int = 1,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str = "norm",
+        callbacks: Sequence[Callback] | None = None,
+        logger: Any = True,
+        default_root_dir: str | os.PathLike[str] = "runs",
+        log_every_n_steps: int = 50,
+        enable_checkpointing: bool = True,
+        enable_progress_bar: bool | None = None,
+        fast_dev_run: bool | int = False,
+        overfit_batches: int = 0,
+        num_sanity_val_steps: int = 0,
+        seed: int | None = None,
+        deterministic: bool = False,
+    ):
+        if accumulate_grad_batches < 1:
+            raise ValueError("accumulate_grad_batches must be >= 1")
+        if gradient_clip_algorithm not in ("norm", "value"):
+            raise ValueError(
+                f"gradient_clip_algorithm must be 'norm' or 'value', got {gradient_clip_algorithm!r}"
+            )
+        self.strategy = make_strategy(strategy, **(strategy_options or {}))
+        self._accelerator_choice = accelerator
+        self.precision_name = canonical_precision(precision)
+        self.max_steps = int(max_steps)
+        self.max_epochs = max_epochs if max_epochs is not None else (None if self.max_steps >= 0 else 1000)
+        self.val_check_interval = val_check_interval
+        self.check_val_every_n_epoch = int(check_val_every_n_epoch)
+        self.limit_train_batches = limit_train_batches
+        self.limit_val_batches = limit_val_batches
+        self.limit_test_batches = limit_test_batches
+        self.accumulate_grad_batches = int(accumulate_grad_batches)
+        self.gradient_clip_val = gradient_clip_val
+        self.gradient_clip_algorithm = gradient_clip_algorithm
+        self.default_root_dir = Path(default_root_dir)
+        self.log_every_n_steps = max(1, int(log_every_n_steps))
+        self.overfit_batches = int(overfit_batches)
+        self.num_sanity_val_steps = int(num_sanity_val_steps)
+        self.seed = seed
+        self.fast_dev_run = int(fast_dev_run) if fast_dev_run else 0
+        self._logger_choice: Any = logger
+        self.enable_progress_bar = enable_progress_bar
+        user_callbacks = list(callbacks or [])
+        if self.fast_dev_run:
+            n = self.fast_dev_run
+            self.max_steps, self.max_epochs = n, 1
+            self.val_check_interval = n
+            self.limit_val_batches = self.limit_test_batches = n
+            self._logger_choice = False
+            enable_checkpointing = False
+            user_callbacks = [c for c in user_callbacks if not isinstance(c, ModelCheckpoint)]
+        if enable_checkpointing and not any(isinstance(c, ModelCheckpoint) for c in user_callbacks):
+            user_callbacks.append(ModelCheckpoint())
+        # checkpoint writers last, so they see the state the other callbacks left (EMA swapped back, ...)
+        self.callbacks: list[Callback] = sorted(user_callbacks, key=lambda c: isinstance(c, ModelCheckpoint))
+        if deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+
+        self.global_step = 0
+        self.current_epoch = 0
+        self.should_stop = False
+        self.stage = "fit"
+        self.sanity_checking = False
+        self.callback_metrics: dict[str, float] = {}
+        self.progress_metrics: dict[str, float] = {}
+        self.optimizer_configs: list[OptimizerConfig] = []
+        self.module: TrainingModule | None = None
+        self.loggers: list[Logger] = []
+        self.precision_plugin: Precision | None = None
+        self.accelerator: Accelerator | None = None
+        self.datamodule: DataModule | None = None
+        self._batch_in_epoch = 0
+        self._micro_step = 0
+        self._optimizer_steps: list[int] = []
+        self._stepped_this_batch = False
+        self._train_buffer = _MetricBuffer()
+        self._eval_buffer = _MetricBuffer()
+        self._active_buffer: _MetricBuffer | None = None
+        self._current_batch_size = 1
+        self._reporter: ProgressReporter | None = None
+        self._environment_ready = False
+        self._toggled: dict[int, bool] | None = None
+        self._grad_norms: list[torch.Tensor | None] = []
+        self._data_seed = 0
+
+    # ================================================================== public properties
+    @property
+    def is_global_zero(self) -> bool:
+        return self.strategy.is_global_zero
+
+    @property
+    def world_size(self) -> int:
+        return self.strategy.world_size
+
+    @property
+    def rank(self) -> int:
+        return self.strategy.rank
+
+    @property
+    def device(self) -> torch.device:
+        return self.strategy.device
+
+    @property
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [c.optimizer for c in self.optimizer_configs]
+
+    @property
+    def lr_schedulers(self) -> list[Any]:
+        return [c.scheduler.scheduler for c in self.optimizer_configs if c.scheduler is not None]
+
+    @property
+    def checkpoint_callback(self) -> ModelCheckpoint | None:
+        return next((c for c in self.callbacks if isinstance(c, ModelCheckpoint)), None)
+
+    @property
+    def lightning_module(self) -> TrainingModule | None:
+        return self.module
+
+    def print(self, *args: Any) -> None:
+        """Print on rank 0 only (through the progress bar when one is shown)."""
+        if not self.is_global_zero:
+            return
+        text = " ".join(str(a) for a in args)
+        if self._reporter is not None:
+            self._reporter.message(text)
+        else:
+            print(text, flush=True)
+
+    # ================================================================== set-up
+    def _setup_environment(self) -> None:
+        if self._environment_ready:
+            return
+        self.accelerator = make_accelerator(self._accelerator_choice)
+        self.strategy.setup_environment(self.accelerator)
+        self.precision_plugin = make_precision(self.precision_name, self.strategy.device)
+        if self.seed is None and os.environ.get(SEED_ENV):
+            self._data_seed = int(os.environ[SEED_ENV])
+        else:
+            self._data_seed = int(self.seed or 0)
+        self._environment_ready = True
+
+    def _setup_module(self, module: TrainingModule, stage: str) -> None:
+        if not isinstance(module, TrainingModule):
+            raise TypeError(f"the trainer trains a TrainingModule, got {type(module).__name__}")
+        self.module = module
+        self.stage = stage
+        module._attach(self)
+        self.strategy.manual_optimization = not module.automatic_optimization
+        self.strategy.setup_module(module)
+
+    def _prepare(self, loader: Any, *, train: bool) -> PreparedLoader | None:
+        if loader is None:
+            return None
+        if isinstance(loader, PreparedLoader):
+            return loader
+        if not isinstance(loader, DataLoader):
+            raise TypeError(f"expected a torch DataLoader, got {type(loader).__name__}")
+        overfit = 0
+        if train and self.overfit_batches:
+            overfit = self.overfit_batches * int(loader.batch_size or 1) * self.world_size
+        return PreparedLoader(
+            loader,
+            shuffle=None,
+            seed=self._data_seed,
+            rank=self.rank,
+            world_size=self.world_size,
+            overfit=overfit,
+            force_shuffle_off=not train or bool(overfit),
+        )
+
+    def _resolve_data(
+        self, train: Any, val: Any, datamodule: DataModule | None, stage: str
+    ) -> tuple[Any, Any]:
+        if isinstance(train, DataModule):
+            datamodule, train = train, None
+        if isinstance(train, tuple) and len(train) == 2 and val is None:
+            train, val = train
+        if datamodule is not None:
+            self.datamodule = datamodule
+            datamodule.setup(stage)
+            if stage == "fit":
+                train = train if train is not None else datamodule.train_dataloader()
+                val = val if val is not None else datamodule.val_dataloader()
+            elif stage == "validate":
+                val = val if val is not None else datamodule.val_dataloader()
+            else:
+                val = val if val is not None else datamodule.test_dataloader()
+        return train, val
+
+    def _make_loggers(self) -> None:
+        self.loggers = make_loggers(self._logger_choice, self.default_root_dir) if self.is_global_zero else []
+        show = self.enable_progress_bar if self.enable_progress_bar is not None else True
+        self._reporter = ProgressReporter(enabled=show and self.is_global_zero)
+
+    # ================================================================== fit
+    def fit(
+        self,
+        module: TrainingModule,
+        train_dataloader: Any = None,
+        val_dataloader: Any = None,
+        ckpt_path: str | os.PathLike[str] | None = None,
+        *,
+        datamodule: DataModule | None = None,
+    ) -> None:
+        """Train ``module``; ``train_dataloader`` may be a DataLoader, a DataModule or a (train, val) pair."""
+        self._setup_environment()
+        train, val = self._resolve_data(train_dataloader, val_dataloader, datamodule, "fit")
+        if train is None:
+            raise ValueError("fit needs a training DataLoader (or a DataModule with train_dataloader())")
+        checkpoint = load_checkpoint(ckpt_path) if ckpt_path else None
+        if checkpoint is None and self.seed is not None:
+            seed_everything(self.seed)
+        self._setup_module(module, "fit")
+        self.optimizer_configs = normalize_optimizers(module.configure_optimizers())
+        if not self.optimizer_configs:
+            raise ValueError("configure_optimizers() returned no optimizer")
+        self._optimizer_steps = [0] * len(self.optimizer_configs)
+        self._grad_norms = [None] * len(self.optimizer_configs)
+        for config in self.optimizer_configs:
+            config.optimizer.zero_grad(set_to_none=True)
+        self.train_loader = self._prepare(train, train=True)
+        self.val_loader = self._prepare(val, train=False)
+        self._make_loggers()
+        for callback in self.callbacks:
+            callback.setup(self, module, "fit")
+        for callback in self.callbacks:
+            callback.on_fit_start(self, module)
+        if checkpoint is not None:
+            self._restore(module, checkpoint)
+        else:
+            self.global_step = self.current_epoch = self._batch_in_epoch = self._micro_step = 0
+        self.should_stop = False
+        try:
+            if self.num_sanity_val_steps and self.val_loader is not None and checkpoint is None:
+                self._sanity_check()
+            if self.is_global_zero and self.loggers and checkpoint is None:
+                hparams = getattr(module, "hparams", None)
+                for logger in self.loggers:
+                    logger.log_hyperparams({"trainer": self._settings(), "module": hparams or {}})
+            if checkpoint is not None:
+                # the very last thing before the loop, so nothing above can shift the random streams
+                self._restore_rng(checkpoint)
+            self._fit_loop(module)
+        finally:
+            self._finish(module)
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy.name,
+            "precision": self.precision_name,
+            "world_size": self.world_size,
+            "max_steps": self.max_steps,
+            "max_epochs": self.max_epochs,
+            "accumulate_grad_batches": self.accumulate_grad_batches,
+            "gradient_clip_val": self.gradient_clip_val,
+            "gradient_clip_algorithm": self.gradient_clip_algorithm,
+            "val_check_interval": self.val_check_interval,
+            "seed": self._data_seed,
+        }
+
+    def _finish(self, module: TrainingModule) -> None:
+        if self._reporter is not None:
+            self._reporter.close()
+        for logger in self.loggers:
+            logger.finalize()
+        self.strategy.teardown_module(module)
+
+    def _done(self) -> bool:
+        if self.should_stop:
+            return True
+        if self.max_steps >= 0 and self.global_step >= self.max_steps:
+            return True
+        return self.max_epochs is not None and self.current_epoch >= self.max_epochs
+
+    def _val_every_batches(self) -> int | None:
+        """For a float ``val_check_interval``: validate every this many batches of an epoch."""
+        interval = self.val_check_interval
+        if isinstance(interval, float):
+            if not 0.0 < interval <= 1.0:
+                raise ValueError(
+                    f"a float val_check_interval is a fraction of an epoch in (0, 1], got {interval}"
+                )
+            per_epoch = self.train_loader.batches_per_epoch() if self.train_loader else None
+            if not per_epoch:
+                raise ValueError("a fractional val_check_interval needs a loader with a length")
+            return max(1, int(per_epoch * float(interval)))
+        return None
+
+    def _fit_loop(self, module: TrainingModule) -> None:
+        assert self.train_loader is not None
+        module.train()
+        per_epoch = self.train_loader.batches_per_epoch()
+        if self.limit_train_batches is not None and per_epoch is not None:
+            per_epoch = min(per_epoch, int(self.limit_train_batches))
+        total = self.max_steps if self.max_steps >= 0 else None
+        if self._reporter is not None:
+            self._reporter.start(total, self.global_step)
+        if self.global_step == 0 and self._batch_in_epoch == 0:
+            module.on_train_start()
+            for callback in self.callbacks:
+                callback.on_train_start(self, module)
+        val_every_batches = self._val_every_batches()
+        step_interval = (
+            int(self.val_check_interval) if self.val_check_interval and val_every_batches is None else None
+        )
+        while not self._done():
+            self.train_loader.set_epoch(self.current_epoch, self._batch_in_epoch)
+            if self._batch_in_epoch == 0:
+                module.on_train_epoch_start()
+                for callback in self.callbacks:
+                    callback.on_train_epoch_start(self, module)
+            exhausted = True
+            for batch in self.train_loader:
+                if self.limit_train_batches is not None and self._batch_in_epoch >= self.limit_train_batches:
+                    break
+                batch_idx = self._batch_in_epoch
+                last_in_epoch = per_epoch is not None and batch_idx + 1 >= per_epoch
+                self._run_training_batch(module, batch, batch_idx, last_in_epoch)
+                if self._stepped_this_batch:
+                    if self.global_step % self.log_every_n_steps == 0:
+                        self._flush_train_metrics()
+                    if step_interval and self.global_step % step_interval == 0:
+                        self._run_validation(module)
+                if val_every_batches and self._batch_in_epoch % val_every_batches == 0:
+                    self._run_validation(module)
+                if self._done():
+                    exhausted = False
+                    break
+            if not exhausted:
+                break
+            self._end_epoch(module, run_validation=step_interval is None and val_every_batches is None)
+        if self.global_step % self.log_every_n_steps:
+            self._flush_train_metrics()
+        module.on_train_end()
+        for callback in self.callbacks:
+            callback.on_train_end(self, module)
+        for callback in self.callbacks:
+            callback.on_fit_end(self, module)
+
+    def _end_epoch(self, module: TrainingModule, run_validation: bool) -> None:
+        if self._micro_step and module.automatic_optimization:
+            self._step_optimizers()  # leftover accumulated micro-batches
+            if self.global_step % self.log_every_n_steps == 0:
+                self._flush_train_metrics()
+        module.on_train_epoch_end()
+        for callback in self.callbacks:
+            callback.on_train_epoch_end(self, module)
+        epoch = self.current_epoch
+        self.current_epoch += 1
+        self._batch_in_epoch = 0
+        if run_validation and (epoch + 1) % self.check_val_every_n_epoch == 0:
+            self._run_validation(module)
+        self._step_schedulers("epoch")
+
+    # ================================================================== one batch
+    def _run_training_batch(
+        self, module: TrainingModule, batch: Any, batch_idx: int, last_in_epoch: bool
+    ) -> None:
+        batch = move_to_device(batch, self.device)
+        self._current_batch_size = batch_size_of(batch)
+        self._active_buffer = self._train_buffer
+        self._stepped_this_batch = False
+        for callback in self.callbacks:
+            callback.on_train_batch_start(self, module, batch, batch_idx)
+        assert self.precision_plugin is not None
+        if module.automatic_optimization:
+            self._micro_step += 1
+            boundary = self._micro_step >= self.accumulate_grad_batches or last_in_epoch
+            with self.strategy.no_sync(module, enabled=not boundary):
+                with self.precision_plugin.autocast():
+                    output = module.training_step(batch, batch_idx)
+                loss = _loss_of(output)
+                if loss is not None:
+                    self._log_value("loss", loss.detach(), weight=1.0, op="mean", prog_bar=True)
+                    self._backward(
+                        loss / self.accumulate_grad_batches if self.accumulate_grad_batches > 1 else loss
+                    )
+            if boundary:
+                self._step_optimizers()
+        else:
+            with self.precision_plugin.autocast():
+                output = module.training_step(batch, batch_idx)
+            loss = _loss_of(output) if output is not None else None
+            if loss is not None:
+                self._log_value("loss", loss.detach(), weight=1.0, op="mean", prog_bar=True)
+            self.global_step += 1
+            self._stepped_this_batch = True
+        self._batch_in_epoch += 1
+        self._active_buffer = None
+        for callback in self.callbacks:
+            callback.on_train_batch_end(self, module, output, batch, batch_idx)
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        assert self.precision_plugin is not None
+        self.precision_plugin.scale(loss).backward()
+
+    def _clip(self, index: int) -> None:
+        config = self.optimizer_configs[index]
+        value = config.gradient_clip_val if config.gradient_clip_val is not None else self.gradient_clip_val
+        algorithm = config.gradient_clip_algorithm or self.gradient_clip_algorithm
+        if not value:
+            return
+        params = [p for group in config.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        norm = clip_gradients(params, float(value), algorithm)
+        if norm is not None:
+            full = getattr(norm, "full_tensor", None)
+            self._grad_norms[index] = (full() if full is not None else norm).detach()
+
+    def _optimizer_step(self, index: int) -> None:
+        """Reduce (manual DDP), unscale, clip, step one optimizer; in manual mode also its scheduler."""
+        assert self.precision_plugin is not None
+        module = self.module
+        assert module is not None
+        config = self.optimizer_configs[index]
+        params = [p for group in config.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        self.strategy.reduce_gradients(params)
+        self.precision_plugin.unscale_(config.optimizer)
+        self._clip(index)
+        for callback in self.callbacks:
+            callback.on_before_optimizer_step(self, module, index)
+        self.precision_plugin.step(config.optimizer)
+        self._optimizer_steps[index] += 1
+        if not module.automatic_optimization:
+            self.precision_plugin.update()
+            self._step_scheduler(config, "step", self._optimizer_steps[index])
+        norm = self._grad_norms[index]
+        if norm is not None:
+            self._log_value(f"grad_norm/opt{index}", norm, weight=1.0, op="mean")
+            self._grad_norms[index] = None
+
+    def _step_optimizers(self) -> None:
+        assert self.precision_plugin is not None
+        for index in range(len(self.optimizer_configs)):
+            self._optimizer_step(index)
+        self.precision_plugin.update()
+        for config in self.optimizer_configs:
+            config.optimizer.zero_grad(set_to_none=True)
+        self._micro_step = 0
+        self.global_step += 1
+        self._stepped_this_batch = True
+        for config in self.optimizer_configs:
+            self._step_scheduler(config, "step", self.global_step)
+
+    def _step_scheduler(self, config: OptimizerConfig, interval: str, count: int) -> None:
+        sched = config.scheduler
+        if sched is None or sched.interval != interval or count % max(1, sched.frequency):
+            return
+        if sched.monitor:
+            value = self.callback_metrics.get(sched.monitor)
+            if value is None:
+                return  # nothing to react to yet
+            sched.scheduler.step(value)
+        else:
+            sched.scheduler.step()
+
+    def _step_schedulers(self, interval: str) -> None:
+        for config in self.optimizer_configs:
+            self._step_scheduler(config, interval, self.current_epoch)
+
+    def _toggle_optimizer(self, index: int) -> None:
+        """requires_grad False on every trainable parameter not owned by optimizer ``index``."""
+        assert self.module is not None
+        own = {
+            id(p) for group in self.optimizer_configs[index].optimizer.param_groups for p in group["params"]
+        }
+        self._toggled = {}
+        for p in self.module.parameters():
+            self._toggled[id(p)] = p.requires_grad
+            if id(p) not in own:
+                p.requires_grad_(False)
+
+    def _untoggle_optimizer(self) -> None:
+        if self._toggled is None or self.module is None:
+            return
+        for p in self.module.parameters():
+            if id(p) in self._toggled:
+                p.requires_grad_(self._toggled[id(p)])
+        self._toggled = None
+
+    # ================================================================== logging
+    def _log(self, name: str, value: Any, *, prog_bar: bool, batch_size: int | None, reduce: str) -> None:
+        if reduce not in ("mean", "sum", "max", "min"):
+            raise ValueError(f"reduce must be mean, sum, max or min, got {reduce!r}")
+        if torch.is_tensor(value):
+            if value.numel() != 1:
+                raise ValueError(f"self.log({name!r}) needs a scalar, got shape {tuple(value.shape)}")
+            value = value.detach().reshape(()).float()
+        else:
+            value = torch.tensor(float(value), device=self.device)
+        weight = (
+            float(batch_size)
+            if batch_size is not None
+            else (float(self._current_batch_size) if self._active_buffer is self._eval_buffer else 1.0)
+        )
+        self._log_value(name, value, weight=weight, op=reduce, prog_bar=prog_bar)
+
+    def _log_value(
+        self, name: str, value: torch.Tensor, *, weight: float, op: str, prog_bar: bool = False
+    ) -> None:
+        buffer = self._active_buffer
+        if buffer is None:
+            buffer = self._eval_buffer if self.stage != "fit" else self._train_buffer
+        buffer.add(name, value, weight, op)
+        if prog_bar:
+            buffer.prog_bar.add(name)
+
+    def _reduce_buffer(self, buffer: _MetricBuffer) -> dict[str, float]:
+        """Collective when distributed: every rank must call it at the same point."""
+        names = sorted(buffer.values)
+        if self.strategy.is_distributed:
+            import torch.distributed as dist
+
+            all_names: list[Any] = [None] * self.world_size
+            dist.all_gather_object(all_names, (names, [buffer.ops[n] for n in names]))
+            ops: dict[str, str] = {}
+            for rank_names, rank_ops in all_names:
+                ops.update(zip(rank_names, rank_ops))
+            names = sorted(ops)
+        else:
+            ops = dict(buffer.ops)
+        result: dict[str, float] = {}
+        for op in ("mean", "sum", "max", "min"):
+            keys = [n for n in names if ops[n] == op]
+            if not keys:
+                continue
+            fill = {"max": -math.inf, "min": math.inf}.get(op, 0.0)
+            values = torch.stack(
+                [
+                    buffer.values[k][0].float()
+                    if k in buffer.values
+                    else torch.tensor(fill, device=self.device)
+                    for k in keys
+                ]
+            )
+            weights = torch.tensor(
+                [buffer.values[k][1] if k in buffer.values else 0.0 for k in keys], device=values.device
+            )
+            if op in ("mean", "sum"):
+                packed = self.strategy.all_reduce(torch.cat([values, weights.to(values.dtype)]), "sum")
+                sums, counts = packed[: len(keys)], packed[len(keys) :]
+                reduced = sums / counts.clamp_min(1e-12) if op == "mean" else sums
+            else:
+                reduced = self.strategy.all_reduce(values, op)
+            result.update(zip(keys, reduced.tolist()))
+        return result
+
+    def _flush_train_metrics(self) -> None:
+        buffer = self._train_buffer
+        if not buffer.values and not self.strategy.is_distributed:
+            return
+        metrics = self._reduce_buffer(buffer)
+        shown = {k: v for k, v in metrics.items() if k in buffer.prog_bar}
+        buffer.clear()
+        self.callback_metrics.update(metrics)
+        self.progress_metrics.update(shown)
+        self.log_metrics(metrics)
+        if self._reporter is not None:
+            self._reporter.update(
+                self.global_step,
+                self.current_epoch,
+                self.progress_metrics,
+                self.max_steps if self.max_steps >= 0 else None,
+            )
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Send already-reduced values to the loggers (rank 0); callbacks use this."""
+        if not metrics:
+            return
+        step = self.global_step if step is None else step
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step, self.current_epoch)
+
+    # ================================================================== evaluation
+    @contextmanager
+    def _eval_context(self) -> Iterator[None]:
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            assert self.precision_plugin is not None
+            with self.precision_plugin.autocast():
+                yield
+
+    def _evaluate(
+        self, module: TrainingModule, loader: PreparedLoader, stage: str, limit: int | None
+    ) -> dict[str, float]:
+        was_training = module.training
+        previous_stage = self.stage
+        self.stage = stage
+        module.eval()
+        self._eval_buffer.clear()
+        self._active_buffer = self._eval_buffer
+        hook = "validation" if stage in ("validate", "fit") else "test"
+        step_fn = module.validation_step if hook == "validation" else module.test_step
+        for callback in self.callbacks:
+            (callback.on_validation_start if hook == "validation" else callback.on_test_start)(self, module)
+        try:
+            if hook == "validation":
+                module.on_validation_epoch_start()
+            loader.set_epoch(0)
+            with self._eval_context():
+                for batch_idx, batch in enumerate(loader):
+                    if limit is not None and batch_idx >= limit:
+                        break
+                    batch = move_to_device(batch, self.device)
+                    self._current_batch_size = batch_size_of(batch)
+                    step_fn(batch, batch_idx)
+                self._current_batch_size = 1
+                if hook == "validation":
+                    module.on_validation_epoch_end()
+                else:
+                    module.on_test_epoch_end()
+            metrics = self._reduce_buffer(self._eval_buffer)
+        finally:
+            self._active_buffer = None
+            self._eval_buffer.clear()
+            if was_training:
+                module.train()
+        self.stage = previous_stage if stage == "fit" else stage
+        if not self.sanity_checking:
+            self.callback_metrics.update(metrics)
+            self.log_metrics(metrics)
+        for callback in self.callbacks:
+            (callback.on_validation_end if hook == "validation" else callback.on_test_end)(self, module)
+        self.stage = previous_stage
+        return metrics
+
+    def _run_validation(self, module: TrainingModule) -> None:
+        if self.val_loader is None or type(module).validation_step is TrainingModule.validation_step:
+            return
+        self._flush_train_metrics()
+        metrics = self._evaluate(module, self.val_loader, "fit", self.limit_val_batches)
+        if metrics and self.is_global_zero and self._reporter is not None and self._reporter.enabled:
+            shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
+            self._reporter.message(f"validation step {self.global_step}: {shown}")
+
+    def _sanity_check(self) -> None:
+        assert self.module is not None and self.val_loader is not None
+        self.sanity_checking = True
+        try:
+            self._evaluate(self.module, self.val_loader, "fit", self.num_sanity_val_steps)
+        finally:
+            self.sanity_checking = False
+
+    def _run_eval_stage(
+        self, module: TrainingModule, dataloader: Any, datamodule: Any, ckpt_path: Any, stage: str
+    ) -> dict[str, float]:
+        self._setup_environment()
+        _, loader = self._resolve_data(None, dataloader, datamodule, stage)
+        if loader is None:
+            raise ValueError(f"{stage} needs a DataLoader (or a DataModule providing one)")
+        self._setup_module(module, stage)
+        if ckpt_path:
+            checkpoint = load_checkpoint(ckpt_path)
+            self.strategy.load_model_state_dict(module, checkpoint["state_dict"])
+        prepared = self._prepare(loader, train=False)
+        assert prepared is not None
+        if not self.loggers:
+            self._make_loggers()
+        limit = self.limit_val_batches if stage == "validate" else self.limit_test_batches
+        try:
+            return self._evaluate(module, prepared, stage, limit)
+        finally:
+            self.stage = "fit"
+            self.strategy.teardown_module(module)
+
+    def validate(
+        self, module: TrainingModule, dataloader: Any = None, ckpt_path: Any = None, *, datamodule: Any = None
+    ) -> dict[str, float]:
+        """Run ``validation_step`` over the loader; returns the reduced metrics."""
+        return self._run_eval_stage(module, dataloader, datamodule, ckpt_path, "validate")
+
+    def test(
+        self, module: TrainingModule, dataloader: Any = None, ckpt_path: Any = None, *, datamodule: Any = None
+    ) -> dict[str, float]:
+        """Run ``test_step`` over the loader; returns the reduced metrics."""
+        return self._run_eval_stage(module, dataloader, datamodule, ckpt_path, "test")
+
+    # ================================================================== checkpoints
+    def _gather_rng(self) -> list[Any]:
+        assert self.accelerator is not None
+        state = capture_rng_state(self.accelerator.rng_state())
+        if not self.strategy.is_distributed:
+            return [state]
+        import torch.distributed as dist
+
+        states: list[Any] = [None] * self.world_size
+        dist.all_gather_object(states, state)
+        return states
+
+    def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
+        """Write a full checkpoint (collective: every rank must call it; rank 0 writes)."""
+        module = self.module
+        if module is None:
+            raise RuntimeError("save_checkpoint needs a module: call fit first")
+        assert self.precision_plugin is not None
+        checkpoint: dict[str, Any] = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "state_dict": self.strategy.model_state_dict(module),
+            "optimizers": [
+                self.strategy.optimizer_state_dict(module, c.optimizer) for c in self.optimizer_configs
+            ],
+            "schedulers": [
+                c.scheduler.scheduler.state_dict() if c.scheduler else None for c in self.optimizer_configs
+            ],
+            "precision": self.precision_plugin.state_dict(),
+            "loop": {
+                "global_step": self.global_step,
+                "epoch": self.current_epoch,
+                "batch_in_epoch": self._batch_in_epoch,
+                "micro_step": self._micro_step,
+                "optimizer_steps": list(self._optimizer_steps),
+                "data_seed": self._data_seed,
+                "world_size": self.world_size,
+            },
+            "rng": self._gather_rng(),
+            "callbacks": {c.state_key: c.state_dict() for c in self.callbacks},
+            "callback_metrics": dict(self.callback_metrics),
+            "trainer": self._settings(),
+            "hyper_parameters": getattr(module, "hparams", None),
+            "datamodule": self.datamodule.state_dict() if self.datamodule is not None else None,
+        }
+        for callback in self.callbacks:
+            callback.on_save_checkpoint(self, module, checkpoint)
+        module.on_save_checkpoint(checkpoint)
+        if self.is_global_zero:
+            atomic_save(checkpoint, path)
+        self.strategy.barrier()
+
+    def _restore(self, module: TrainingModule, checkpoint: dict[str, Any]) -> None:
+        assert self.precision_plugin is not None
+        self.strategy.load_model_state_dict(module, checkpoint["state_dict"])
+        optimizers = checkpoint.get("optimizers", [])
+        if len(optimizers) != len(self.optimizer_configs):
+            raise ValueError(
+                f"checkpoint has {len(optimizers)} optimizers, "
+                f"the module configures {len(self.optimizer_configs)}"
+            )
+        for config, state in zip(self.optimizer_configs, optimizers):
+            self.strategy.load_optimizer_state_dict(module, config.optimizer, state)
+        for config, state in zip(self.optimizer_configs, checkpoint.get("schedulers", [])):
+            if config.scheduler is not None and state is not None:
+                config.scheduler.scheduler.load_state_dict(state)
+        self.precision_plugin.load_state_dict(checkpoint.get("precision", {}))
+        loop = checkpoint["loop"]
+        self.global_step = int(loop["global_step"])
+        self.current_epoch = int(loop["epoch"])
+        self._batch_in_epoch = int(loop["batch_in_epoch"])
+        self._micro_step = 0
+        self._optimizer_steps = list(
+            loop.get("optimizer_steps", [self.global_step] * len(self.optimizer_configs))
+        )
+        if int(loop.get("world_size", self.world_size)) != self.world_size and self._batch_in_epoch:
+            # the per-rank position means something else with another world size: restart the epoch
+            self.print(
+                f"resuming with world size {self.world_size} (was {loop.get('world_size')}): epoch restarts"
+            )
+            self._batch_in_epoch = 0
+        self.callback_metrics.update(checkpoint.get("callback_metrics", {}))
+        saved = checkpoint.get("callbacks", {})
+        for callback in self.callbacks:
+            if callback.state_key in saved:
+                callback.load_state_dict(saved[callback.state_key])
+            callback.on_load_checkpoint(self, module, checkpoint)
+        if self.datamodule is not None and checkpoint.get("datamodule"):
+            self.datamodule.load_state_dict(checkpoint["datamodule"])
+        module.on_load_checkpoint(checkpoint)
+
+    def _restore_rng(self, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get("rng") or []
+        if not states:
+            return
+        state = states[self.rank] if self.rank < len(states) else states[self.rank % len(states)]
+        accelerator_state = restore_rng_state(state)
+        assert self.accelerator is not None
+        if accelerator_state is not None:
+            self.accelerator.set_rng_state(accelerator_state)
+
+    def full_module(self) -> nn.Module:
+        """The trained module with full, plain weights (collective under FSDP; for export)."""
+        if self.module is None:
+            raise RuntimeError("no module: call fit first")
+        return self.strategy.full_module(self.module)
+
+
+__all__ = ["Trainer", "batch_size_of", "move_to_device", "seed_everything"]
