@@ -244,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             "frames": len(clip["rgb"]),
         }
         print(
-            f"\n{clip['name']}: {info.width}x{info.height} @ {float(info.fps):g} fps, {len(clip['rgb'])} frames",
+            f"\n{clip['name']}: {info.width}x{info.height} @ {float(info.fps):g} fps, "
+            f"{len(clip['rgb'])} frames",
             flush=True,
         )
         settings: dict[str, list[dict[str, Any]]] = {"vqcodec": []}
@@ -287,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
 def print_row(name: str, row: dict[str, Any]) -> None:
     setting = f"q{row['quality']}" if "quality" in row else f"crf{row['crf']}"
     print(
-        f"  {name:14s} {setting:6s} {row['kbps']:9.1f} kbit/s  Y {row['psnr_y']:6.2f} dB  RGB {row['psnr_rgb']:6.2f} dB"
+        f"  {name:14s} {setting:6s} {row['kbps']:9.1f} kbit/s  Y {row['psnr_y']:6.2f} dB"
+        f"  RGB {row['psnr_rgb']:6.2f} dB"
         f"  enc {row['encode_fps']:6.1f} fps  dec {row['decode_fps']:6.1f} fps",
         flush=True,
     )
