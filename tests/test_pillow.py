@@ -127,3 +127,25 @@ def test_decompression_bomb_check_uses_the_header(monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64*64 > 2 * 1000: Pillow refuses
     with pytest.raises(Image.DecompressionBombError):
         Image.open(io.BytesIO(data))
+
+
+def test_video_opens_as_a_multi_frame_image():
+    video = pytest.importorskip("vqcodec.codec.video")
+    y, x = np.mgrid[0:32, 0:48]
+    frames = [
+        np.stack([(x + 5 * t) % 256, (y * 3) % 256, (x + y + t) % 256], -1).astype(np.uint8) for t in range(5)
+    ]
+    buffer = io.BytesIO()
+    with video.VideoEncoder(buffer, model=TINY_MODEL, fps=25, gop=2, quality=2) as encoder:
+        for frame in frames:
+            encoder.write(frame)
+    expected = video.decode_video(buffer.getvalue(), model=TINY_MODEL)
+    with Image.open(io.BytesIO(buffer.getvalue())) as im:
+        assert (im.format, im.size, im.mode, im.n_frames, im.is_animated) == ("VQC", (48, 32), "RGB", 5, True)
+        assert im.info["duration"] == pytest.approx(40.0)
+        for index in (3, 0, 4):
+            im.seek(index)
+            assert im.tell() == index
+            assert np.array_equal(np.asarray(im), expected[index]), f"frame {index}"
+        with pytest.raises(EOFError):
+            im.seek(5)

@@ -29,6 +29,7 @@ may be opened, decoded and saved from several threads at once.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from typing import IO, Any
 
@@ -65,9 +66,14 @@ class VqcImageFile(ImageFile.ImageFile):
 
         assert self.fp is not None
         self._start = self.fp.tell()
+        frame_count = 0
         try:
             with ContainerReader(self.fp) as reader:
                 header = reader.header
+                if header.media != "image" and not header.frame_count and reader.seekable:
+                    # a streamed clip's header leaves the count out: the index (or a scan) has it
+                    with contextlib.suppress(VQCError):
+                        frame_count = reader.key_frames().frame_count
         except VQCError as exc:
             # SyntaxError is how a Pillow plugin says "not a valid file of my format"
             raise SyntaxError(f"not a valid .vqc file: {exc}") from exc
@@ -78,7 +84,7 @@ class VqcImageFile(ImageFile.ImageFile):
             self.n_frames = 1
         else:
             mode = "RGB"
-            self.n_frames = max(1, header.frame_count)
+            self.n_frames = max(1, header.frame_count or frame_count)
             if header.fps_num and header.fps_den:
                 self.info["duration"] = 1000.0 * header.fps_den / header.fps_num
         self.is_animated = self.n_frames > 1
@@ -138,7 +144,7 @@ def _video_frame(source: IO[bytes], index: int) -> Any:
     from vqcodec.codec.video import VideoDecoder
     from vqcodec.errors import FormatError
 
-    with VideoDecoder(source) as decoder:
+    with VideoDecoder(source, model=DECODE_MODEL) as decoder:
         decoder.seek(index)
         for frame in decoder:
             return _as_rgb_array(frame)
