@@ -69,7 +69,7 @@ def _cases() -> dict[str, dict]:
     following = [np.where(_lcg(f.size, 300 + i, 4).reshape(f.shape) == 0, blocky(500 + i), f)
                  for i, f in enumerate(frames)]
     cprior = SpatialContextPrior.fit(frames + following, alphabet, references=[None] * 8 + frames,
-                                     min_count=4, select_stages=False)
+                                     min_count=4, select_stages=False, groups=0)
     test, ref = blocky(900), blocky(910)
     cases["spatial_context"] = {
         "config": cprior.config(),
@@ -80,12 +80,29 @@ def _cases() -> dict[str, dict]:
         "payload_2_streams": cprior.encode(test[:2]).hex(),
         "payload_reference": cprior.encode(test, reference=ref).hex(),
     }
+    # with previous-stream groups for weak votes (3 streams so that two use groups)
+    alphabet3 = (50, 20, 30)
+    def blocky3(seed: int) -> np.ndarray:
+        small = np.stack([_skewed(5 * 7, seed + s, k).reshape(5, 7) for s, k in enumerate(alphabet3)])
+        big = np.kron(small, np.ones((1, 2, 2), dtype=np.int64))[:, :9, :13]
+        flip = _lcg(big.size, seed + 7, 3).reshape(big.shape) == 0
+        return np.where(flip, _lcg(big.size, seed + 9, 20).reshape(big.shape), big)
+    gprior = SpatialContextPrior.fit([blocky3(1000 + 10 * i) for i in range(10)], alphabet3, min_count=4,
+                                     groups=4, weak_vote=2, select_stages=False)
+    test3 = blocky3(1900)
+    cases["spatial_context_groups"] = {
+        "config": gprior.config(),
+        "arrays": {k: v.tolist() for k, v in gprior.state_dict().items()},
+        "codes": test3.tolist(),
+        "payload": gprior.encode(test3).hex(),
+        "payload_2_streams": gprior.encode(test3[:2]).hex(),
+    }
     return cases
 
 
 def _load(name: str) -> dict:
     path = GOLDEN / f"{name}.json"
-    if REGEN:
+    if REGEN and (os.environ.get("VQCODEC_REGEN_GOLDEN_CASES", name) == name or not path.exists()):
         GOLDEN.mkdir(exist_ok=True)
         path.write_text(json.dumps(_cases()[name], sort_keys=True, separators=(",", ":")) + "\n")
     return json.loads(path.read_text())
@@ -100,7 +117,7 @@ def test_golden_coder():
     assert encode_symbols(symbols, tables, freqs).hex() == case["data"]
 
 
-@pytest.mark.parametrize("name", ["factorized", "spatial_context"])
+@pytest.mark.parametrize("name", ["factorized", "spatial_context", "spatial_context_groups"])
 def test_golden_prior(name):
     case = _load(name)
     arrays = {k: np.array(v, dtype=np.uint16 if k.startswith("freqs") else np.int64)
