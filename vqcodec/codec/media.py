@@ -252,7 +252,7 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 def from_tensor(pixels: torch.Tensor) -> np.ndarray:
     """(1, 3, H, W) float -> (H, W, 3) uint8, clamped to [0, 1] and rounded half to even."""
     out = pixels[0].clamp(0.0, 1.0).mul(255.0).round_().to(dtype=_uint8())
-    return out.permute(1, 2, 0).contiguous().numpy()
+    return out.permute(1, 2, 0).contiguous().cpu().numpy()
 
 
 def _uint8() -> Any:
@@ -314,18 +314,30 @@ def _split(n: int, parts: int) -> list[tuple[int, int]]:
     return [(edges[i], edges[i + 1]) for i in range(parts)]
 
 
+def model_device(model: Any) -> Any:
+    """Where the model's weights live (CPU unless someone moved ``model.network``, e.g. to CUDA)."""
+    import torch
+
+    network = getattr(model, "network", None)
+    if network is not None:
+        for parameter in network.parameters():
+            return parameter.device
+    return torch.device("cpu")
+
+
 def encode_tiled(model: Any, rgb: np.ndarray, quality: int, **tiling: int) -> np.ndarray:
     """Padded pixels (H, W, 3) uint8, H and W multiples of ``model.stride`` -> codes (S, h, w) int32."""
     import torch
 
     stride = int(model.stride)
+    device = model_device(model)
     h, w = rgb.shape[0] // stride, rgb.shape[1] // stride
     codes: np.ndarray | None = None
     with torch.inference_mode():
         for t in plan_tiles(h, w, **tiling):
             r0, r1, c0, c1 = t.outer
-            pixels = to_tensor(rgb[r0 * stride : r1 * stride, c0 * stride : c1 * stride])
-            tile_codes = model.to_codes(pixels, quality)
+            pixels = to_tensor(rgb[r0 * stride : r1 * stride, c0 * stride : c1 * stride]).to(device)
+            tile_codes = model.to_codes(pixels, quality).cpu()
             if (
                 tile_codes.dim() != 4
                 or tile_codes.shape[0] != 1
@@ -348,13 +360,16 @@ def decode_tiled(model: Any, codes: np.ndarray, **tiling: int) -> np.ndarray:
     import torch
 
     stride = int(model.stride)
+    device = model_device(model)
     s, h, w = codes.shape
     limits.check_pixels(w * stride, h * stride, what="decoded (padded) image")
     out = np.empty((h * stride, w * stride, 3), dtype=np.uint8)
     with torch.inference_mode():
         for t in plan_tiles(h, w, **tiling):
             r0, r1, c0, c1 = t.outer
-            tile_codes = torch.from_numpy(np.ascontiguousarray(codes[:, r0:r1, c0:c1])).long()[None]
+            tile_codes = (
+                torch.from_numpy(np.ascontiguousarray(codes[:, r0:r1, c0:c1])).long()[None].to(device)
+            )
             pixels = model.from_codes(tile_codes)
             if tuple(pixels.shape) != (1, 3, (r1 - r0) * stride, (c1 - c0) * stride):
                 raise RuntimeError(
