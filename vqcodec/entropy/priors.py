@@ -19,6 +19,7 @@ the alphabet in the config restores each table's size.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -81,7 +82,7 @@ def _pmf_rows(counts: npt.NDArray[np.float64], sizes: Sequence[int], k_max: int,
     return freqs
 
 
-class CodePrior:
+class CodePrior(abc.ABC):
     """Common machinery: validation, payload header, table storage."""
 
     kind: ClassVar[int]
@@ -95,16 +96,19 @@ class CodePrior:
             raise ValueError("freqs rows do not sum to 2**precision")
 
     # -- subclass hooks -------------------------------------------------------------------
+    @abc.abstractmethod
     def _batches(self, codes: npt.NDArray[np.int64], reference: npt.NDArray[np.int64] | None
                  ) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
-        raise NotImplementedError
+        """The (symbols, tables) batches of codes (S', H, W), in coding order."""
 
+    @abc.abstractmethod
     def _decode_codes(self, decoder: SymbolDecoder, shape: tuple[int, int, int],
                       reference: npt.NDArray[np.int64] | None) -> CodesArray:
-        raise NotImplementedError
+        """Codes (S', H, W) pulled batch by batch from ``decoder``, mirroring ``_batches``."""
 
+    @abc.abstractmethod
     def _arrays(self) -> dict[str, np.ndarray]:
-        raise NotImplementedError
+        """The integer arrays ``state_dict`` returns."""
 
     def _options(self) -> dict[str, Any]:
         return {}
