@@ -13,6 +13,10 @@ Every prior has:
   ``load_prior(config, arrays)`` rebuilds any prior from those two.
 Priors that do not use ``reference`` (the previous frame's codes) raise ValueError if given one.
 
+Priors: ``FactorizedPrior`` (payload kind 1: one table per stream) and ``SpatialContextPrior``
+(kind 2: neighbour votes, previous-stream agreement and groups, optional reference frame); on
+RVQ codes of real images the context prior spends 16-33 % fewer bits (benchmarks/entropy.py).
+
 Table storage: freqs are stored as ``freq - 1`` in uint16 (cdf.pack_freqs) with precision <= 16;
 the alphabet in the config restores each table's size.
 """
