@@ -265,3 +265,26 @@ def test_video_model_bundle_round_trip(model, tmp_path):
     with VideoDecoder(data, model=str(path)) as dec:
         for i, _ in enumerate(dec):
             assert torch.equal(dec.latents, latents[i])
+
+
+def test_scene_cut_codes_a_key_frame_when_a_p_frame_costs_more(model, monkeypatch):
+    from vqcodec.codec.video import TemporalCoder
+
+    frames = moving_clip(4, 32, 32)
+    coder = TemporalCoder.for_model(model)
+    real = coder.encode_inter
+
+    def expensive(*args, **kwargs):
+        payload, latents, counts, cost = real(*args, **kwargs)
+        if len(out.getvalue()) > 0 and enc.frames_written == 2:  # frame 2 "cannot be predicted"
+            return payload + bytes(10_000), latents, counts, cost + 1e12
+        return payload, latents, counts, cost
+
+    monkeypatch.setattr(coder, "encode_inter", expensive)
+    out = io.BytesIO()
+    with VideoEncoder(out, model, quality=3) as enc:
+        for f in frames:
+            enc.write(f)
+    monkeypatch.undo()
+    with VideoDecoder(out.getvalue(), model=model) as dec:
+        assert dec.key_frames() == [0, 2] and len(list(dec)) == 4

@@ -43,6 +43,8 @@ CODEC_PARAMS_VERSION = 1
 #: first byte of every video frame payload
 FRAME_INTRA, FRAME_INTER = 0, 1
 DEFAULT_GOP = 32
+#: P frames larger than this fraction of the last key frame are also tried as key frames
+SCENE_CUT_TRIAL_RATIO = 0.5
 TEMPORAL_MODE = "latent-residual"
 VIDEO_PIXEL_FORMATS = {"rgb24": 3, "yuv420p": 3, "yuv422p": 3, "yuv444p": 3, "gray8": 1}
 
@@ -367,6 +369,7 @@ class VideoEncoder:
         self._latents: torch.Tensor | None = None
         self._counts: torch.Tensor | None = None
         self._lambda = 0.0
+        self._key_bytes = 0
         self._since_key = 0
 
     # -- public -----------------------------------------------------------------------------
@@ -407,7 +410,9 @@ class VideoEncoder:
                 payload, latents, counts, cost = coder.encode_inter(
                     y, self._latents, self._counts, self._lambda * self.lambda_scale
                 )
-                if self.scene_cut:
+                # a P frame costing less than half the last key frame is never worse as a key
+                # frame in practice: only larger ones pay for the intra trial encode
+                if self.scene_cut and len(payload) > SCENE_CUT_TRIAL_RATIO * self._key_bytes:
                     intra_payload, intra_latents, distortion, lam = coder.encode_intra(y, self.quality)
                     if distortion + self._lambda * self.lambda_scale * 8.0 * len(intra_payload) < cost:
                         want_key = True
@@ -416,6 +421,8 @@ class VideoEncoder:
             else:
                 payload, latents, _, self._lambda = coder.encode_intra(y, self.quality)
                 counts = key_counts(*y.shape[2:], coder.stages)
+            if want_key:
+                self._key_bytes = len(payload)
         self._writer.write_frame(payload, key=want_key)
         self._latents, self._counts = latents, counts
         self._since_key = 1 if want_key else self._since_key + 1
