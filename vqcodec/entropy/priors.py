@@ -185,9 +185,15 @@ class CodePrior(abc.ABC):
                 raise FormatError("payload is coded against a reference frame; none was given",
                                   offset=2, field="flags")
             ref = self._check_reference(reference, want)
-        decoder = SymbolDecoder(body, self.tables)
-        codes = self._decode_codes(decoder, (want[0], want[1], want[2]), ref)
-        decoder.finish()
+        try:
+            decoder = SymbolDecoder(body, self.tables)
+            codes = self._decode_codes(decoder, (want[0], want[1], want[2]), ref)
+            decoder.finish()
+        except FormatError as exc:  # the coder cannot tell where the body starts: add it
+            message, suffix = str(exc), f" (field {exc.field})"
+            if exc.offset is None and message.endswith(suffix):
+                message = message[: -len(suffix)]
+            raise type(exc)(message, offset=header.header_size, field="body") from exc
         return codes
 
     def ideal_bits(self, codes: npt.ArrayLike, reference: npt.ArrayLike | None = None) -> float:
