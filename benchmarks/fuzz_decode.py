@@ -25,6 +25,10 @@ the case number, so every case is reproducible alone):
   format, model name, codec_params JSON values) set to a hostile value, CRC recomputed;
 - ``frames``: whole frame chunks dropped, duplicated or swapped (CRCs stay valid).
 
+Decoding goes through ``decode_image_result`` / ``VideoDecoder`` (dispatched on the media byte,
+as the CLI does), from a seekable buffer or a non-seekable pipe, sometimes seeking; one case in
+ten goes through the Pillow plugin instead (``Image.open(...).load()``).
+
 Each decoded case runs in a worker subprocess with a per-case time limit (``signal.setitimer``
 raising in Python, and a watchdog in this process that kills a worker stuck in native code) and
 an address-space limit (``RLIMIT_AS`` = the worker's size after warm-up + ``--memory-mb``).
@@ -546,6 +550,8 @@ def decode_case(item: CorpusFile, data: bytes, rng: random.Random) -> str | None
 
     as_pipe = rng.random() < 0.3
     src: Any = _Pipe(data) if as_pipe else io.BytesIO(data)
+    if rng.random() < 0.1:
+        return _decode_with_pillow(item, data)
     if media_byte(data) == "image" or not _has_video_codec():
         from vqcodec.codec.image import decode_image_result
 
@@ -580,6 +586,27 @@ def decode_case(item: CorpusFile, data: bytes, rng: random.Random) -> str | None
     return None
 
 
+def _decode_with_pillow(item: CorpusFile, data: bytes) -> str | None:
+    """The same bytes through the Pillow plugin: Image.open, then load() (first frame)."""
+    import io
+
+    from PIL import Image
+
+    import vqcodec.pillow
+
+    vqcodec.pillow.DECODE_MODEL = item.model
+    with Image.open(io.BytesIO(data), formats=["VQC"]) as im:
+        im.load()
+        width, height = im.size
+        if len(im.tobytes()) != width * height * len(im.getbands()):
+            return f"Pillow image {im.size} {im.mode} holds {len(im.tobytes())} bytes"
+    return None
+
+
+# Pillow's own answers to a file it refuses (not ours, or over Image.MAX_IMAGE_PIXELS)
+PILLOW_EXPECTED = ("UnidentifiedImageError", "DecompressionBombError")
+
+
 def classify(exc: BaseException) -> str:
     from vqcodec.errors import VQCError
 
@@ -591,6 +618,8 @@ def classify(exc: BaseException) -> str:
         return "memory"
     if isinstance(exc, VQCError):
         return f"expected:{type(exc).__name__}"
+    if type(exc).__name__ in PILLOW_EXPECTED and type(exc).__module__.startswith("PIL"):
+        return f"expected:pillow.{type(exc).__name__}"
     return f"unexpected:{type(exc).__name__}"
 
 

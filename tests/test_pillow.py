@@ -129,17 +129,22 @@ def test_decompression_bomb_check_uses_the_header(monkeypatch):
         Image.open(io.BytesIO(data))
 
 
-def test_video_opens_as_a_multi_frame_image():
+@pytest.mark.parametrize("pixel_format", ["rgb24", "gray8"])
+def test_video_opens_as_a_multi_frame_image(pixel_format):
     video = pytest.importorskip("vqcodec.codec.video")
     y, x = np.mgrid[0:32, 0:48]
     frames = [
         np.stack([(x + 5 * t) % 256, (y * 3) % 256, (x + y + t) % 256], -1).astype(np.uint8) for t in range(5)
     ]
     buffer = io.BytesIO()
-    with video.VideoEncoder(buffer, model=TINY_MODEL, fps=25, gop=2, quality=2) as encoder:
+    with video.VideoEncoder(
+        buffer, model=TINY_MODEL, fps=25, gop=2, quality=2, pixel_format=pixel_format
+    ) as encoder:
         for frame in frames:
             encoder.write(frame)
     expected = video.decode_video(buffer.getvalue(), model=TINY_MODEL)
+    if pixel_format == "gray8":  # (H, W) frames; Pillow shows every video frame as RGB
+        expected = [np.repeat(frame[..., None], 3, axis=-1) for frame in expected]
     with Image.open(io.BytesIO(buffer.getvalue())) as im:
         assert (im.format, im.size, im.mode, im.n_frames, im.is_animated) == ("VQC", (48, 32), "RGB", 5, True)
         assert im.info["duration"] == pytest.approx(40.0)

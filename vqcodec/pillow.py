@@ -156,8 +156,10 @@ def _as_rgb_array(frame: Any) -> Any:
 
     if isinstance(frame, Image.Image):
         return np.asarray(frame.convert("RGB"))
-    array = getattr(frame, "rgb", frame)
-    return np.ascontiguousarray(np.asarray(array, dtype=np.uint8))
+    array = np.asarray(getattr(frame, "rgb", frame), dtype=np.uint8)
+    if array.ndim == 2:  # gray8 videos decode to (H, W); video frames are RGB images here
+        array = np.repeat(array[..., None], 3, axis=-1)
+    return np.ascontiguousarray(array)
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
