@@ -288,3 +288,38 @@ def test_scene_cut_codes_a_key_frame_when_a_p_frame_costs_more(model, monkeypatc
     monkeypatch.undo()
     with VideoDecoder(out.getvalue(), model=model) as dec:
         assert dec.key_frames() == [0, 2] and len(list(dec)) == 4
+
+
+def test_corrupt_payloads_with_valid_crcs_raise_only_library_errors(model):
+    """Payload bytes mutated *inside* valid chunks: the payload parser itself must hold."""
+    from vqcodec.container import ContainerWriter
+    from vqcodec.errors import VQCError
+
+    frames = moving_clip(5, 32, 48)
+    data, _ = encode(frames, model, quality=3, gop=3)
+    with ContainerReader(io.BytesIO(data)) as reader:
+        header = reader.header
+        chunks = [(f.key, f.payload) for f in reader.frames()]
+    rng = np.random.default_rng(0)
+    outcomes = {"ok": 0, "error": 0}
+    for trial in range(150):
+        mutated = [bytearray(p) for _, p in chunks]
+        target = mutated[int(rng.integers(len(mutated)))]
+        kind = trial % 3
+        if kind == 0 and len(target) > 1:
+            target[int(rng.integers(len(target)))] ^= 1 << int(rng.integers(8))
+        elif kind == 1:
+            del target[int(rng.integers(len(target))) :]
+        else:
+            target += bytes(rng.integers(0, 256, int(rng.integers(1, 8)), dtype=np.uint8))
+        out = io.BytesIO()
+        with ContainerWriter(out, header) as writer:
+            for (key, _), payload in zip(chunks, mutated):
+                writer.write_frame(bytes(payload), key=key)
+        try:
+            for frame in VideoDecoder(out.getvalue(), model=model):
+                assert frame.shape == (32, 48, 3)
+            outcomes["ok"] += 1
+        except VQCError:
+            outcomes["error"] += 1
+    assert outcomes["error"] > 50
