@@ -198,6 +198,39 @@ def compare_priors(train: list[np.ndarray], test: list[np.ndarray], alphabet: tu
             "fit_seconds": {"factorized": t1 - t0, "spatial_context": t2 - t1}}
 
 
+def stage_group_ablation(train: list[np.ndarray], test: list[np.ndarray], k: int, groups: int = 16,
+                         smoothing: float = 0.5, iters: int = 10) -> list[dict[str, Any]]:
+    """Ideal bits of the alternative context considered: stream s conditioned on the group of the
+    stream s-1 code at the same position (codes clustered into ``groups`` by the KL divergence of
+    their next-stage distributions, tables per (stream, group)), vs factorized and vs the full
+    previous code as context.  Cross-entropy on ``test`` only (no coder), bits per code."""
+    rows = []
+    for s in range(1, train[0].shape[0]):
+        joint = np.zeros((k, k))
+        for c in train:
+            np.add.at(joint, (c[s - 1].reshape(-1), c[s].reshape(-1)), 1)
+        marginal = joint.sum(0) + smoothing
+        marginal /= marginal.sum()
+        group_of = np.argsort(np.argsort(-joint.sum(1))) % groups  # start: interleave by frequency
+        for _ in range(iters):  # Lloyd iterations with the cross-entropy as distance
+            counts = np.stack([joint[group_of == g].sum(0) for g in range(groups)]) + smoothing
+            log_q = np.log(counts / counts.sum(1, keepdims=True))
+            group_of = np.argmax(joint @ log_q.T, axis=1)
+        counts = np.stack([joint[group_of == g].sum(0) for g in range(groups)]) + smoothing
+        q = counts / counts.sum(1, keepdims=True)
+        full = (joint + smoothing) / (joint + smoothing).sum(1, keepdims=True)
+        bits = {"factorized": 0.0, f"prev-stage {groups} groups": 0.0, "prev-stage full code": 0.0}
+        n = 0
+        for c in test:
+            a, b = c[s - 1].reshape(-1), c[s].reshape(-1)
+            bits["factorized"] -= np.log2(marginal[b]).sum()
+            bits[f"prev-stage {groups} groups"] -= np.log2(q[group_of[a], b]).sum()
+            bits["prev-stage full code"] -= np.log2(full[a, b]).sum()
+            n += b.size
+        rows.append({"stream": s, **{name: v / n for name, v in bits.items()}})
+    return rows
+
+
 def patch_rvq(quick: bool) -> dict[str, Any] | None:
     from _patch_rvq import DATA, real_codes
 
@@ -207,6 +240,14 @@ def patch_rvq(quick: bool) -> dict[str, Any] | None:
     codes = real_codes(stages=4, k=1024, dims=64, train_limit=60 if quick else 120)
     pixels = [c.shape[1] * c.shape[2] * 256 for c in codes["kodak"]]
     result = compare_priors(codes["train"], codes["kodak"], (1024,) * 4, pixels)
+    result["stage_group_ablation"] = stage_group_ablation(codes["train"], codes["kodak"], 1024)
+    con = SpatialContextPrior.fit(codes["train"], (1024,) * 4)
+    kodak = codes["kodak"]
+    result["stage_group_ablation_spatial_context"] = [
+        {"stream": s,
+         "spatial_context": sum(con.ideal_bits(c[: s + 1]) - con.ideal_bits(c[:s]) for c in kodak)
+         / sum(c[s].size for c in kodak)}
+        for s in range(1, 4)]
     result["setup"] = ("residual k-means (4 stages x 1024) on 64-d PCA of 16x16 RGB patches, fitted on "
                        f"{len(codes['train'])} train images; priors fitted on their codes; "
                        "Kodak (24) evaluated")
@@ -257,7 +298,7 @@ def video(quick: bool) -> dict[str, Any] | None:
             "table_bytes": con.table_bytes(), "stage_modes": list(con.stage_modes)}
 
 
-def bundled_model(name: str | None) -> dict[str, Any] | None:
+def bundled_model(name: str | None, train_limit: int = 40) -> dict[str, Any] | None:
     try:
         from vqcodec.models.zoo import DEFAULT_IMAGE_MODEL, load_model
     except Exception as exc:  # no model layer yet
@@ -299,7 +340,26 @@ def bundled_model(name: str | None) -> dict[str, Any] | None:
                      "bytes_per_image": actual / n, "ideal_bytes": ideal / n,
                      "overhead_%": 100 * (actual / ideal - 1), "bpp": 8 * actual / pixels,
                      "encode_ms": 1e3 * t_enc / n, "decode_ms": 1e3 * t_dec / n})
-    return {"rows": rows, "table_bytes": model.prior.table_bytes()}
+    result: dict[str, Any] = {"rows": rows, "table_bytes": model.prior.table_bytes()}
+    # factorized vs context prior on this model's codes: fit on train images, evaluate on Kodak
+    from _patch_rvq import _load, train_images
+
+    def codes_of(img: np.ndarray) -> np.ndarray:
+        st = model.stride
+        img = img[: img.shape[0] // st * st, : img.shape[1] // st * st]
+        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            return model.to_codes(x, model.quality_levels)[0].numpy().astype(np.int64)
+
+    train = [codes_of(_load(p, 768)) for p in train_images(train_limit)]
+    kodak = [codes_of(_load(p, 10**6)) for p in kodak_images()]
+    alphabet = tuple(int(max(c[s].max() for c in train + kodak)) + 1 for s in range(train[0].shape[0]))
+    if hasattr(model.prior, "alphabet"):
+        alphabet = tuple(model.prior.alphabet)[: len(alphabet)]
+    pixels = [c.shape[1] * c.shape[2] * model.stride**2 for c in kodak]
+    result["priors_on_model_codes"] = compare_priors(train, kodak, alphabet, pixels)
+    result["priors_on_model_codes"]["setup"] = f"codes of {len(train)} train images (fit), Kodak (eval)"
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -331,6 +391,10 @@ def main(argv: list[str] | None = None) -> int:
                                     "encode_ms", "decode_ms"]))
         print(f"stage modes chosen: {real['context_stage_modes']}; tables: {real['num_tables']}; "
               f"table bytes: {real['table_bytes']}")
+        abl = [dict(r, **x) for r, x in zip(real["stage_group_ablation"],
+                                            real["stage_group_ablation_spatial_context"])]
+        print("\n== context choice, ideal bits per code of stream s on Kodak (alternatives considered) ==")
+        print(_table(abl, list(abl[0])))
 
     vid = video(args.quick)
     if vid is not None:
@@ -340,12 +404,17 @@ def main(argv: list[str] | None = None) -> int:
                                    "encode_Msym_s", "decode_Msym_s"]))
         print(f"context tables with reference contexts: {vid['table_bytes']} bytes")
 
-    model = bundled_model(args.model)
+    model = bundled_model(args.model, 20 if args.quick else 60)
     if model is not None:
         result["model"] = model
         print("\n== bundled model on Kodak ==")
         print(_table(model["rows"], ["model", "quality", "prior", "bytes_per_image", "ideal_bytes",
                                      "overhead_%", "bpp", "encode_ms", "decode_ms"]))
+        cmp = model["priors_on_model_codes"]
+        print(f"\n== priors refitted on the model's codes: {cmp['setup']} ==")
+        print(_table(cmp["rows"], ["prior", "streams", "bytes_per_image", "ideal_bytes", "overhead_%", "bpp",
+                                   "bits_per_code", "zstd19_raw_bytes", "saving_vs_factorized_%"]))
+        print(f"stage modes chosen: {cmp['context_stage_modes']}; table bytes: {cmp['table_bytes']}")
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
