@@ -210,7 +210,9 @@ def report(
                 raise CommandError(f"{o.input}: {o.error}" if o.input != "-" else str(o.error))
             print(f"vqcodec: error: {o.input}: {o.error}", file=sys.stderr)
         elif not quiet and (single or len(outcomes) <= 20):
-            print(line(o), file=stream)
+            text = line(o)
+            if text:  # video outcomes are reported by the video module itself
+                print(text, file=stream)
     if not quiet and not single:
         mean = f", mean {summary['mean_bpp']:.4f} bpp" if summary["mean_bpp"] is not None else ""
         print(

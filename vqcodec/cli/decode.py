@@ -179,7 +179,7 @@ def decode_one(job: Job, args: argparse.Namespace, fmt: str | None) -> Outcome:
 
 def _line(o: Outcome) -> str:
     if o.info.get("media") == "video":
-        return f"{o.input} -> {o.output}: {o.seconds:.2f} s"
+        return ""
     return (
         f"{o.input} -> {o.output}: {o.info['width']}x{o.info['height']} {o.info['pixel_format']} "
         f"{o.info['format']}, {o.bpp:.4f} bpp, {o.seconds:.2f} s"

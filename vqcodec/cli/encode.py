@@ -145,7 +145,7 @@ def encode_one(job: Job, args: argparse.Namespace, model: Any) -> Outcome:
 
 def _line(o: Outcome) -> str:
     if o.info.get("media") == "video":
-        return f"{o.input} -> {o.output}: {o.bytes_out} bytes, {o.seconds:.2f} s"
+        return ""
     psnr = f", {o.info['psnr']:.2f} dB" if "psnr" in o.info else ""
     return (
         f"{o.input} -> {o.output}: {o.info['width']}x{o.info['height']} {o.info['pixel_format']}, "
