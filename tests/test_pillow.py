@@ -154,3 +154,23 @@ def test_video_opens_as_a_multi_frame_image(pixel_format):
             assert np.array_equal(np.asarray(im), expected[index]), f"frame {index}"
         with pytest.raises(EOFError):
             im.seek(5)
+
+
+def test_save_all_writes_a_video(tmp_path):
+    video = pytest.importorskip("vqcodec.codec.video")
+    y, x = np.mgrid[0:32, 0:32]
+    frames = [
+        Image.fromarray(((x * 7 + y * 3 + 20 * t) % 256).astype(np.uint8)).convert("RGB") for t in range(4)
+    ]
+    path = tmp_path / "anim.vqc"
+    frames[0].save(
+        path, save_all=True, append_images=frames[1:], duration=50, quality=2, gop=2, model=TINY_MODEL
+    )
+    with video.VideoDecoder(path, model=TINY_MODEL) as decoder:
+        assert decoder.fps == 20
+        assert decoder.key_frames() == [0, 2]
+        assert len(list(decoder)) == 4
+    with Image.open(path) as im:
+        assert im.n_frames == 4
+        im.seek(3)
+        assert im.size == (32, 32)

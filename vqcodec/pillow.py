@@ -21,7 +21,9 @@ Video files open too: ``n_frames`` is the clip's frame count, ``seek(i)`` select
 
 Save options (``im.save(..., **options)``): ``quality`` (1..N of the model), ``bpp`` or
 ``psnr`` targets (at most one of the three), ``model`` (bundled name, bundle path or loaded
-CodecModel). Saving to a file object never seeks, so a pipe or socket works.
+CodecModel). ``save_all=True`` writes every frame of an animated image (plus
+``append_images``) as a video (options ``quality``, ``model``, ``gop``, ``duration`` in ms).
+Saving to a file object never seeks, so a pipe or socket works.
 
 Thread safety: an ``Image`` is not shared between threads (a Pillow rule); separate images
 may be opened, decoded and saved from several threads at once.
@@ -176,6 +178,38 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     fp.write(data)
 
 
+def _save_all(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    """``im.save("clip.vqc", save_all=True)``: every frame (and ``append_images``) as a video.
+
+    Options: ``quality``, ``model``, ``gop`` and ``duration`` (ms per frame, default the
+    image's ``info["duration"]``, else 40 ms = 25 fps). Frames are coded as RGB.
+    """
+    from fractions import Fraction
+
+    from PIL import ImageSequence
+
+    from vqcodec.codec.video import VideoEncoder
+
+    options = im.encoderinfo
+    sequence = [im, *options.get("append_images", [])]
+    duration = options.get("duration", im.info.get("duration")) or 40
+    if isinstance(duration, (list, tuple)):  # one value per frame: the codec has one frame rate
+        duration = duration[0] if duration else 40
+    if not isinstance(duration, (int, float)) or not 0 < duration < 1e7:
+        raise ValueError(f"duration must be a positive number of milliseconds, got {duration!r}")
+    fps = Fraction(1000) / Fraction(duration).limit_denominator(1000)
+    current = im.tell()
+    try:
+        with VideoEncoder(
+            fp, options.get("model"), fps=fps, quality=options.get("quality"), gop=options.get("gop")
+        ) as encoder:
+            for image in sequence:
+                for frame in ImageSequence.Iterator(image):
+                    encoder.write(frame.convert("RGB"))
+    finally:
+        im.seek(current)
+
+
 _registered = False
 
 
@@ -186,6 +220,7 @@ def register() -> None:
         return
     Image.register_open(FORMAT, VqcImageFile, _accept)
     Image.register_save(FORMAT, _save)
+    Image.register_save_all(FORMAT, _save_all)
     Image.register_extensions(FORMAT, list(EXTENSIONS))
     Image.register_mime(FORMAT, MIME)
     _registered = True
