@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -509,7 +510,49 @@ class VideoEncoder:
             quality=self.quality,
             codec_params=json.dumps(params, sort_keys=True, separators=(",", ":")).encode(),
         )
-        self._writer = ContainerWriter(self._dst, header, force=self._force)
+        from vqcodec._io import is_path
+
+        if is_path(self._dst) and self._dst != "-":
+            self._writer = ContainerWriter(self._dst, header, force=self._force)
+        else:
+            stream = sys.stdout.buffer if self._dst == "-" else self._dst
+            self._writer = ContainerWriter(_FrameBuffered(stream), header, force=self._force)
+
+
+class _FrameBuffered:
+    """Collects the container writer's small writes and passes them on at each ``flush()``.
+
+    The writer flushes after the header and after every frame, so each frame reaches a pipe or
+    socket in one ``write`` call: a reader peeking at the stream sees whole chunks, and an
+    unbuffered destination does not get one system call per field.
+    """
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+        self._pending = bytearray()
+
+    def write(self, data: Any) -> int:
+        self._pending += data
+        return len(data)
+
+    def flush(self) -> None:
+        if self._pending:
+            view = memoryview(bytes(self._pending))
+            self._pending.clear()
+            while view:
+                written = self._stream.write(view)
+                if written is None:  # a non-blocking raw stream that took nothing
+                    continue
+                view = view[written:]
+        flush = getattr(self._stream, "flush", None)
+        if flush is not None:
+            flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
 
 
 def _as_fraction(fps: Any) -> Fraction:
