@@ -1,0 +1,130 @@
+"""Multi-process strategies on CPU (gloo, 2 processes spawned once for the whole module):
+DDP equals one process on the same global batch and keeps codebooks identical; logging is reduced over
+ranks; manual optimisation stays in sync; FSDP trains and its checkpoint loads on one process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from vqcodec.train import EMA, Trainer, load_checkpoint, seed_everything
+from vqcodec.train.launch import spawn
+
+from .helpers import Regression, TinyGAN, loaders, params_of
+
+STEPS = 6
+GLOBAL_BATCH = 8
+WORLD = 2
+QUIET = {"enable_progress_bar": False, "logger": False, "enable_checkpointing": False}
+
+
+def _ddp_module() -> Regression:
+    seed_everything(0)
+    return Regression(quantizer=True, log_rank=True)
+
+
+def _fsdp_module() -> Regression:
+    seed_everything(0)
+    return Regression(hidden=32, quantizer=True)
+
+
+def _worker(out_dir: str) -> None:
+    torch.set_num_threads(1)
+    out = Path(out_dir)
+    results: dict = {}
+
+    module = _ddp_module()
+    trainer = Trainer(strategy="ddp", max_steps=STEPS, log_every_n_steps=STEPS, seed=0, **QUIET)
+    trainer.fit(module, loaders(batch_size=GLOBAL_BATCH // WORLD)[0])
+    results["ddp"] = params_of(module)
+    results["ddp_metrics"] = dict(trainer.callback_metrics)
+    results["rank"] = trainer.rank
+
+    seed_everything(0)
+    gan = TinyGAN()
+    torch.manual_seed(trainer.rank)  # different noise per rank: only gradient averaging keeps them equal
+    Trainer(strategy="ddp", max_steps=4, **QUIET).fit(gan, loaders(batch_size=4)[0])
+    results["gan"] = params_of(gan)
+
+    module = _fsdp_module()
+    trainer = Trainer(
+        strategy="fsdp",
+        strategy_options={"min_num_params": 0},
+        max_steps=4,
+        gradient_clip_val=1.0,
+        callbacks=[EMA(0.5)],
+        default_root_dir=out / "fsdp",
+        enable_progress_bar=False,
+        logger=False,
+        seed=0,
+    )
+    trainer.fit(module, loaders(batch_size=GLOBAL_BATCH // WORLD)[0])
+    results["fsdp_sharded"] = type(module.head).__name__
+    full = trainer.full_module()
+    if trainer.is_global_zero:
+        results["fsdp_full"] = params_of(full)
+    torch.save(results, out / f"rank{trainer.rank}.pt")
+
+
+@pytest.fixture(scope="module")
+def distributed_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    spawn(_worker, WORLD, args=(str(out),), timeout_s=180, env={"OMP_NUM_THREADS": "1"})
+    return out, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+
+
+def test_ddp_matches_single_process_and_codebooks_agree(distributed_results):
+    _, ranks = distributed_results
+    module = _ddp_module()
+    Trainer(max_steps=STEPS, seed=0, **QUIET).fit(module, loaders(batch_size=GLOBAL_BATCH)[0])
+    single = params_of(module)
+    r0, r1 = ranks[0]["ddp"], ranks[1]["ddp"]
+    for name in single:
+        assert torch.equal(r0[name], r1[name]), f"{name} differs between ranks"
+        torch.testing.assert_close(r0[name], single[name], rtol=1e-4, atol=1e-5, msg=name)
+    assert "quantizer.codebook" in r0
+    assert not torch.equal(r0["quantizer.codebook"], _ddp_module().quantizer.codebook)  # it did learn
+
+
+def test_logged_values_are_reduced_over_ranks(distributed_results):
+    _, ranks = distributed_results
+    for result in ranks:
+        assert result["ddp_metrics"]["rank_mean"] == pytest.approx(0.5)
+        assert result["ddp_metrics"]["rank_max"] == 1.0
+    assert ranks[0]["ddp_metrics"]["train/mse"] == ranks[1]["ddp_metrics"]["train/mse"]
+
+
+def test_manual_optimization_under_ddp_stays_in_sync(distributed_results):
+    _, ranks = distributed_results
+    for name, value in ranks[0]["gan"].items():
+        torch.testing.assert_close(ranks[1]["gan"][name], value, rtol=0, atol=1e-6, msg=name)
+
+
+def test_fsdp_trains_and_its_checkpoint_loads_on_one_process(distributed_results):
+    out, ranks = distributed_results
+    assert ranks[0]["fsdp_sharded"].startswith("FSDP")
+    checkpoint_path = out / "fsdp" / "checkpoints" / "last.ckpt"
+    checkpoint = load_checkpoint(checkpoint_path)
+    full = ranks[0]["fsdp_full"]
+    assert checkpoint["state_dict"].keys() == full.keys()
+    for name, value in full.items():
+        assert torch.equal(checkpoint["state_dict"][name], value), name
+        assert not hasattr(value, "device_mesh")
+    assert checkpoint["ema_state_dict"].keys() == full.keys()
+
+    # the same training on one process gives (nearly) the same weights
+    reference = _fsdp_module()
+    Trainer(max_steps=4, gradient_clip_val=1.0, seed=0, **QUIET).fit(
+        reference, loaders(batch_size=GLOBAL_BATCH)[0]
+    )
+    for name, value in params_of(reference).items():
+        torch.testing.assert_close(full[name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+    # and one process resumes from the FSDP checkpoint: weights, optimizer state, EMA
+    module = _fsdp_module()
+    trainer = Trainer(max_steps=6, callbacks=[EMA(0.5)], **QUIET)
+    trainer.fit(module, loaders(batch_size=GLOBAL_BATCH)[0], ckpt_path=checkpoint_path)
+    assert trainer.global_step == 6
+    assert trainer.optimizers[0].state_dict()["state"][0]["step"].item() == 6
