@@ -80,6 +80,19 @@ class Pass:
             a.setflags(write=False)
 
 
+    def tiled(self, batch: int, plane: int) -> Pass:
+        """The same pass over ``batch`` maps stored back to back (flat indices + b * plane)."""
+        out = object.__new__(Pass)
+        base = np.arange(batch, dtype=np.int64) * plane
+        out.rows, out.cols = np.tile(self.rows, batch), np.tile(self.cols, batch)
+        out.offsets, out.phase, out.finest = self.offsets, self.phase, self.finest
+        n, m = self.neighbours.shape
+        out.neighbours = (self.neighbours[None].astype(np.int64) + base[:, None, None]).reshape(batch * n, m)
+        out.inside = np.tile(self.inside, (batch, 1))
+        out.flat = (self.flat[None] + base[:, None]).reshape(-1)
+        return out
+
+
 @lru_cache(maxsize=8)  # a plan takes about 45 bytes per position
 def pass_plan(height: int, width: int, levels: int) -> tuple[Pass, ...]:
     """The passes covering an (H, W) map exactly once, in decoding order (see module doc)."""
@@ -111,7 +124,8 @@ def candidates(
 
     current: (H, W) codes of this stream, valid at positions of earlier passes; prev: (H, W)
     codes of the previous stream or None; ref / ref_prev: the reference frame's codes of this
-    stream and of the previous stream (video), or None.
+    stream and of the previous stream (video), or None.  With a pass ``tiled`` over B maps, the
+    arrays are (B, H, W) and the results cover the B maps one after the other.
     """
     n, m0 = p.neighbours.shape
     flat_cur = current.reshape(-1)

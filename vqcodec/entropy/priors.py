@@ -338,19 +338,19 @@ class SpatialContextPrior(CodePrior):
             return ctx.pass_plan(height, width, 0)[:1]  # every position in one raster pass
         return ctx.pass_plan(height, width, ctx.num_levels(height, width, self.max_levels))
 
-    def _contexts(self, s: int, p: ctx.Pass, current: npt.NDArray[np.int64],
-                  prev: npt.NDArray[np.int64] | None, ref: npt.NDArray[np.int64] | None
+    def _contexts(self, p: ctx.Pass, current: npt.NDArray[np.int64], prev: npt.NDArray[np.int64] | None,
+                  ref_s: npt.NDArray[np.int64] | None, ref_prev: npt.NDArray[np.int64] | None
                   ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_],
                              npt.NDArray[np.int64]]:
-        """Candidates (n, C), context keys (n,), weak-vote mask (n,), previous-stream codes (n,)."""
-        ref_s = ref[s] if ref is not None else None
-        ref_prev = ref[s - 1] if ref is not None and s > 0 else None
+        """Candidates (n, C), context keys (n,), weak-vote mask (n,), previous-stream codes (n,).
+
+        current / prev / ref_s / ref_prev: (H, W) maps, or (B, H, W) with a tiled pass."""
         cand, keys = ctx.candidates(current, p, prev, ref_s, ref_prev)
         n = keys.shape[0]
         if prev is None or self.groups == 0:
             return cand, keys, np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64)
         top = (keys // (ctx.SECOND_VOTE_CAP + 1)) % (ctx.TOP_VOTE_CAP + 1)
-        return cand, keys, top <= self.weak_vote, prev[p.rows, p.cols]
+        return cand, keys, top <= self.weak_vote, prev.reshape(-1)[p.flat]
 
     def _pass_batch(self, s: int, p: ctx.Pass, current: npt.NDArray[np.int64],
                     prev: npt.NDArray[np.int64] | None, ref: npt.NDArray[np.int64] | None
@@ -360,7 +360,9 @@ class SpatialContextPrior(CodePrior):
         if self.stage_modes[s] == "factorized":
             return (np.full((n, ctx.MAX_CANDIDATES), ctx.NO_CANDIDATE, dtype=np.int64),
                     np.full(n, self.context_table[s, 0], dtype=np.int64))
-        cand, keys, weak, prev_codes = self._contexts(s, p, current, prev, ref)
+        ref_s = ref[s] if ref is not None else None
+        ref_prev = ref[s - 1] if ref is not None and s > 0 else None
+        cand, keys, weak, prev_codes = self._contexts(p, current, prev, ref_s, ref_prev)
         tables = self.context_table[s, keys]
         if weak.any():
             tables = np.where(weak, self.group_table[s, self.group_of[s, prev_codes]] if self.groups else 0,
@@ -420,9 +422,21 @@ class SpatialContextPrior(CodePrior):
         # Samples per item and stream with every stream in context mode (contexts do not depend
         # on the tables, so one pass over the data serves every fit below).
         probe = cls._unfitted(a, precision, max_levels, use_ref, weak_vote, groups)
-        samples = [[probe._stream_samples(c, r, s) for s in range(len(a))] for c, r in zip(items, refs)]
         held_out = [i % 5 == 4 for i in range(len(items))] if select_stages and len(items) >= 5 \
             else [False] * len(items)
+        # Items of one shape (and reference presence, held-out flag) are processed as one batch.
+        by_kind: dict[tuple[Any, ...], list[int]] = {}
+        for i, c in enumerate(items):
+            by_kind.setdefault((c.shape, refs[i] is not None, held_out[i]), []).append(i)
+        samples, sample_held_out = [], []
+        for (_, has_ref, is_held_out), members in by_kind.items():
+            for start in range(0, len(members), 256):  # bounded scratch memory
+                chunk = members[start : start + 256]
+                batch = np.stack([items[i] for i in chunk])
+                ref_batch = np.stack([refs[i] for i in chunk]) if has_ref else None  # type: ignore[misc]
+                samples.append([probe._stream_samples(batch, ref_batch, s) for s in range(len(a))])
+                sample_held_out.append(is_held_out)
+        held_out = sample_held_out
         opts = (smoothing, backoff_weight, min_count, groups, precision)
         k_max = max(a)
         modes, freqs_list, key_rows, group_rows, group_maps = [], [], [], [], []
@@ -476,13 +490,17 @@ class SpatialContextPrior(CodePrior):
 
     def _stream_samples(self, codes: npt.NDArray[np.int64], reference: npt.NDArray[np.int64] | None,
                         s: int) -> _Samples:
-        """Context samples of stream s of one item, in coding order, stream in context mode."""
-        _, height, width = codes.shape
-        prev = codes[s - 1] if s > 0 else None
+        """Context samples of stream s of a batch of items (B, S, H, W) (reference likewise),
+        stream in context mode."""
+        batch, _, height, width = codes.shape
+        prev = codes[:, s - 1] if s > 0 else None
+        ref_s = reference[:, s] if reference is not None else None
+        ref_prev = reference[:, s - 1] if reference is not None and s > 0 else None
         parts: list[tuple[np.ndarray, ...]] = []
-        for p in self._stream_passes(s, height, width):
-            cand, keys, weak, prev_codes = self._contexts(s, p, codes[s], prev, reference)
-            raw = codes[s, p.rows, p.cols]
+        for plain in self._stream_passes(s, height, width):
+            p = plain.tiled(batch, height * width)
+            cand, keys, weak, prev_codes = self._contexts(p, codes[:, s], prev, ref_s, ref_prev)
+            raw = codes[:, s].reshape(-1)[p.flat]
             parts.append((keys, ctx.to_front(raw, cand, self.alphabet[s]), raw, weak, prev_codes))
         cols = [np.concatenate([part[i] for part in parts]) for i in range(5)] if parts else \
             [np.zeros(0, dtype=np.int64)] * 3 + [np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64)]
