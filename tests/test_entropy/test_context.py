@@ -133,3 +133,16 @@ def test_context_state_dict_round_trip():
     c = np.stack([_smooth_codes(rng, 1, 1, (8, 8), 32)[0][0], rng.integers(0, 8, (8, 8))])
     assert again.encode(c) == prior.encode(c)
     assert prior.table_bytes() == sum(a.nbytes for a in arrays.values())
+
+
+def test_fit_mixed_shapes_is_order_invariant():
+    rng = np.random.default_rng(6)
+    alphabet = (40, 40)
+    items = _smooth_codes(rng, 4, 2, (8, 12), 40) + _smooth_codes(rng, 3, 2, (5, 5), 40) \
+        + _smooth_codes(rng, 2, 2, (1, 9), 40)
+    a = SpatialContextPrior.fit(items, alphabet, min_count=4, select_stages=False)
+    b = SpatialContextPrior.fit(items[::-1], alphabet, min_count=4, select_stages=False)
+    assert np.array_equal(a.tables.freqs, b.tables.freqs)
+    assert np.array_equal(a.context_table, b.context_table) and np.array_equal(a.group_of, b.group_of)
+    for c in items:
+        assert np.array_equal(a.decode(a.encode(c), c.shape), c)
