@@ -86,19 +86,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoothing", type=float, default=0.5)
     ap.add_argument("-o", "--output", required=True)
     args = ap.parse_args(argv)
-    alphabet = tuple(int(x) for x in args.alphabet.split(","))
-    codes: list[np.ndarray] = []
-    refs: list[np.ndarray | None] = []
-    for name in args.inputs:
-        with np.load(name, allow_pickle=False) as z:
-            for key in z.files:
-                if key.endswith(".ref"):
-                    continue
-                codes.append(z[key])
-                refs.append(z[key + ".ref"] if key + ".ref" in z.files else None)
-    use_refs = refs if any(r is not None for r in refs) else None
-    prior = fit_prior(codes, alphabet, args.kind, references=use_refs, smoothing=args.smoothing)
-    save_prior_file(prior, args.output)
+    try:
+        alphabet = tuple(int(x) for x in args.alphabet.split(","))
+        codes: list[np.ndarray] = []
+        refs: list[np.ndarray | None] = []
+        for name in args.inputs:
+            with np.load(name, allow_pickle=False) as z:
+                for key in z.files:
+                    if key.endswith(".ref"):
+                        continue
+                    codes.append(z[key])
+                    refs.append(z[key + ".ref"] if key + ".ref" in z.files else None)
+        use_refs = refs if any(r is not None for r in refs) else None
+        prior = fit_prior(codes, alphabet, args.kind, references=use_refs, smoothing=args.smoothing)
+        save_prior_file(prior, args.output)
+    except (OSError, ValueError, KeyError) as exc:  # bad input files or shapes: one line, exit 1
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     total = sum(prior.ideal_bits(c) for c in codes)
     print(f"{prior.name} prior on {len(codes)} items: {total / sum(c.size for c in codes):.3f} bits/code "
           f"(training set), tables {prior.table_bytes()} bytes -> {args.output}")
