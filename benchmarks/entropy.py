@@ -243,6 +243,19 @@ def patch_rvq(quick: bool) -> dict[str, Any] | None:
     result["stage_group_ablation"] = stage_group_ablation(codes["train"], codes["kodak"], 1024)
     con = SpatialContextPrior.fit(codes["train"], (1024,) * 4)
     kodak = codes["kodak"]
+    # speed on a large map: 16 landscape Kodak code maps tiled 4 x 4 -> (4, 128, 192)
+    land = [c for c in kodak if c.shape == kodak[0].shape][:16]
+    if len(land) == 16:
+        big = np.concatenate([np.concatenate(land[i * 4 : (i + 1) * 4], axis=2) for i in range(4)], axis=1)
+        fac = FactorizedPrior.fit(codes["train"], (1024,) * 4)
+        speed = []
+        for name, prior in (("factorized", fac), ("spatial_context", con)):
+            payload = prior.encode(big)
+            t_enc = _best_time(lambda p=prior: p.encode(big), 3)
+            t_dec = _best_time(lambda p=prior, d=payload: p.decode(d, big.shape), 3)
+            speed.append({"prior": name, "codes": str(big.shape), "encode_Msym_s": big.size / t_enc / 1e6,
+                          "decode_Msym_s": big.size / t_dec / 1e6, "bytes": len(payload)})
+        result["large_map_speed"] = speed
     result["stage_group_ablation_spatial_context"] = [
         {"stream": s,
          "spatial_context": sum(con.ideal_bits(c[: s + 1]) - con.ideal_bits(c[:s]) for c in kodak)
@@ -391,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
                                     "encode_ms", "decode_ms"]))
         print(f"stage modes chosen: {real['context_stage_modes']}; tables: {real['num_tables']}; "
               f"table bytes: {real['table_bytes']}")
+        if "large_map_speed" in real:
+            print("\n== priors on a large code map (Kodak codes tiled), 1 thread ==")
+            print(_table(real["large_map_speed"],
+                         ["prior", "codes", "encode_Msym_s", "decode_Msym_s", "bytes"]))
         abl = [dict(r, **x) for r, x in zip(real["stage_group_ablation"],
                                             real["stage_group_ablation_spatial_context"])]
         print("\n== context choice, ideal bits per code of stream s on Kodak (alternatives considered) ==")
