@@ -110,8 +110,37 @@ def clip_latents(network: ImageCodec, path: Path, *, scale: float, max_frames: i
     return torch.cat(out)
 
 
-def cached_latents(network: ImageCodec, data: dict[str, Any]) -> list[torch.Tensor]:
-    """Every training clip's latents, computed once and cached in ``data.cache``."""
+@torch.inference_mode()
+def all_stage_codes(quantizer: Any, latents: torch.Tensor, chunk: int = 8) -> torch.Tensor:
+    """Image RVQ codes with every stage for latents (T, C, h, w) -> (T, h, w, Q) int16.
+
+    A plain matmul/argmin nearest-codeword search (ties may resolve differently from the
+    quantizer's exact tie-breaking, which only matters for bitstreams, not for training data).
+    """
+    out = []
+    for start in range(0, latents.shape[0], chunk):
+        y = latents[start : start + chunk].float()
+        t, c, h, w = y.shape
+        residual = y.permute(0, 2, 3, 1).reshape(-1, c)
+        codes = []
+        for i in range(quantizer.num_quantizers):
+            stage = quantizer.stage(i)
+            if stage.project_in is not None:
+                return quantizer.encode(latents.float()).to(torch.int16)
+            table = stage.codebook.float()
+            dist = torch.addmm((table * table).sum(1), residual, table.t(), alpha=-2.0)
+            idx = dist.argmin(dim=1)
+            codes.append(idx)
+            residual = residual - table[idx]
+        out.append(torch.stack(codes, dim=1).reshape(t, h, w, -1).to(torch.int16))
+    return torch.cat(out)
+
+
+def cached_latents(network: ImageCodec, data: dict[str, Any]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Every training clip's (latents (T, C, h, w) fp16, all-stage image codes (T, h, w, Q) int16).
+
+    Computed once and cached in ``data.cache`` (keyed by the clips, settings and weights).
+    """
     clips = training_clips()
     scale = float(data.get("scale", 0.5))
     max_frames = int(data.get("max_frames", 48))
@@ -120,37 +149,47 @@ def cached_latents(network: ImageCodec, data: dict[str, Any]) -> list[torch.Tens
         "clips": [p.name for p in clips],
         "scale": scale,
         "max_frames": max_frames,
-        "weights": float(sum(p.detach().double().sum() for p in network.analysis.parameters())),
+        "weights": float(sum(p.detach().double().sum() for p in network.parameters())),
+        "codebooks": float(
+            sum(b.double().sum() for n, b in network.named_buffers() if n.endswith("codebook"))
+        ),
     }
     if cache.is_file():
         stored = torch.load(cache, map_location="cpu", weights_only=False)
         if stored.get("key") == key:
-            return list(stored["latents"])
-    latents = [clip_latents(network, p, scale=scale, max_frames=max_frames) for p in clips]
+            return list(stored["clips"])
+    entries = []
+    for path in clips:
+        latents = clip_latents(network, path, scale=scale, max_frames=max_frames)
+        entries.append((latents, all_stage_codes(network.quantizer, latents)))
     cache.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"key": key, "latents": latents}, cache)
-    return latents
+    torch.save({"key": key, "clips": entries}, cache)
+    return entries
 
 
 class FramePairs(Dataset):
-    """(previous, current) latents (2, C, h, w) of consecutive frames of the given clips."""
+    """Consecutive frames of the given clips: (latents (2, C, h, w), image codes (2, h, w, Q))."""
 
-    def __init__(self, latents: list[torch.Tensor]):
-        self.latents = latents
-        self.pairs = [(c, t) for c, clip in enumerate(latents) for t in range(1, clip.shape[0])]
+    def __init__(self, clips: list[tuple[torch.Tensor, torch.Tensor]]):
+        self.clips = clips
+        self.pairs = [(c, t) for c, (latents, _) in enumerate(clips) for t in range(1, latents.shape[0])]
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         c, t = self.pairs[index]
-        return self.latents[c][t - 1 : t + 1].float()
+        latents, codes = self.clips[c]
+        return latents[t - 1 : t + 1].float(), codes[t - 1 : t + 1].long()
 
 
-def _collate_same_size(batch: list[torch.Tensor]) -> torch.Tensor:
-    h = min(b.shape[-2] for b in batch)
-    w = min(b.shape[-1] for b in batch)
-    return torch.stack([b[..., :h, :w] for b in batch])
+def _collate_same_size(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    h = min(b[0].shape[-2] for b in batch)
+    w = min(b[0].shape[-1] for b in batch)
+    return (
+        torch.stack([b[0][..., :h, :w] for b in batch]),
+        torch.stack([b[1][:, :h, :w] for b in batch]),
+    )
 
 
 class VideoResidualModule(TrainingModule):
@@ -168,14 +207,16 @@ class VideoResidualModule(TrainingModule):
     def forward(self, residual: torch.Tensor):  # the strategy wraps forward
         return self.model.residual(residual)
 
-    def _residuals(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pairs (B, 2, C, h, w) -> residual vectors worth coding (1, C, N, 1) and all residuals."""
-        previous, current = batch[:, 0].float(), batch[:, 1].float()
+    def _residuals(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pairs of latents (B, 2, C, h, w) and image codes (B, 2, h, w, Q) -> residual vectors worth
+        coding (1, C, N, 1) and all residuals (B, C, h, w)."""
+        latents, codes = batch
+        previous, current = latents[:, 0].float(), latents[:, 1].float()
         quantizer = self.model.image.quantizer
         with torch.no_grad():
             stages = self.stage_choices[int(torch.randint(len(self.stage_choices), ()).item())]
-            reference = quantizer.decode(quantizer.encode(previous, stages))
-            intra = quantizer.decode(quantizer.encode(current, stages))
+            reference = quantizer.decode(codes[:, 0, ..., :stages])
+            intra = quantizer.decode(codes[:, 1, ..., :stages])
             residual = current - reference
             worth = (residual**2).sum(1) > self.min_residual_ratio * ((current - intra) ** 2).sum(1)
             vectors = residual.permute(0, 2, 3, 1)[worth]  # (N, C)
@@ -229,9 +270,9 @@ def build(config: dict[str, Any]) -> tuple[VideoResidualModule, tuple[DataLoader
     video.image.load_state_dict(image_network.state_dict())
     video.init_residual_from_image()
     data = dict(config.get("data", {}))
-    latents = cached_latents(video.image, data)
+    clips = cached_latents(video.image, data)
     val_clips = int(data.get("val_clips", 2))
-    train_set, val_set = FramePairs(latents[val_clips:]), FramePairs(latents[:val_clips])
+    train_set, val_set = FramePairs(clips[val_clips:]), FramePairs(clips[:val_clips])
     optim = dict(config.get("optim", {}))
     module = VideoResidualModule(
         video, lr=float(optim.get("lr", 1e-3)), min_residual_ratio=float(data.get("min_residual_ratio", 0.5))
@@ -306,7 +347,8 @@ def export(module: VideoResidualModule, config: dict[str, Any]) -> Path:
     if prior is None:
         raise ValueError("exporting a video bundle needs the image model's bundle (for its entropy prior)")
     settings = dict(config.get("export", {}))
-    latents = cached_latents(video.image, dict(config.get("data", {})))
+    clips = cached_latents(video.image, dict(config.get("data", {})))
+    latents = [latents for latents, _ in clips]
     summary = fit_tables(video, prior, latents[: int(settings.get("fit_clips", len(latents)))], settings)
     path = resolve_path(settings.get("path", "vqcodec/models/weights/video-rvq16.safetensors"))
     save_bundle(
