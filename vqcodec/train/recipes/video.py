@@ -211,7 +211,7 @@ class VideoResidualModule(TrainingModule):
         """Pairs of latents (B, 2, C, h, w) and image codes (B, 2, h, w, Q) -> residual vectors worth
         coding (1, C, N, 1) and all residuals (B, C, h, w)."""
         latents, codes = batch
-        previous, current = latents[:, 0].float(), latents[:, 1].float()
+        current = latents[:, 1].float()
         quantizer = self.model.image.quantizer
         with torch.no_grad():
             stages = self.stage_choices[int(torch.randint(len(self.stage_choices), ()).item())]
