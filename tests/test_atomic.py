@@ -107,14 +107,30 @@ def _limit_file_size(limit: int):
     return apply
 
 
-@pytest.mark.parametrize("command", ["encode", "decode"])
+def write_y4m(path: Path, frames: int = 4) -> None:
+    luma = (np.arange(32 * 32) % 200 + 16).astype(np.uint8).tobytes()
+    chroma = bytes([128]) * (16 * 16 * 2)
+    path.write_bytes(b"YUV4MPEG2 W32 H32 F25:1 C420jpeg\n" + (b"FRAME\n" + luma + chroma) * frames)
+
+
+@pytest.mark.parametrize("command", ["encode", "decode", "encode-video", "decode-video"])
 def test_file_size_limit_in_a_subprocess(tmp_path, inputs, command):
     png, vqc = inputs
     source = png if command == "encode" else vqc
+    suffix = ".vqc" if command.startswith("encode") else ".png"
+    if command.endswith("video"):
+        pytest.importorskip("vqcodec.codec.video")
+        source = tmp_path / "in" / "clip.y4m"
+        write_y4m(source)
+        if command == "decode-video":
+            clip = tmp_path / "in" / "clip.vqc"
+            assert cli_main(["encode", str(source), str(clip), "--model", TINY_MODEL, "--quiet"]) == 0
+            source, suffix = clip, ".y4m"
+    command = command.split("-")[0]
     before = digest(source)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    output = out_dir / ("out.vqc" if command == "encode" else "out.png")
+    output = out_dir / f"out{suffix}"
     result = subprocess.run(
         [*VQCODEC, command, str(source), str(output), "--model", TINY_MODEL],
         capture_output=True,
