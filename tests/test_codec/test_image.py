@@ -358,7 +358,9 @@ def test_tile_plan_covers_the_grid_exactly_once():
 def test_tiled_coding_matches_untiled_coding(model):
     """A picture coded in 9 tiles gives the same codes and (within 1) the same pixels: no seams."""
     image = media.pad_to_stride(picture(150, 170), model.stride)
-    small = {"tile": 4, "halo": media.TILE_HALO, "single_pass": 0}
+    small = {"tile": 4, "single_pass": 0}  # the halo is the model's probed receptive field
+    encoder_halo, decoder_halo = media.model_halos(model)
+    assert 2 <= encoder_halo <= media.MAX_HALO and 2 <= decoder_halo <= media.MAX_HALO
     for quality in (1, model.quality_levels):
         whole = media.encode_tiled(model, image, quality, single_pass=10**9)
         tiled = media.encode_tiled(model, image, quality, **small)

@@ -13,11 +13,12 @@ Everything the image codec needs between "whatever the user handed us" and
   multiple of the model stride; the decoder crops back to the header's size.
 - :func:`encode_tiled` / :func:`decode_tiled` run the model over the latent grid in
   tiles with an overlapping halo, so memory is bounded by the tile size, not by the
-  picture: a 24-megapixel photo fits in well under 4 GB. Each tile is computed with
-  ``TILE_HALO`` extra latents of context on every side and only its core is kept;
-  when the halo covers the transform's receptive field, the result equals the
-  untiled one up to float rounding (at most 1 grey level after rounding), so there
-  are no seams and no blending is needed. The bitstream does not depend on tiling.
+  picture: a 24-megapixel photo fits in well under 4 GB. Each tile is computed with a
+  halo of extra latents on every side and only its core is kept. The halo is the
+  transform's measured receptive field (:func:`model_halos`, probed once per model),
+  so the result equals the untiled one up to float rounding (at most 1 grey level
+  after rounding): no seams, and no blending needed. The bitstream does not depend on
+  tiling.
 - :func:`make_output` builds the decoded picture as PIL, numpy or torch.
 
 Shapes: pixels arrays are (H, W, C) uint8; model tensors (1, 3, H, W) float32 in
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -49,7 +51,11 @@ PIXEL_FORMATS = {"rgb24": 3, "rgba32": 4, "gray8": 1, "graya16": 2}
 # tile pass is about 1 GB with the bundled models.
 SINGLE_PASS_LATENTS = 128 * 128
 TILE_LATENTS = 96
-TILE_HALO = 8
+TILE_HALO = 8  # used when a model's receptive field cannot be probed
+MAX_HALO = 20  # probe half-size in latents: receptive fields beyond this are capped here
+
+_halos: dict[tuple[str, bytes], tuple[int, int]] = {}
+_halos_lock = threading.Lock()
 
 
 class PrecisionWarning(UserWarning):
@@ -325,6 +331,60 @@ def model_device(model: Any) -> Any:
     return torch.device("cpu")
 
 
+def model_halos(model: Any) -> tuple[int, int]:
+    """(encoder halo, decoder halo) in latents: the transforms' receptive-field radius + 1.
+
+    Measured once per model with autograd on ``model.network.analyse`` / ``synthesise``:
+    the inputs with a non-zero gradient for the output at the centre of a
+    (2 MAX_HALO + 1)^2-latent probe are exactly its receptive field, whatever the
+    weights' magnitudes. A model without those methods gets ``TILE_HALO``.
+    """
+    key = (str(getattr(model, "name", "")), bytes(getattr(model, "sha256", b"")) or str(id(model)).encode())
+    with _halos_lock:
+        if key not in _halos:
+            _halos[key] = (_probe_halo(model, "analyse"), _probe_halo(model, "synthesise"))
+        return _halos[key]
+
+
+def _probe_halo(model: Any, method: str) -> int:
+    import torch
+
+    transform = getattr(getattr(model, "network", None), method, None)
+    if transform is None:
+        return TILE_HALO
+    n, stride = 2 * MAX_HALO + 1, int(model.stride)
+    device = model_device(model)
+    # random (seeded) inputs: a constant one could saturate every unit of some activation
+    generator = torch.Generator().manual_seed(0)
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            if method == "analyse":  # pixels -> latents: which pixels reach the centre latent
+                probe = (
+                    torch.rand((1, 3, n * stride, n * stride), generator=generator)
+                    .to(device)
+                    .requires_grad_()
+                )
+                out = transform(probe)
+                target, unit = out[:, :, MAX_HALO, MAX_HALO].sum(), stride
+            else:  # latents -> pixels: which latents reach the centre pixel
+                channels = int(model.config.latent_dim)
+                probe = torch.randn((1, channels, n, n), generator=generator).to(device).requires_grad_()
+                out = transform(probe)
+                centre = MAX_HALO * stride + stride // 2
+                target, unit = out[:, :, centre, centre].sum(), 1
+            (grad,) = torch.autograd.grad(target, probe)
+    except (RuntimeError, ValueError, TypeError, AttributeError):
+        return TILE_HALO
+    support = grad.abs().amax(dim=(0, 1)).cpu().numpy() > 0
+    middle = (MAX_HALO * stride + stride // 2) if method == "analyse" else MAX_HALO
+    radius = 0
+    for axis in (0, 1):
+        hits = np.flatnonzero(support.any(axis=axis))
+        if hits.size:
+            radius = max(radius, math.ceil(max(middle - hits.min(), hits.max() - middle) / unit))
+    return min(MAX_HALO, radius + 1)
+
+
 def encode_tiled(model: Any, rgb: np.ndarray, quality: int, **tiling: int) -> np.ndarray:
     """Padded pixels (H, W, 3) uint8, H and W multiples of ``model.stride`` -> codes (S, h, w) int32."""
     import torch
@@ -333,6 +393,8 @@ def encode_tiled(model: Any, rgb: np.ndarray, quality: int, **tiling: int) -> np
     device = model_device(model)
     h, w = rgb.shape[0] // stride, rgb.shape[1] // stride
     codes: np.ndarray | None = None
+    if "halo" not in tiling and len(plan_tiles(h, w, **tiling)) > 1:
+        tiling = {**tiling, "halo": model_halos(model)[0]}
     with torch.inference_mode():
         for t in plan_tiles(h, w, **tiling):
             r0, r1, c0, c1 = t.outer
@@ -364,6 +426,8 @@ def decode_tiled(model: Any, codes: np.ndarray, **tiling: int) -> np.ndarray:
     s, h, w = codes.shape
     limits.check_pixels(w * stride, h * stride, what="decoded (padded) image")
     out = np.empty((h * stride, w * stride, 3), dtype=np.uint8)
+    if "halo" not in tiling and len(plan_tiles(h, w, **tiling)) > 1:
+        tiling = {**tiling, "halo": model_halos(model)[1]}
     with torch.inference_mode():
         for t in plan_tiles(h, w, **tiling):
             r0, r1, c0, c1 = t.outer
@@ -440,6 +504,7 @@ __all__ = [
     "psnr",
     "Tile",
     "plan_tiles",
+    "model_halos",
     "encode_tiled",
     "decode_tiled",
     "make_output",
