@@ -676,6 +676,10 @@ def _self_test(seed: int) -> None:
             time.sleep(3600)
         if kind == "alloc":  # more than the address-space limit allows
             bytearray((_MEMORY_MB + 256) << 20)
+        if kind == "torch-alloc":  # the same through torch's allocator (a RuntimeError, not MemoryError)
+            import torch
+
+            torch.empty((_MEMORY_MB + 256) << 20, dtype=torch.uint8)
         if kind == "raise":
             raise AttributeError("self-test")
 

@@ -49,7 +49,7 @@ def test_cases_are_reproducible_from_their_seed(fuzz):
 
 def test_harness_reports_crash_hang_memory_and_unexpected(fuzz, monkeypatch):
     """Deliberate failures injected in the worker must each be caught and tied to their seed."""
-    monkeypatch.setenv("VQCODEC_FUZZ_SELFTEST", "3:crash,5:hang,7:slow,9:alloc,11:raise")
+    monkeypatch.setenv("VQCODEC_FUZZ_SELFTEST", "3:crash,5:hang,7:slow,9:alloc,10:torch-alloc,11:raise")
     tiny = str(fuzz.TINY_IMAGE_MODEL)  # fast cases: only the injected ones may hit the limits
     campaign = fuzz.run_campaign(
         14, seed=0, workers=2, timeout=2.0, memory_mb=256, watchdog=4.0, video=False, model_paths=[tiny]
@@ -60,6 +60,7 @@ def test_harness_reports_crash_hang_memory_and_unexpected(fuzz, monkeypatch):
         5: "hang",
         7: "hang",
         9: "memory",
+        10: "memory",
         11: "unexpected:AttributeError",
     }, campaign.problems
     assert sum(campaign.outcomes.values()) == 14
