@@ -53,6 +53,7 @@ def _worker(out_dir: str) -> None:
         strategy="fsdp",
         strategy_options={"min_num_params": 0},
         max_steps=4,
+        val_check_interval=2,
         gradient_clip_val=1.0,
         callbacks=[EMA(0.5)],
         default_root_dir=out / "fsdp",
@@ -60,8 +61,9 @@ def _worker(out_dir: str) -> None:
         logger=False,
         seed=0,
     )
-    trainer.fit(module, loaders(batch_size=GLOBAL_BATCH // WORLD)[0])
+    trainer.fit(module, *loaders(batch_size=GLOBAL_BATCH // WORLD))
     results["fsdp_sharded"] = type(module.head).__name__
+    results["fsdp_val"] = trainer.callback_metrics["val/mse"]
     full = trainer.full_module()
     if trainer.is_global_zero:
         results["fsdp_full"] = params_of(full)
@@ -113,6 +115,7 @@ def test_fsdp_trains_and_its_checkpoint_loads_on_one_process(distributed_results
         assert torch.equal(checkpoint["state_dict"][name], value), name
         assert not hasattr(value, "device_mesh")
     assert checkpoint["ema_state_dict"].keys() == full.keys()
+    assert ranks[0]["fsdp_val"] == ranks[1]["fsdp_val"]  # validated (with EMA weights) and reduced
 
     # the same training on one process gives (nearly) the same weights
     reference = _fsdp_module()

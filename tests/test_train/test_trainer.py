@@ -59,7 +59,7 @@ def test_bf16_mixed_on_cpu_trains_with_fp32_weights():
     assert all(torch.isfinite(p).all() for p in module.parameters())
 
 
-def _run(steps, root, ckpt=None, *, accumulate=1, ema=False, batch_size=8, max_epochs=None):
+def _run(steps, root, ckpt=None, *, accumulate=1, ema=False, batch_size=8, max_epochs=None, precision="32"):
     seed_everything(0)
     module = Regression(dropout=0.2, noise=0.1, quantizer=True, scheduler=True)
     train, val = loaders(batch_size=batch_size, n=44)  # 6 batches per epoch, the last one short
@@ -70,6 +70,7 @@ def _run(steps, root, ckpt=None, *, accumulate=1, ema=False, batch_size=8, max_e
         val_check_interval=4,
         log_every_n_steps=3,
         accumulate_grad_batches=accumulate,
+        precision=precision,
         default_root_dir=root,
         callbacks=callbacks,
         enable_progress_bar=False,
@@ -80,17 +81,18 @@ def _run(steps, root, ckpt=None, *, accumulate=1, ema=False, batch_size=8, max_e
 
 
 @pytest.mark.parametrize(
-    "k, accumulate",
-    [(7, 1), (6, 1), (4, 2)],
-    ids=["mid-epoch", "epoch-boundary", "accumulation-mid-epoch"],
+    "k, accumulate, precision",
+    [(7, 1, "32"), (6, 1, "32"), (4, 2, "32"), (5, 1, "16-mixed")],
+    ids=["mid-epoch", "epoch-boundary", "accumulation-mid-epoch", "fp16-grad-scaler"],
 )
-def test_exact_resume_is_bit_identical(tmp_path, k, accumulate):
+def test_exact_resume_is_bit_identical(tmp_path, k, accumulate, precision):
     n = 14 if accumulate == 1 else 8
-    straight, straight_trainer = _run(n, tmp_path / "a", accumulate=accumulate, ema=True)
-    _run(k, tmp_path / "b", accumulate=accumulate, ema=True)
+    options = {"accumulate": accumulate, "ema": True, "precision": precision}
+    straight, straight_trainer = _run(n, tmp_path / "a", **options)
+    _run(k, tmp_path / "b", **options)
     checkpoint = tmp_path / "b" / "checkpoints" / "last.ckpt"
     assert load_checkpoint(checkpoint)["loop"]["global_step"] == k
-    resumed, resumed_trainer = _run(n, tmp_path / "c", ckpt=checkpoint, accumulate=accumulate, ema=True)
+    resumed, resumed_trainer = _run(n, tmp_path / "c", ckpt=checkpoint, **options)
     a, b = params_of(straight), params_of(resumed)
     assert a.keys() == b.keys()
     for name in a:
@@ -103,6 +105,24 @@ def test_exact_resume_is_bit_identical(tmp_path, k, accumulate):
         == resumed_trainer.optimizers[0].param_groups[0]["lr"]
     )
     assert straight_trainer.current_epoch == resumed_trainer.current_epoch
+    if precision == "16-mixed":
+        scaler_a = straight_trainer.precision_plugin.scaler.state_dict()
+        assert scaler_a == resumed_trainer.precision_plugin.scaler.state_dict()
+        assert load_checkpoint(checkpoint)["precision"]["scaler"]["scale"] > 0
+
+
+def test_16_mixed_grad_scaler_skips_overflowing_steps():
+    seed_everything(0)
+    module = Regression()
+    before = params_of(module)
+    trainer = Trainer(max_steps=1, precision="16-mixed", **QUIET)
+    trainer._setup_environment()
+    trainer.precision_plugin.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**40)  # overflows fp16 grads
+    trainer._setup_environment = lambda: None  # keep the scaler above
+    trainer.fit(module, loaders()[0])
+    assert trainer.precision_plugin.scaler.get_scale() == 2.0**39  # backed off once
+    for name, value in params_of(module).items():
+        assert torch.equal(value, before[name]), name  # the inf step was skipped
 
 
 def test_checkpoint_contents(tmp_path):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -110,26 +111,37 @@ def _loss_of(output: Any) -> torch.Tensor | None:
 
 
 class _MetricBuffer:
-    """Logged values waiting to be reduced: per name, a running (sum, weight) or (max/min) on device."""
+    """Logged values waiting to be reduced: per name, the logged scalars and their weights.
+
+    Adding is two list appends (no tensor math on the hot path); ``summary`` combines them once per
+    logging window: a weighted mean, a plain sum, or a max/min.
+    """
 
     def __init__(self) -> None:
-        self.values: dict[str, list[Any]] = {}
+        self.values: dict[str, tuple[list[torch.Tensor], list[float]]] = {}
         self.ops: dict[str, str] = {}
         self.prog_bar: set[str] = set()
 
     def add(self, name: str, value: torch.Tensor, weight: float, op: str) -> None:
         entry = self.values.get(name)
         if entry is None:
-            self.values[name] = [value * weight if op in ("mean", "sum") else value, float(weight)]
+            entry = self.values[name] = ([], [])
             self.ops[name] = op
-            return
-        if op in ("mean", "sum"):
-            entry[0] = entry[0] + value * weight
-        elif op == "max":
-            entry[0] = torch.maximum(entry[0], value)
-        else:
-            entry[0] = torch.minimum(entry[0], value)
-        entry[1] += weight
+        entry[0].append(value)
+        entry[1].append(weight)
+
+    def summary(self, name: str) -> tuple[torch.Tensor, float]:
+        """(combined value, total weight) for ``name`` on this rank."""
+        tensors, weights = self.values[name]
+        stacked = torch.stack(tensors).float()
+        op = self.ops[name]
+        if op == "mean":
+            if all(w == 1.0 for w in weights):
+                return stacked.sum(), float(len(weights))
+            return (stacked * torch.tensor(weights, device=stacked.device)).sum(), float(sum(weights))
+        if op == "sum":
+            return stacked.sum(), float(len(weights))
+        return (stacked.max() if op == "max" else stacked.min()), float(len(weights))
 
     def clear(self) -> None:
         self.values.clear()
@@ -598,13 +610,17 @@ class Trainer:
         sched = config.scheduler
         if sched is None or sched.interval != interval or count % max(1, sched.frequency):
             return
-        if sched.monitor:
-            value = self.callback_metrics.get(sched.monitor)
-            if value is None:
-                return  # nothing to react to yet
-            sched.scheduler.step(value)
-        else:
-            sched.scheduler.step()
+        with warnings.catch_warnings():
+            # a grad-scaler-skipped first step makes torch warn that the scheduler stepped first; the
+            # schedule follows global_step on purpose, skipped steps included
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+            if sched.monitor:
+                value = self.callback_metrics.get(sched.monitor)
+                if value is None:
+                    return  # nothing to react to yet
+                sched.scheduler.step(value)
+            else:
+                sched.scheduler.step()
 
     def _step_schedulers(self, interval: str) -> None:
         for config in self.optimizer_configs:
@@ -676,18 +692,10 @@ class Trainer:
             keys = [n for n in names if ops[n] == op]
             if not keys:
                 continue
-            fill = {"max": -math.inf, "min": math.inf}.get(op, 0.0)
-            values = torch.stack(
-                [
-                    buffer.values[k][0].float()
-                    if k in buffer.values
-                    else torch.tensor(fill, device=self.device)
-                    for k in keys
-                ]
-            )
-            weights = torch.tensor(
-                [buffer.values[k][1] if k in buffer.values else 0.0 for k in keys], device=values.device
-            )
+            fill = torch.tensor({"max": -math.inf, "min": math.inf}.get(op, 0.0), device=self.device)
+            summaries = [buffer.summary(k) if k in buffer.values else (fill, 0.0) for k in keys]
+            values = torch.stack([v.to(self.device) for v, _ in summaries])
+            weights = torch.tensor([w for _, w in summaries], device=values.device)
             if op in ("mean", "sum"):
                 packed = self.strategy.all_reduce(torch.cat([values, weights.to(values.dtype)]), "sum")
                 sums, counts = packed[: len(keys)], packed[len(keys) :]

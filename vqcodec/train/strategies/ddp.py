@@ -14,6 +14,7 @@ averages that optimizer's gradients over ranks (one flattened all-reduce per dty
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +24,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from vqcodec.train.strategies.base import Strategy, install_forward_redirect, remove_forward_redirect
+
+
+def _ddp_accepts(name: str) -> bool:
+    return name in inspect.signature(DistributedDataParallel.__init__).parameters
 
 
 class DDPStrategy(Strategy):
@@ -38,8 +43,11 @@ class DDPStrategy(Strategy):
         static_graph: bool = False,
     ):
         super().__init__()
+        self.broadcast_buffers = broadcast_buffers
+        # torch >= 2.13 renamed the per-forward buffer broadcast; it still syncs buffers at init
+        sync_name = "forward_sync_buffers" if _ddp_accepts("forward_sync_buffers") else "broadcast_buffers"
         self.ddp_kwargs: dict[str, Any] = {
-            "broadcast_buffers": broadcast_buffers,
+            sync_name: broadcast_buffers,
             "find_unused_parameters": find_unused_parameters,
             "gradient_as_bucket_view": gradient_as_bucket_view,
             "static_graph": static_graph,
@@ -64,7 +72,7 @@ class DDPStrategy(Strategy):
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         self.wrapper = DistributedDataParallel(module, device_ids=device_ids, **self.ddp_kwargs)
         install_forward_redirect(module, self.wrapper)
-        if not self.ddp_kwargs["broadcast_buffers"]:
+        if not self.broadcast_buffers:
             # DDP copies rank 0's parameters at construction but buffers only when broadcasting them
             with torch.no_grad():
                 for buffer in module.buffers():

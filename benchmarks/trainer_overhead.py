@@ -1,0 +1,270 @@
+"""Trainer overhead: steps/s of ``vqcodec.train.Trainer`` against a hand-written PyTorch loop.
+
+Both run the same small conv autoencoder on the same in-memory 32x32 images, batch size, optimizer
+(AdamW), gradient clipping and precision; the Trainer keeps its default CSV logging (every 50 steps)
+and progress off, checkpoint writing off (that is disk I/O, not loop overhead). Steady state only:
+the clock starts after ``--warmup`` steps. Runs alternate (loop, trainer, loop, trainer, ...) and the
+best of ``--repeats`` is kept, so load from other processes on a shared machine hurts both sides alike.
+
+A second table compares 2-process DDP (gloo, one thread per process) against one process with the
+same per-process batch: global samples/s. With a CUDA device a bf16 row is added (images/s).
+
+    python benchmarks/trainer_overhead.py            # ~1-2 minutes on 2 CPU cores
+    python benchmarks/trainer_overhead.py --steps 200 --repeats 5
+
+Writes ``benchmarks/results/trainer_overhead.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from vqcodec.train import Callback, Trainer, TrainingModule, seed_everything  # noqa: E402
+from vqcodec.train.launch import spawn  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results" / "trainer_overhead.json"
+CLIP = 1.0
+LR = 1e-3
+
+
+def network(width: int) -> nn.Module:
+    """Pixels (B, 3, 32, 32) -> reconstruction (B, 3, 32, 32): a stride-4 conv autoencoder."""
+    return nn.Sequential(
+        nn.Conv2d(3, width, 3, 2, 1),
+        nn.GELU(),
+        nn.Conv2d(width, width, 3, 2, 1),
+        nn.GELU(),
+        nn.Conv2d(width, width, 3, 1, 1),
+        nn.GELU(),
+        nn.ConvTranspose2d(width, width, 4, 2, 1),
+        nn.GELU(),
+        nn.ConvTranspose2d(width, 3, 4, 2, 1),
+    )
+
+
+def dataset(n: int = 1024) -> TensorDataset:
+    g = torch.Generator().manual_seed(0)
+    return TensorDataset(torch.rand(n, 3, 32, 32, generator=g))
+
+
+def loader(batch_size: int) -> DataLoader:
+    return DataLoader(dataset(), batch_size=batch_size, shuffle=True, drop_last=True)
+
+
+class Autoencoder(TrainingModule):
+    def __init__(self, width: int):
+        super().__init__()
+        self.net = network(width)
+
+    def forward(self, pixels):
+        return self.net(pixels)
+
+    def training_step(self, batch, batch_idx):
+        pixels = batch[0]
+        loss = torch.mean((self(pixels).float() - pixels) ** 2)
+        self.log("train/mse", loss.detach())
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=LR)
+
+
+class Clock(Callback):
+    """Wall time from the end of step ``warmup`` to the end of step ``warmup + steps``."""
+
+    def __init__(self, warmup: int, steps: int):
+        self.warmup, self.steps = warmup, steps
+        self.start = self.seconds = 0.0
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if trainer.global_step == self.warmup:
+            self.start = time.perf_counter()
+        elif trainer.global_step == self.warmup + self.steps:
+            self.seconds = time.perf_counter() - self.start
+
+
+def hand_loop(
+    width: int, batch_size: int, precision: str, warmup: int, steps: int, device: torch.device
+) -> float:
+    """The loop a user would write; returns seconds for ``steps`` steps after ``warmup``."""
+    seed_everything(0)
+    model = network(width).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
+    dtype = torch.bfloat16 if precision == "bf16-mixed" else None
+    step, start = 0, 0.0
+    while True:
+        for (pixels,) in loader(batch_size):
+            pixels = pixels.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                loss = torch.mean((model(pixels).float() - pixels) ** 2)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP, foreach=True)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if step == warmup:
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+            elif step == warmup + steps:
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                return time.perf_counter() - start
+
+
+def trainer_loop(
+    width: int, batch_size: int, precision: str, warmup: int, steps: int, root: str, strategy: str = "single"
+) -> float:
+    seed_everything(0)
+    clock = Clock(warmup, steps)
+    trainer = Trainer(
+        strategy=strategy,
+        precision=precision,
+        max_steps=warmup + steps,
+        gradient_clip_val=CLIP,
+        callbacks=[clock],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        logger="csv",
+        default_root_dir=root,
+    )
+    trainer.fit(Autoencoder(width), loader(batch_size))
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize()
+    return clock.seconds
+
+
+def _ddp_worker(width: int, batch_size: int, warmup: int, steps: int, root: str, out: str) -> None:
+    torch.set_num_threads(1)
+    seconds = trainer_loop(width, batch_size, "32", warmup, steps, root, strategy="ddp")
+    if int(os.environ["RANK"]) == 0:
+        Path(out).write_text(json.dumps({"seconds": seconds}))
+
+
+def overhead_rows(args: argparse.Namespace, device: torch.device, precisions: list[str]) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory() as root:
+        for precision in precisions:
+            loop_times, trainer_times = [], []
+            for _ in range(args.repeats):
+                loop_times.append(
+                    hand_loop(args.width, args.batch_size, precision, args.warmup, args.steps, device)
+                )
+                trainer_times.append(
+                    trainer_loop(args.width, args.batch_size, precision, args.warmup, args.steps, root)
+                )
+            loop_best, trainer_best = min(loop_times), min(trainer_times)
+            rows.append(
+                {
+                    "device": device.type,
+                    "precision": precision,
+                    "batch_size": args.batch_size,
+                    "steps": args.steps,
+                    "loop_steps_per_s": args.steps / loop_best,
+                    "trainer_steps_per_s": args.steps / trainer_best,
+                    "overhead_pct": 100.0 * (trainer_best / loop_best - 1.0),
+                    "images_per_s": args.steps * args.batch_size / trainer_best,
+                    "loop_seconds": loop_times,
+                    "trainer_seconds": trainer_times,
+                }
+            )
+    return rows
+
+
+def ddp_rows(args: argparse.Namespace) -> list[dict]:
+    steps = max(10, args.steps // 2)
+    with tempfile.TemporaryDirectory() as root:
+        torch.set_num_threads(1)
+        single = min(
+            trainer_loop(args.width, args.batch_size, "32", args.warmup, steps, root)
+            for _ in range(args.repeats)
+        )
+        torch.set_num_threads(args.threads)
+        out = Path(root) / "ddp.json"
+        times = []
+        for _ in range(args.repeats):
+            spawn(
+                _ddp_worker,
+                2,
+                args=(args.width, args.batch_size, args.warmup, steps, root, str(out)),
+                timeout_s=600,
+                env={"OMP_NUM_THREADS": "1"},
+            )
+            times.append(json.loads(out.read_text())["seconds"])
+        ddp = min(times)
+    one = steps * args.batch_size / single
+    two = steps * args.batch_size * 2 / ddp
+    return [
+        {"processes": 1, "strategy": "single", "samples_per_s": one, "speedup": 1.0},
+        {"processes": 2, "strategy": "ddp", "samples_per_s": two, "speedup": two / one},
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=120, help="timed steps per run")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--width", type=int, default=32, help="conv channels of the benchmark network")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 2)))
+    parser.add_argument("--no-ddp", action="store_true")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    rows = overhead_rows(args, torch.device("cpu"), ["32", "bf16-mixed"])
+    if torch.cuda.is_available():
+        rows += overhead_rows(args, torch.device("cuda"), ["bf16-mixed"])
+    print(
+        f"Trainer vs hand-written loop (best of {args.repeats}, {args.steps} steps, batch {args.batch_size})"
+    )
+    print(
+        f"{'device':<6} {'precision':<11} {'loop steps/s':>12} {'trainer steps/s':>15} "
+        f"{'overhead':>9} {'img/s':>8}"
+    )
+    for r in rows:
+        print(
+            f"{r['device']:<6} {r['precision']:<11} {r['loop_steps_per_s']:>12.2f} "
+            f"{r['trainer_steps_per_s']:>15.2f} "
+            f"{r['overhead_pct']:>+8.2f}% {r['images_per_s']:>8.0f}"
+        )
+    ddp = [] if args.no_ddp else ddp_rows(args)
+    if ddp:
+        print("\nDDP (gloo, 1 thread per process, same per-process batch)")
+        print(f"{'processes':>9} {'strategy':<8} {'samples/s':>10} {'speedup':>8}")
+        for r in ddp:
+            print(f"{r['processes']:>9} {r['strategy']:<8} {r['samples_per_s']:>10.1f} {r['speedup']:>7.2f}x")
+    result = {
+        "benchmark": "trainer_overhead",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "threads": args.threads,
+        "settings": {k: v for k, v in vars(args).items() if k != "output"},
+        "overhead": rows,
+        "ddp": ddp,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"\nwrote {args.output.relative_to(REPO) if args.output.is_relative_to(REPO) else args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
