@@ -695,6 +695,7 @@ class VideoDecoder:
         coder = self.coder
         s, h, w = self._shape
         for frame in self._reader.frames():
+            limits.check_frames(frame.index + 1)  # a streamed header declares no count: count here
             start = time.perf_counter()
             payload = frame.payload
             if not payload:
