@@ -762,10 +762,13 @@ class Campaign:
     slowest: list[dict[str, Any]] = field(default_factory=list)
     restarts: int = 0
     messages: Counter[str] = field(default_factory=Counter)
+    by_seed: dict[int, str] = field(default_factory=dict)  # outcome of every case (not in the JSON)
 
     def add(self, result: dict[str, Any]) -> None:
         outcome = result["outcome"]
         self.outcomes[outcome] += 1
+        if result["seed"] is not None:
+            self.by_seed[result["seed"]] = outcome
         family = result["mutation"].split("-")[0]
         self.by_mutation.setdefault(family, Counter())[outcome.split(":")[0]] += 1
         if outcome.split(":")[0] in PROBLEMS:

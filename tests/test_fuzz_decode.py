@@ -65,3 +65,40 @@ def test_harness_reports_crash_hang_memory_and_unexpected(fuzz, monkeypatch):
     }, campaign.problems
     assert sum(campaign.outcomes.values()) == 14
     assert campaign.restarts == 2  # after the crash and after the watchdog kill
+
+
+def test_replay_gives_the_campaign_outcome(fuzz):
+    tiny = str(fuzz.TINY_IMAGE_MODEL)
+    campaign = fuzz.run_campaign(120, seed=42, workers=1, model_paths=[tiny])
+    corpus, _ = fuzz.build_corpus([tiny])
+    assert sorted(campaign.by_seed) == list(range(42, 162))
+    for seed in range(42, 162, 3):  # in this process, without the worker's limits: the same outcome
+        assert fuzz.run_case(corpus, seed, 0)["outcome"] == campaign.by_seed[seed], seed
+
+
+def test_cli_decode_of_mutated_files(fuzz, tmp_path, capsys):
+    """``vqcodec decode`` on mutated files: exit 0 with an output, or exit 1 with one error line
+    and nothing written."""
+    from vqcodec.cli import main as cli_main
+
+    tiny = str(fuzz.TINY_IMAGE_MODEL)
+    corpus, _ = fuzz.build_corpus([tiny])
+    statuses = set()
+    for seed in range(300):
+        _, _, data = fuzz.make_case(corpus, seed)
+        folder = tmp_path / str(seed)
+        folder.mkdir()
+        (folder / "in.vqc").write_bytes(data)
+        output = folder / ("out.y4m" if fuzz.media_byte(data) == "video" else "out.png")
+        status = cli_main(["decode", str(folder / "in.vqc"), str(output), "--model", tiny, "--quiet"])
+        err = capsys.readouterr().err
+        statuses.add(status)
+        names = sorted(p.name for p in folder.iterdir())
+        if status == 0:
+            assert names == sorted(["in.vqc", output.name]), (seed, names)
+        else:
+            assert status == 1, (seed, status, err)
+            assert names == ["in.vqc"], (seed, names)
+            lines = err.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("vqcodec: error:"), (seed, err)
+    assert statuses == {0, 1}
