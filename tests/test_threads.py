@@ -128,3 +128,24 @@ def test_video_decoders_in_threads():
 def test_public_names_are_the_ones_tested():
     assert vqcodec.decode_image is decode_image
     assert vqcodec.encode_image is encode_image
+
+
+def test_video_encoders_in_threads():
+    video = pytest.importorskip("vqcodec.codec.video")
+    clips = [
+        [np.roll(picture(32, 32, 3, seed=30 + c), (t, 3 * t), axis=(0, 1)) for t in range(4)]
+        for c in range(3)
+    ]
+
+    def encode(c: int) -> bytes:
+        buffer = io.BytesIO()
+        with video.VideoEncoder(buffer, model=TINY_MODEL, fps=25, gop=3, quality=1 + c) as encoder:
+            for frame in clips[c]:
+                encoder.write(frame)
+        return buffer.getvalue()
+
+    expected = [encode(c) for c in range(len(clips))]
+    zoo.clear_cache()  # threads race to load the model and build its temporal coder
+    order = list(range(len(clips))) * 4
+    for c, got in zip(order, run_in_pool(encode, order)):
+        assert got == expected[c], f"clip {c} encoded differently in a thread"
