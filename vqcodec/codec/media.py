@@ -247,12 +247,20 @@ def pad_to_stride(rgb: np.ndarray, stride: int) -> np.ndarray:
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1], channels_last (no copy of layout)."""
+    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1], in channels_last memory layout.
+
+    The batch axis is added before the permute so the strides are the canonical
+    channels_last ones (H*W*3, 1, W*3, 3): a tensor whose size-1 batch axis has an odd
+    stride passes ``is_contiguous(channels_last)`` yet sends oneDNN convolutions down a
+    path that is tens of times slower.
+    """
     import torch
 
-    if not rgb.flags.c_contiguous or not rgb.flags.writeable:
+    if not rgb.flags.writeable:
         rgb = np.array(rgb)  # torch wants writable memory (PIL's arrays are read-only)
-    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div_(255.0)
+    height, width = rgb.shape[:2]
+    flat = torch.from_numpy(np.ascontiguousarray(rgb)).to(torch.float32).div_(255.0)
+    return flat.reshape(1, height, width, 3).permute(0, 3, 1, 2)
 
 
 def from_tensor(pixels: torch.Tensor) -> np.ndarray:
