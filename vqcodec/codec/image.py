@@ -11,7 +11,13 @@ Pipeline: pixels (any size, mode) -> RGB uint8 (media.load_image) -> edge-padded
 multiple of the stride -> model.to_codes over latent tiles (media.encode_tiled) -> codes
 (S, h, w) -> prior.encode -> container. Decoding runs the same steps backwards and crops
 the padding off. Decoding is deterministic: integer entropy tables, a tile plan that is a
-pure function of the size, fp32 CPU inference.
+pure function of the size and the model, fp32 inference. Codes are bit-exact everywhere;
+pixels are exact on the same platform and torch build, within 1 grey level elsewhere.
+
+Public API: ``encode_image`` (bytes) / ``encode_image_result`` (EncodedImage: bytes plus the
+chosen quality, bpp...), ``decode_image`` (PIL / numpy / torch) / ``decode_image_result``
+(DecodedImage: planes, header, codes), ``write_image_file`` (a file from known codes),
+``model_for_header``, ``resolve_model``, ``default_quality``.
 
 Thread safety: ``encode_image`` and ``decode_image`` keep no shared mutable state (models
 are cached read-only by the zoo), so they may run from several threads at once.
