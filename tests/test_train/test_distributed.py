@@ -15,6 +15,7 @@ from vqcodec.train.launch import spawn
 from .helpers import Regression, TinyGAN, loaders, params_of
 
 STEPS = 6
+RESUME_FROM, RESUME_TO = 3, 6
 GLOBAL_BATCH = 8
 WORLD = 2
 QUIET = {"enable_progress_bar": False, "logger": False, "enable_checkpointing": False}
@@ -67,12 +68,24 @@ def _worker(out_dir: str) -> None:
     full = trainer.full_module()
     if trainer.is_global_zero:
         results["fsdp_full"] = params_of(full)
+
+    # a single-process checkpoint (mid-epoch) resumes under FSDP: weights, Adam state, data position
+    module = _fsdp_module()
+    trainer = Trainer(strategy="fsdp", strategy_options={"min_num_params": 0}, max_steps=RESUME_TO, **QUIET)
+    trainer.fit(module, loaders(batch_size=GLOBAL_BATCH // WORLD)[0], ckpt_path=out / "single" / "last.ckpt")
+    full = trainer.full_module()
+    if trainer.is_global_zero:
+        results["fsdp_resumed"] = params_of(full)
     torch.save(results, out / f"rank{trainer.rank}.pt")
 
 
 @pytest.fixture(scope="module")
 def distributed_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
+    module = _fsdp_module()
+    trainer = Trainer(max_steps=RESUME_FROM, seed=0, **QUIET)
+    trainer.fit(module, loaders(batch_size=GLOBAL_BATCH)[0])
+    trainer.save_checkpoint(out / "single" / "last.ckpt")
     spawn(_worker, WORLD, args=(str(out),), timeout_s=180, env={"OMP_NUM_THREADS": "1"})
     return out, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
@@ -131,3 +144,13 @@ def test_fsdp_trains_and_its_checkpoint_loads_on_one_process(distributed_results
     trainer.fit(module, loaders(batch_size=GLOBAL_BATCH)[0], ckpt_path=checkpoint_path)
     assert trainer.global_step == 6
     assert trainer.optimizers[0].state_dict()["state"][0]["step"].item() == 6
+
+
+def test_single_process_checkpoint_resumes_under_fsdp(distributed_results):
+    out, ranks = distributed_results
+    module = _fsdp_module()
+    trainer = Trainer(max_steps=RESUME_TO, seed=0, **QUIET)
+    trainer.fit(module, loaders(batch_size=GLOBAL_BATCH)[0], ckpt_path=out / "single" / "last.ckpt")
+    resumed = ranks[0]["fsdp_resumed"]
+    for name, value in params_of(module).items():
+        torch.testing.assert_close(resumed[name], value, rtol=1e-4, atol=1e-5, msg=name)

@@ -168,6 +168,16 @@ class TrainingModule(nn.Module):
     def _attach(self, trainer: Trainer | None) -> None:
         object.__setattr__(self, "_trainer_ref", trainer)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # copies and pickles of the module leave the trainer (and a strategy's forward wrapper) behind
+        from vqcodec.train.strategies.base import ForwardRedirect
+
+        state = dict(self.__dict__)
+        state["_trainer_ref"] = None
+        if isinstance(state.get("forward"), ForwardRedirect):
+            del state["forward"]
+        return state
+
     @property
     def global_step(self) -> int:
         trainer = self.__dict__.get("_trainer_ref")

@@ -872,6 +872,9 @@ class Trainer:
                 "optimizer_steps": list(self._optimizer_steps),
                 "data_seed": self._data_seed,
                 "world_size": self.world_size,
+                "samples_in_epoch": (
+                    self._batch_in_epoch * self._samples_per_step() if self._samples_per_step() else None
+                ),
             },
             "rng": self._gather_rng(),
             "callbacks": {c.state_key: c.state_dict() for c in self.callbacks},
@@ -911,11 +914,7 @@ class Trainer:
             loop.get("optimizer_steps", [self.global_step] * len(self.optimizer_configs))
         )
         if int(loop.get("world_size", self.world_size)) != self.world_size and self._batch_in_epoch:
-            # the per-rank position means something else with another world size: restart the epoch
-            self.print(
-                f"resuming with world size {self.world_size} (was {loop.get('world_size')}): epoch restarts"
-            )
-            self._batch_in_epoch = 0
+            self._batch_in_epoch = self._convert_position(loop)
         self.callback_metrics.update(checkpoint.get("callback_metrics", {}))
         saved = checkpoint.get("callbacks", {})
         for callback in self.callbacks:
@@ -925,6 +924,27 @@ class Trainer:
         if self.datamodule is not None and checkpoint.get("datamodule"):
             self.datamodule.load_state_dict(checkpoint["datamodule"])
         module.on_load_checkpoint(checkpoint)
+
+    def _samples_per_step(self) -> int | None:
+        """Samples of the global data order one batch on every rank consumes (None if unknown)."""
+        sampler = self.train_loader.sampler if getattr(self, "train_loader", None) is not None else None
+        return sampler.batch_size * self.world_size if sampler is not None else None
+
+    def _convert_position(self, loop: dict[str, Any]) -> int:
+        """The epoch position of a checkpoint from another world size, in this run's batches.
+
+        The global data order does not depend on the world size (ranks deal it out round-robin), so a
+        position of S consumed samples carries over when S is a whole number of this run's global batches;
+        otherwise the epoch restarts.
+        """
+        consumed = loop.get("samples_in_epoch")
+        per_step = self._samples_per_step()
+        if consumed is not None and per_step and int(consumed) % per_step == 0:
+            return int(consumed) // per_step
+        self.print(
+            f"resuming with world size {self.world_size} (was {loop.get('world_size')}): epoch restarts"
+        )
+        return 0
 
     def _restore_rng(self, checkpoint: dict[str, Any]) -> None:
         states = checkpoint.get("rng") or []
