@@ -23,7 +23,10 @@ the case number, so every case is reproducible alone):
   (streams, height, width, body length varints) or at its body;
 - ``head``: a HEAD field (media, channels, width, height, fps, frame count, quality, pixel
   format, model name, codec_params JSON values) set to a hostile value, CRC recomputed;
-- ``frames``: whole frame chunks dropped, duplicated or swapped (CRCs stay valid).
+- ``frames``: whole frame chunks dropped, duplicated or swapped (CRCs stay valid);
+- ``codes``: an image's codes replaced by arbitrary valid ones (random points, uniform noise,
+  all maximal, all zero, stripes) and entropy-coded again with the model's prior: a flawless
+  payload, so the model's synthesis sees codes no encoder produced.
 
 Decoding goes through ``decode_image_result`` / ``VideoDecoder`` (dispatched on the media byte,
 as the CLI does), from a seekable buffer or a non-seekable pipe, sometimes seeking; one case in
@@ -64,9 +67,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 TINY_IMAGE_MODEL = REPO / "formats" / "vectors" / "models" / "tiny-image.safetensors"
-MUTATIONS = ("flip", "splice", "truncate", "chunk", "payload", "head", "frames")
+MUTATIONS = ("flip", "splice", "truncate", "chunk", "payload", "head", "frames", "codes")
 # relative weights: the CRC-recomputing mutations reach the deep layers, so they get most cases
-MUTATION_WEIGHTS = (10, 8, 8, 30, 24, 14, 6)
+MUTATION_WEIGHTS = (10, 8, 8, 28, 22, 14, 6, 4)
 PROBLEMS = ("unexpected", "bad-output", "hang", "memory", "crash")
 MAX_MESSAGE = 300
 
@@ -484,6 +487,10 @@ def make_case(corpus: list[CorpusFile], seed: int) -> tuple[int, str, bytes]:
         head = next((c for c in chunks if c[2] == b"HEAD"), chunks[0])
         new = mutate_head(rng, chunk_body(data, head))
         return index, mutation, replace_chunk(data, head, new, fix=rng.random() < 0.9)
+    if mutation == "codes":
+        if corpus[index].media == "image":
+            return index, mutation, recode(corpus[index], data, chunks, rng)
+        mutation = "payload"  # video payloads have their own layout: mutate their bytes instead
     if mutation == "payload":
         frames = [c for c in chunks if c[2] == b"FRAM"] or chunks
         chunk = rng.choice(frames)
@@ -501,6 +508,36 @@ def make_case(corpus: list[CorpusFile], seed: int) -> tuple[int, str, bytes]:
     new = mutate_bytes(rng, body, _bodies_of_type(corpus, chunk[2]))
     fixed = replace_chunk(data, chunk, new, fix=rng.random() < 0.8)
     return index, f"chunk-{chunk[2].decode('latin-1')}", fixed
+
+
+def recode(item: CorpusFile, data: bytes, chunks: list[tuple[int, int, bytes]], rng: random.Random) -> bytes:
+    """An image file whose codes are replaced by arbitrary valid ones, entropy-coded with the
+    model's own prior: a well-formed payload, so the model synthesises codes it never produced."""
+    import numpy as np
+
+    from vqcodec.codec.image import decode_image_result, resolve_model
+
+    decoded = decode_image_result(data, model=item.model)
+    model = resolve_model(item.model or decoded.header.model_name)
+    codes = np.array(decoded.codes, dtype=np.int64)
+    size = int(model.config.codebook_size)
+    kind = rng.choice(("points", "uniform", "max", "zero", "stripes"))
+    np_rng = np.random.default_rng(rng.randrange(2**32))
+    if kind == "points":
+        flat = codes.reshape(-1)
+        at = np_rng.integers(0, flat.size, size=max(1, flat.size // 8))
+        flat[at] = np_rng.integers(0, size, size=at.size)
+    elif kind == "uniform":
+        codes = np_rng.integers(0, size, size=codes.shape)
+    elif kind == "max":
+        codes[...] = size - 1
+    elif kind == "zero":
+        codes[...] = 0
+    else:
+        codes[..., ::2] = (codes[..., ::2] + size // 2) % size
+    frame = next(c for c in chunks if c[2] == b"FRAM")
+    prefix = chunk_body(data, frame)[:5]
+    return replace_chunk(data, frame, prefix + model.prior.encode(codes.astype(np.int32)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def test_short_campaign_has_no_problems(fuzz):
     assert any("payload" in m or "coded body" in m for m in summary["top_error_messages"]), summary[
         "top_error_messages"
     ]
-    assert {"flip", "splice", "truncate", "chunk", "payload", "head"} <= set(summary["by_mutation"])
+    assert {"flip", "splice", "truncate", "chunk", "payload", "head", "codes"} <= set(summary["by_mutation"])
 
 
 def test_cases_are_reproducible_from_their_seed(fuzz):
