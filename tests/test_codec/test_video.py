@@ -323,3 +323,18 @@ def test_corrupt_payloads_with_valid_crcs_raise_only_library_errors(model):
         except VQCError:
             outcomes["error"] += 1
     assert outcomes["error"] > 50
+
+
+def test_large_frames_run_in_tiles_without_seams(model, monkeypatch):
+    from vqcodec.codec import media
+
+    frames = moving_clip(3, 96, 160)
+    whole_data, _ = encode(frames, model, quality=3)
+    whole = list(VideoDecoder(whole_data, model=model))
+    monkeypatch.setattr(media, "SINGLE_PASS_LATENTS", 0)
+    monkeypatch.setattr(media, "TILE_LATENTS", 4)  # 6 x 10 latents -> 6 tiles with halo
+    tiled_data, latents = encode(frames, model, quality=3)
+    with VideoDecoder(tiled_data, model=model) as dec:
+        for i, frame in enumerate(dec):
+            assert torch.equal(dec.latents, latents[i])
+            assert np.abs(frame.astype(int) - whole[i]).max() <= 1
