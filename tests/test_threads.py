@@ -149,3 +149,20 @@ def test_video_encoders_in_threads():
     order = list(range(len(clips))) * 4
     for c, got in zip(order, run_in_pool(encode, order)):
         assert got == expected[c], f"clip {c} encoded differently in a thread"
+
+
+def test_cli_batch_with_workers_equals_one_by_one(files, tmp_path):
+    from vqcodec.cli import main as cli_main
+
+    inputs = []
+    for i, data in enumerate(files):
+        inputs.append(tmp_path / f"f{i}.vqc")
+        inputs[-1].write_bytes(data)
+    names = [str(p) for p in inputs]
+    common = ["--model", TINY_MODEL, "--quiet", "--format", "png"]
+    assert cli_main(["decode", *names, "-o", f"{tmp_path}/one/", *common]) == 0
+    assert cli_main(["decode", *names, "-o", f"{tmp_path}/pool/", "-j", "3", *common]) == 0
+    for path in inputs:
+        one = np.asarray(Image.open(tmp_path / "one" / f"{path.stem}.png"))
+        pool = np.asarray(Image.open(tmp_path / "pool" / f"{path.stem}.png"))
+        assert np.array_equal(one, pool), path.name
