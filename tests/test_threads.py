@@ -161,7 +161,13 @@ def test_cli_batch_with_workers_equals_one_by_one(files, tmp_path):
     names = [str(p) for p in inputs]
     common = ["--model", TINY_MODEL, "--quiet", "--format", "png"]
     assert cli_main(["decode", *names, "-o", f"{tmp_path}/one/", *common]) == 0
-    assert cli_main(["decode", *names, "-o", f"{tmp_path}/pool/", "-j", "3", *common]) == 0
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        assert cli_main(["decode", *names, "-o", f"{tmp_path}/pool/", "-j", "3", *common]) == 0
+    finally:
+        torch.set_num_threads(threads)  # -j splits the cores process-wide; later tests get them back
     for path in inputs:
         one = np.asarray(Image.open(tmp_path / "one" / f"{path.stem}.png"))
         pool = np.asarray(Image.open(tmp_path / "pool" / f"{path.stem}.png"))
