@@ -757,7 +757,7 @@ class Trainer:
             if hook == "validation":
                 module.on_validation_epoch_start()
             loader.set_epoch(0)
-            with self._eval_context():
+            with self._eval_context(), self.strategy.eval_context(module):
                 for batch_idx, batch in enumerate(loader):
                     if limit is not None and batch_idx >= limit:
                         break

@@ -153,6 +153,11 @@ class Strategy:
         """Skip gradient synchronisation (accumulation micro-batches but the last) when ``enabled``."""
         yield
 
+    @contextlib.contextmanager
+    def eval_context(self, module: nn.Module) -> Iterator[None]:
+        """Around a validation/test loop (FSDP: keeps every parameter gathered for its duration)."""
+        yield
+
     def reduce_gradients(self, params: list[torch.Tensor]) -> None:
         """Average gradients over ranks (manual optimisation, where no wrapper syncs them)."""
 

@@ -2,9 +2,10 @@
 
 Sharding units: walking the module bottom-up, every submodule whose not-yet-sharded parameters reach
 ``min_num_params`` becomes its own unit (or exactly the submodules of the classes in ``shard_classes``
-when given), then the root. Each unit gathers its parameters when it is *called* and frees them after
-(``reshard_after_forward``): code in the steps must reach parameters by calling (sub)modules, which
-``self(x)`` and ``self.submodule(x)`` do. Buffers are not sharded, so quantizer codebooks kept as EMA
+when given), then the root. In training each unit gathers its parameters when it is *called* and frees
+them after (``reshard_after_forward``): ``training_step`` must reach parameters by calling modules, as
+``self(x)`` (the root's forward) does; validation and test keep all parameters gathered for the whole
+loop, so there any code path works. Buffers are not sharded, so quantizer codebooks kept as EMA
 buffers stay whole and the quantizers sync them themselves. A quantizer with a *learned* codebook
 parameter that rewrites it inside ``forward`` (dead-code revival) must not be used under FSDP: the
 rewrite lands in the gathered copy and is lost at reshard.
@@ -112,6 +113,32 @@ class FSDPStrategy(Strategy):
                 module.set_requires_gradient_sync(True)
         else:
             yield
+
+    @contextlib.contextmanager
+    def eval_context(self, module: nn.Module) -> Iterator[None]:
+        """Gather every unit's parameters for the whole evaluation loop.
+
+        Validation code often reaches networks through methods other than ``forward`` (an encoder's
+        ``analyse``, a quantizer's ``encode``), which FSDP's hooks do not see; with everything gathered
+        (and no resharding after each forward) any code path works. It costs one full copy of the
+        weights per rank for the duration of the evaluation.
+        """
+        if id(module) not in self._sharded:
+            yield
+            return
+        from torch.distributed.fsdp import FSDPModule
+
+        units = [m for m in module.modules() if isinstance(m, FSDPModule)]
+        module.set_reshard_after_forward(False)
+        for unit in units:
+            unit.unshard()
+        try:
+            yield
+        finally:
+            module.set_reshard_after_forward(self.reshard_after_forward)
+            module.set_reshard_after_forward(False, recurse=False)  # FSDP's own choice for the root
+            for unit in units:
+                unit.reshard()
 
     # ------------------------------------------------------------------ state
     def _options(self, **kwargs: Any):
