@@ -42,7 +42,7 @@ class Regression(TrainingModule):
         lr: float = 0.05,
         dropout: float = 0.0,
         noise: float = 0.0,
-        quantizer: bool = False,
+        quantizer: bool | str = False,
         optimizer: str = "adam",
         scheduler: bool = False,
         log_rank: bool = False,
@@ -51,7 +51,21 @@ class Regression(TrainingModule):
         self.encoder = nn.Sequential(nn.Linear(IN_DIM, hidden), nn.Tanh(), nn.Dropout(dropout))
         self.head = nn.Linear(hidden, 1)
         self.quantizer = None
-        if quantizer:
+        if quantizer == "rvq":  # k-means init, dead-code revival, dropout: every collective path
+            from vqcodec.quantize import ResidualVQ
+
+            self.quantizer = ResidualVQ(
+                hidden,
+                2,
+                16,
+                kmeans_init=True,
+                kmeans_iters=3,
+                threshold_ema_dead_code=1.0,
+                quantize_dropout=True,
+                channel_first=False,
+                decay=0.8,
+            )
+        elif quantizer:
             from vqcodec.quantize import VectorQuantizer
 
             self.quantizer = VectorQuantizer(hidden, 16, decay=0.8, channel_first=False)

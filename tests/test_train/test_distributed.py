@@ -44,6 +44,14 @@ def _worker(out_dir: str) -> None:
     results["rank"] = trainer.rank
 
     seed_everything(0)
+    module = Regression(quantizer="rvq")
+    torch.manual_seed(trainer.rank)  # rank-dependent dropout draws unless the quantizer syncs them
+    Trainer(strategy="ddp", max_steps=STEPS, **QUIET).fit(
+        module, loaders(batch_size=GLOBAL_BATCH // WORLD)[0]
+    )
+    results["rvq"] = params_of(module)
+
+    seed_everything(0)
     gan = TinyGAN()
     torch.manual_seed(trainer.rank)  # different noise per rank: only gradient averaging keeps them equal
     Trainer(strategy="ddp", max_steps=4, **QUIET).fit(gan, loaders(batch_size=4)[0])
@@ -101,6 +109,16 @@ def test_ddp_matches_single_process_and_codebooks_agree(distributed_results):
         torch.testing.assert_close(r0[name], single[name], rtol=1e-4, atol=1e-5, msg=name)
     assert "quantizer.codebook" in r0
     assert not torch.equal(r0["quantizer.codebook"], _ddp_module().quantizer.codebook)  # it did learn
+
+
+def test_ddp_keeps_residual_codebooks_identical_through_kmeans_and_revival(distributed_results):
+    _, ranks = distributed_results
+    r0, r1 = ranks[0]["rvq"], ranks[1]["rvq"]
+    codebook_keys = [k for k in r0 if k.startswith("quantizer.")]
+    assert any("codebook" in k for k in codebook_keys)
+    for name in r0:
+        assert torch.equal(r0[name], r1[name]), f"{name} differs between ranks"
+    assert any(k.endswith("initted") and bool(r0[k]) for k in codebook_keys)  # k-means init ran
 
 
 def test_logged_values_are_reduced_over_ranks(distributed_results):

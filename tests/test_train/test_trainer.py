@@ -274,3 +274,33 @@ def test_bad_configurations_fail_clearly():
 
     with pytest.raises(KeyError, match="loss"):
         Trainer(max_steps=1, **QUIET).fit(NoLoss(), DataLoader(regression_data(8), batch_size=4))
+
+
+def test_datamodule_supplies_the_loaders():
+    from vqcodec.train import DataModule
+
+    class Data(DataModule):
+        def __init__(self):
+            self.stages = []
+
+        def setup(self, stage):
+            self.stages.append(stage)
+
+        def train_dataloader(self):
+            return loaders()[0]
+
+        def val_dataloader(self):
+            return loaders()[1]
+
+        def test_dataloader(self):
+            return loaders()[1]
+
+    data = Data()
+    seed_everything(0)
+    module = Regression()
+    trainer = Trainer(max_steps=4, val_check_interval=4, **QUIET)
+    trainer.fit(module, datamodule=data)
+    assert "val/mse" in trainer.callback_metrics
+    assert "test/mae" in trainer.test(module, datamodule=data)
+    Trainer(max_steps=2, **QUIET).fit(Regression(), data)  # a DataModule in the loader position works too
+    assert data.stages == ["fit", "test", "fit"]
