@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vqcodec.train import EMA, Trainer, seed_everything
     from vqcodec.train.config import load_config, recipe_builder, recipe_export_hook
+    from vqcodec.train.launch import distributed_env
 
     config = load_config(args.config, args.overrides)
     if args.print_config:
@@ -86,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(built, tuple) or len(built) != 2:
         raise ValueError("the recipe builder must return (module, data)")
     module, data = built
+    if getattr(module, "hparams", None) is None:
+        module.hparams = {"config": config}  # into hparams.json and every checkpoint
     callbacks = build_callbacks(config)
     if args.quiet:
         trainer_options["enable_progress_bar"] = False
@@ -94,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         last = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
         ckpt_path = str(last) if last.is_file() else None
-        if ckpt_path is None:
-            trainer.print(f"--resume: no {last}, starting from scratch")
+        if ckpt_path is None and distributed_env().rank == 0:
+            print(f"--resume: no {last}, starting from scratch", file=sys.stderr)
     trainer.fit(module, data, ckpt_path=ckpt_path)
 
     summary: dict[str, Any] = {
