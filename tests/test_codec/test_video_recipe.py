@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 from fractions import Fraction
@@ -52,7 +53,8 @@ def test_recipe_trains_exports_and_the_bundle_codes_video(data_folder):
     args = [sys.executable, "-m", "vqcodec", "train", "vqcodec/train/configs/video_residual.toml", "-q"]
     for key, value in overrides.items():
         args += ["--set", f"{key}={value}"]
-    result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # a tiny model: one thread is fastest
+    result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     model = load_model(str(out))
     assert model.media == "video" and model.network.config.residual_stages == 3
