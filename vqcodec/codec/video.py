@@ -100,6 +100,10 @@ class TemporalCoder:
         freqs[: self.num_contexts, : count_freqs.shape[1]] = count_freqs
         freqs[self.num_contexts :, : residual_freqs.shape[1]] = residual_freqs
         self.tables = CodingTables(freqs)
+        self._residual_tables = [
+            self.net.residual.stage(j).codebook.detach().float() for j in range(self.stages)
+        ]
+        self._residual_norms = [(t * t).sum(1) for t in self._residual_tables]
         scale = float(1 << TABLE_PRECISION)
         with np.errstate(divide="ignore"):
             self.count_bits = torch.from_numpy(-np.log2(count_freqs / scale)).float()
@@ -214,7 +218,7 @@ class TemporalCoder:
 
         big_r = self.stages
         residual = y - previous
-        codes = self.net.residual.encode(residual, big_r)  # (1, h, w, R)
+        codes = self.residual_codes(residual)  # (1, h, w, R)
         vectors = self.net.stage_vectors(codes)  # (R, 1, C, h, w)
         errors = [(residual**2).sum(dim=1)]
         approx = torch.zeros_like(residual)
@@ -244,6 +248,26 @@ class TemporalCoder:
             collect.append((tables[0], symbols[0], flat_codes.numpy()))
         distortion = float(error.gather(0, counts[None]).sum())
         return payload, yhat, counts, distortion + lam * 8.0 * len(payload)
+
+    def residual_codes(self, residual: torch.Tensor) -> torch.Tensor:
+        """Greedy residual-VQ codes (1, h, w, R) of residual latents (1, C, h, w).
+
+        A plain matmul/argmin search: only the encoder runs it and the decoder follows whatever
+        codes it picks, so the quantizer's exact tie-breaking (kept for bit-identical image codes
+        across machines) is not needed here and its cost is saved.
+        """
+        _, c, h, w = residual.shape
+        rest = residual.permute(0, 2, 3, 1).reshape(-1, c).float()
+        codes = []
+        for j in range(self.stages):
+            stage = self.net.residual.stage(j)
+            if stage.project_in is not None:
+                return self.net.residual.encode(residual, self.stages)
+            table = self._residual_tables[j]
+            idx = torch.addmm(self._residual_norms[j], rest, table.t(), alpha=-2.0).argmin(dim=1)
+            codes.append(idx)
+            rest = rest - table[idx]
+        return torch.stack(codes, dim=1).reshape(1, h, w, self.stages)
 
     def decode_inter(
         self, body: bytes, previous: torch.Tensor, previous_counts: torch.Tensor
