@@ -123,7 +123,7 @@ def parse_fps(text: str | None) -> Fraction | None:
 def encode_video(args: argparse.Namespace) -> int:
     from vqcodec._io import atomic_output
     from vqcodec.codec.video import VideoEncoder
-    from vqcodec.codec.video_io import open_video
+    from vqcodec.codec.video_io import Y4MReader, open_video
 
     start, stop = parse_range(getattr(args, "frames", None))
     fps = parse_fps(getattr(args, "fps", None))
@@ -138,7 +138,8 @@ def encode_video(args: argparse.Namespace) -> int:
     with open_video(args.input) as reader:
         info = reader.info
         count = 0
-        if info.frame_count is not None:
+        # only a Y4M file's size gives an exact count (container metadata may be approximate)
+        if info.frame_count is not None and isinstance(reader, Y4MReader):
             count = max(0, min(info.frame_count, stop if stop is not None else info.frame_count) - start)
         with atomic_output(args.output, force=args.force, inputs=(args.input,)) as out:
             encoder = VideoEncoder(
