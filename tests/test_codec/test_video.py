@@ -347,3 +347,26 @@ def test_large_frames_run_in_tiles_without_seams(model, monkeypatch):
         for i, frame in enumerate(dec):
             assert torch.equal(dec.latents, latents[i])
             assert np.abs(frame.astype(int) - whole[i]).max() <= 1
+
+
+def test_p_frames_code_changed_positions_intra_and_decode_them_exactly(model):
+    """Synthetic latents: half the positions keep the reference, half change to content the image
+    RVQ represents exactly; with a small lambda those take the intra mode (R + 1)."""
+    from vqcodec.codec.video import TemporalCoder, key_counts
+
+    coder = TemporalCoder.for_model(model)
+    big_r, stages, h, w = coder.stages, 4, 4, 6
+    generator = torch.Generator().manual_seed(0)
+    quantizer = coder.net.image.quantizer
+    k = coder.net.config.codebook_size
+    with torch.inference_mode():
+        previous = quantizer.decode(torch.randint(0, k, (1, h, w, stages), generator=generator))
+        fresh = quantizer.decode(torch.randint(0, k, (1, h, w, stages), generator=generator)) * 3.0
+        target = previous.clone()
+        target[..., w // 2 :] = fresh[..., w // 2 :]
+        counts = key_counts(h, w, big_r)
+        payload, yhat, modes, _ = coder.encode_inter(target, previous, counts, 1e-6, stages)
+        assert torch.all(modes[..., : w // 2] == 0)  # unchanged: skipped
+        assert int((modes == big_r + 1).sum()) > 0  # changed: coded afresh
+        decoded, decoded_modes = coder.decode_inter(payload[1:], previous, counts, stages)
+    assert torch.equal(decoded_modes, modes) and torch.equal(decoded, yhat)

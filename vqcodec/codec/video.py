@@ -94,20 +94,34 @@ class TemporalCoder:
         self.stride = int(cfg.stride)
         count_freqs = self.net.count_freqs.to(torch.int64).numpy()
         residual_freqs = self.net.residual_freqs.to(torch.int64).numpy()
+        intra_freqs = self.net.intra_freqs.to(torch.int64).numpy()
         self.num_contexts = count_freqs.shape[0]
-        width = max(count_freqs.shape[1], residual_freqs.shape[1])
-        freqs = np.zeros((self.num_contexts + self.stages, width), dtype=np.int64)
-        freqs[: self.num_contexts, : count_freqs.shape[1]] = count_freqs
-        freqs[self.num_contexts :, : residual_freqs.shape[1]] = residual_freqs
+        # one table set: mode rows, then residual-stage rows, then intra image-stage rows
+        self.intra_offset = self.num_contexts + self.stages
+        parts = (count_freqs, residual_freqs, intra_freqs)
+        freqs = np.zeros((sum(f.shape[0] for f in parts), max(f.shape[1] for f in parts)), dtype=np.int64)
+        row = 0
+        for f in parts:
+            freqs[row : row + f.shape[0], : f.shape[1]] = f
+            row += f.shape[0]
         self.tables = CodingTables(freqs)
         self._residual_tables = [
             self.net.residual.stage(j).codebook.detach().float() for j in range(self.stages)
         ]
         self._residual_norms = [(t * t).sum(1) for t in self._residual_tables]
+        quantizer = self.net.image.quantizer
+        self._image_tables = [
+            quantizer.stage(i).codebook.detach().float() for i in range(quantizer.num_quantizers)
+        ]
+        self._image_norms = [(t * t).sum(1) for t in self._image_tables]
+        self._plain_search = all(
+            quantizer.stage(i).project_in is None for i in range(quantizer.num_quantizers)
+        ) and all(self.net.residual.stage(j).project_in is None for j in range(self.stages))
         scale = float(1 << TABLE_PRECISION)
         with np.errstate(divide="ignore"):
             self.count_bits = torch.from_numpy(-np.log2(count_freqs / scale)).float()
             self.residual_bits = torch.from_numpy(-np.log2(residual_freqs / scale)).float()
+            self.intra_bits = torch.from_numpy(-np.log2(intra_freqs / scale)).float()
 
     @staticmethod
     def for_model(codec_model: Any) -> TemporalCoder:
@@ -206,12 +220,15 @@ class TemporalCoder:
         previous: torch.Tensor,
         previous_counts: torch.Tensor,
         lam: float,
+        intra_stages: int,
         collect: list[Any] | None = None,
     ) -> tuple[bytes, torch.Tensor, torch.Tensor, float]:
-        """Latents, previous decoded latents and counts -> (payload, yhat, counts, D + lam * bits).
+        """Latents, previous decoded latents and modes -> (payload, yhat, modes, D + lam * bits).
 
-        ``collect``: when a list, (contexts (h*w,), counts (h*w,), residual codes (h*w, R)) of the
-        frame is appended to it (the training recipe fits the tables on these).
+        Per position the mode is the residual stage count 0..R or R + 1 (intra with the image
+        RVQ's first ``intra_stages`` stages), whichever minimises squared latent error + lam * bits.
+        ``collect``: when a list, (contexts (h*w,), modes (h*w,), residual codes (h*w, R), intra
+        codes (h*w, S)) of the frame is appended to it (the training recipe fits tables on these).
         """
         from vqcodec.entropy.coder import encode_batches
         from vqcodec.models.video import count_contexts
@@ -225,29 +242,53 @@ class TemporalCoder:
         for j in range(big_r):
             approx = approx + vectors[j]
             errors.append(((residual - approx) ** 2).sum(dim=1))
-        error = torch.stack(errors)  # (R + 1, 1, h, w)
+        intra_codes = self.image_codes(y, intra_stages)  # (1, h, w, S)
+        intra_latents = self.intra_latents(intra_codes)
+        errors.append(((y - intra_latents) ** 2).sum(dim=1))
+        error = torch.stack(errors)  # (R + 2, 1, h, w)
         contexts = count_contexts(previous_counts, big_r)  # (1, h, w)
-        count_bits = self.count_bits[contexts].permute(3, 0, 1, 2)  # (R + 1, 1, h, w)
+        count_bits = self.count_bits[contexts].permute(3, 0, 1, 2)  # (R + 2, 1, h, w)
         code_bits = torch.stack([self.residual_bits[j][codes[..., j]] for j in range(big_r)])
-        bits = count_bits + torch.cat([torch.zeros_like(code_bits[:1]), code_bits.cumsum(0)])
+        intra_bits = sum(self.intra_bits[s][intra_codes[..., s]] for s in range(intra_stages))
+        bits = count_bits + torch.cat(
+            [torch.zeros_like(code_bits[:1]), code_bits.cumsum(0), torch.as_tensor(intra_bits)[None]]
+        )
         cost = error + lam * bits
         counts = cost.argmin(dim=0)  # (1, h, w)
-        yhat = self.net.apply_residual(previous, codes, counts)
-        symbols, tables = [counts.reshape(-1).numpy()], [contexts.reshape(-1).numpy()]
+        yhat = self.net.apply_residual(previous, codes, counts, intra_codes)
         flat_counts = counts.reshape(-1)
         flat_codes = codes.reshape(-1, big_r)
-        for j in range(big_r):
-            used = flat_counts > j
-            symbols.append(flat_codes[used, j].numpy())
-            tables.append(np.full(int(used.sum()), self.num_contexts + j, dtype=np.int64))
-        body = encode_batches(
-            [(symbols[0], tables[0]), (np.concatenate(symbols[1:]), np.concatenate(tables[1:]))], self.tables
-        )
+        flat_intra = intra_codes.reshape(-1, intra_stages)
+        symbols, tables = self._symbols(flat_counts, flat_codes, flat_intra)
+        context_rows = contexts.reshape(-1).numpy()
+        body = encode_batches([(flat_counts.numpy(), context_rows), (symbols, tables)], self.tables)
         payload = bytes([FRAME_INTER]) + body
         if collect is not None:
-            collect.append((tables[0], symbols[0], flat_codes.numpy()))
+            collect.append((context_rows, flat_counts.numpy(), flat_codes.numpy(), flat_intra.numpy()))
         distortion = float(error.gather(0, counts[None]).sum())
         return payload, yhat, counts, distortion + lam * 8.0 * len(payload)
+
+    def _symbols(
+        self, counts: torch.Tensor, codes: torch.Tensor, intra: torch.Tensor
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The second batch of a P frame: residual codes stage by stage, then intra codes."""
+        big_r = self.stages
+        symbols, tables = [], []
+        for j in range(big_r):
+            used = (counts > j) & (counts <= big_r)
+            symbols.append(codes[used, j].numpy())
+            tables.append(np.full(int(used.sum()), self.num_contexts + j, dtype=np.int64))
+        fresh = counts == big_r + 1
+        for s in range(intra.shape[1]):
+            symbols.append(intra[fresh, s].numpy())
+            tables.append(np.full(int(fresh.sum()), self.intra_offset + s, dtype=np.int64))
+        return np.concatenate(symbols).astype(np.int64), np.concatenate(tables)
+
+    def image_codes(self, y: torch.Tensor, stages: int) -> torch.Tensor:
+        """Image RVQ codes (1, h, w, stages) of latents (1, C, h, w) by plain argmin (encoder only)."""
+        if not self._plain_search:
+            return self.net.image.quantizer.encode(y, stages)
+        return self._greedy(y, self._image_tables[:stages], self._image_norms[:stages])
 
     def residual_codes(self, residual: torch.Tensor) -> torch.Tensor:
         """Greedy residual-VQ codes (1, h, w, R) of residual latents (1, C, h, w).
@@ -256,23 +297,25 @@ class TemporalCoder:
         codes it picks, so the quantizer's exact tie-breaking (kept for bit-identical image codes
         across machines) is not needed here and its cost is saved.
         """
-        _, c, h, w = residual.shape
-        rest = residual.permute(0, 2, 3, 1).reshape(-1, c).float()
+        if not self._plain_search:
+            return self.net.residual.encode(residual, self.stages)
+        return self._greedy(residual, self._residual_tables, self._residual_norms)
+
+    @staticmethod
+    def _greedy(latents: torch.Tensor, tables: list[torch.Tensor], norms: list[torch.Tensor]) -> torch.Tensor:
+        _, c, h, w = latents.shape
+        rest = latents.permute(0, 2, 3, 1).reshape(-1, c).float()
         codes = []
-        for j in range(self.stages):
-            stage = self.net.residual.stage(j)
-            if stage.project_in is not None:
-                return self.net.residual.encode(residual, self.stages)
-            table = self._residual_tables[j]
-            idx = torch.addmm(self._residual_norms[j], rest, table.t(), alpha=-2.0).argmin(dim=1)
+        for table, norm in zip(tables, norms):
+            idx = torch.addmm(norm, rest, table.t(), alpha=-2.0).argmin(dim=1)
             codes.append(idx)
             rest = rest - table[idx]
-        return torch.stack(codes, dim=1).reshape(1, h, w, self.stages)
+        return torch.stack(codes, dim=1).reshape(1, h, w, len(tables))
 
     def decode_inter(
-        self, body: bytes, previous: torch.Tensor, previous_counts: torch.Tensor
+        self, body: bytes, previous: torch.Tensor, previous_counts: torch.Tensor, intra_stages: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """P-frame body + previous latents/counts -> (latents, counts)."""
+        """P-frame body + previous latents/modes -> (latents, modes)."""
         from vqcodec.entropy.coder import SymbolDecoder
         from vqcodec.models.video import count_contexts
 
@@ -281,22 +324,33 @@ class TemporalCoder:
         contexts = count_contexts(previous_counts, big_r).reshape(-1).numpy()
         decoder = SymbolDecoder(body, self.tables)
         flat_counts = decoder.decode(contexts).astype(np.int64)
-        if flat_counts.size and int(flat_counts.max()) > big_r:
-            raise FormatError("stage count above the model's residual stages", field="frame payload")
-        per_stage = [int((flat_counts > j).sum()) for j in range(big_r)]
+        if flat_counts.size and int(flat_counts.max()) > big_r + 1:
+            raise FormatError("position mode above R + 1", field="frame payload")
+        predicted = flat_counts <= big_r
+        fresh = ~predicted
+        per_stage = [int(((flat_counts > j) & predicted).sum()) for j in range(big_r)]
+        num_fresh = int(fresh.sum())
         tables = np.concatenate(
             [np.full(n, self.num_contexts + j, dtype=np.int64) for j, n in enumerate(per_stage)]
+            + [np.full(num_fresh, self.intra_offset + s, dtype=np.int64) for s in range(intra_stages)]
         )
         symbols = decoder.decode(tables).astype(np.int64)
         decoder.finish()
         flat_codes = np.zeros((h * w, big_r), dtype=np.int64)
         start = 0
         for j, n in enumerate(per_stage):
-            flat_codes[flat_counts > j, j] = symbols[start : start + n]
+            flat_codes[(flat_counts > j) & predicted, j] = symbols[start : start + n]
             start += n
+        intra_codes = None
+        if num_fresh:
+            flat_intra = np.zeros((h * w, intra_stages), dtype=np.int64)
+            for s in range(intra_stages):
+                flat_intra[fresh, s] = symbols[start : start + num_fresh]
+                start += num_fresh
+            intra_codes = torch.from_numpy(flat_intra.reshape(1, h, w, intra_stages))
         counts = torch.from_numpy(flat_counts.reshape(1, h, w))
         codes = torch.from_numpy(flat_codes.reshape(1, h, w, big_r))
-        return self.net.apply_residual(previous, codes, counts), counts
+        return self.net.apply_residual(previous, codes, counts, intra_codes), counts
 
 
 def key_counts(height: int, width: int, stages: int) -> torch.Tensor:
@@ -394,6 +448,7 @@ class VideoEncoder:
         self._latents: torch.Tensor | None = None
         self._counts: torch.Tensor | None = None
         self._lambda = 0.0
+        self._stages = self.coder.net.config.stages_for_quality(self.quality)
         self._key_bytes = 0
         self._since_key = 0
 
@@ -433,7 +488,7 @@ class VideoEncoder:
             if not want_key:
                 assert self._latents is not None and self._counts is not None
                 payload, latents, counts, cost = coder.encode_inter(
-                    y, self._latents, self._counts, self._lambda * self.lambda_scale
+                    y, self._latents, self._counts, self._lambda * self.lambda_scale, self._stages
                 )
                 # a P frame costing less than half the last key frame is never worse as a key
                 # frame in practice: only larger ones pay for the intra trial encode
@@ -745,7 +800,7 @@ class VideoDecoder:
                                 field="frame type",
                             )
                         self._latents, self._counts = coder.decode_inter(
-                            payload[1:], self._latents, self._counts
+                            payload[1:], self._latents, self._counts, s
                         )
                     else:
                         raise FormatError(

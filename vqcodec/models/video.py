@@ -8,10 +8,14 @@ A video model is an image codec (``ImageCodec``: analysis -> residual VQ -> synt
   ``n`` in 0..R (0 = skip: copy the previous latents). The decoder forms
   ``yhat_t = yhat_{t-1} + sum_{j < n} residual_stage_j(code_j)`` (see :meth:`apply_residual`),
   so prediction always starts from what the decoder has: no drift.
+- an intra mode per position (mode symbol R + 1): where the content changed too much to
+  predict, the position is coded afresh with the image RVQ's first S stages (S of the quality
+  level), ``yhat_t = sum_{s < S} image_stage_s(code_s)``, like a key frame locally.
 - integer frequency tables (buffers, stored in the bundle as int tensors):
-  ``count_freqs`` (NUM_COUNT_CONTEXTS, R + 1) for the per-position stage counts, selected by
-  a context of the previous frame's counts (:func:`count_contexts`), and ``residual_freqs``
-  (R, K_r) for the residual codes of each stage. Rows sum to ``2 ** TABLE_PRECISION``.
+  ``count_freqs`` (NUM_COUNT_CONTEXTS, R + 2) for the per-position mode (0..R stage counts, R + 1
+  intra), selected by a context of the previous frame's modes (:func:`count_contexts`),
+  ``residual_freqs`` (R, K_r) for the residual codes of each stage and ``intra_freqs`` (Q, K) for
+  the intra codes of each image stage. Rows sum to ``2 ** TABLE_PRECISION``.
 
 Shapes: pixels (B, 3, H, W) in [0, 1]; latents (B, C, h, w); image codes (B, S, h, w);
 residual codes (B, h, w, R) (ResidualVQ layout), counts (B, h, w) int64 in 0..R.
@@ -35,8 +39,6 @@ from vqcodec.models.image import ImageCodec
 from vqcodec.quantize import ResidualVQ
 
 TABLE_PRECISION = 16
-#: counts context value for positions whose previous frame was a key frame
-KEY_CONTEXT_OFFSET = 1
 
 
 @dataclass(frozen=True)
@@ -136,8 +138,8 @@ def _rows_from_weights(weights: list[list[int]]) -> torch.Tensor:
 
 
 def default_count_freqs(stages: int) -> torch.Tensor:
-    """(NUM_CONTEXTS, R + 1): before training, skip is likely and more stages are rarer."""
-    weights = [[1 << (stages + 2 - n) if n else 1 << (stages + 3) for n in range(stages + 1)]]
+    """(NUM_CONTEXTS, R + 2): before training, skip is likely, more stages rarer, intra rare."""
+    weights = [[1 << (stages + 2 - n) if n else 1 << (stages + 3) for n in range(stages + 1)] + [2]]
     return _rows_from_weights(weights * (stages + 2) ** 2)
 
 
@@ -149,7 +151,8 @@ def default_residual_freqs(stages: int, size: int) -> torch.Tensor:
 def count_contexts(previous: torch.Tensor, stages: int) -> torch.Tensor:
     """Context index (B, h, w) of each position from the previous frame's counts (B, h, w).
 
-    ``previous`` holds 0..R, or R + 1 where the previous frame was a key frame. Context =
+    ``previous`` holds 0..R, or R + 1 where the previous frame coded the position intra (key
+    frames: everywhere). Context =
     previous count here * (R + 2) + the largest previous count among the 3x3 neighbourhood.
     Integer operations only, so encoder and decoder agree exactly.
     """
@@ -181,6 +184,9 @@ class VideoCodec(nn.Module):
         self.register_buffer("count_freqs", default_count_freqs(config.residual_stages))
         self.register_buffer(
             "residual_freqs", default_residual_freqs(config.residual_stages, config.residual_codebook_size)
+        )
+        self.register_buffer(
+            "intra_freqs", default_residual_freqs(config.image.num_quantizers, config.image.codebook_size)
         )
 
     # -- image interface -------------------------------------------------------------------
@@ -241,18 +247,30 @@ class VideoCodec(nn.Module):
         return torch.stack(out) if out else torch.zeros(0, b, self.config.latent_dim, h, w)
 
     def apply_residual(
-        self, previous: torch.Tensor, codes: torch.Tensor, counts: torch.Tensor
+        self,
+        previous: torch.Tensor,
+        codes: torch.Tensor,
+        counts: torch.Tensor,
+        intra_codes: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``yhat_t`` from ``yhat_{t-1}`` (B, C, h, w), residual codes (B, h, w, R) and counts (B, h, w).
+        """``yhat_t`` from ``yhat_{t-1}`` (B, C, h, w), residual codes (B, h, w, R), modes (B, h, w)
+        and image codes (B, h, w, S) for the intra positions (mode R + 1; other rows ignored).
 
-        Stage j adds its vector where ``counts > j``; the additions run in stage order in
-        fp32 so encoder and decoder compute the same latents.
+        Stage j adds its vector where ``j < mode <= R``; the additions run in stage order in fp32
+        and intra positions take the image RVQ reconstruction, so encoder and decoder compute the
+        same latents.
         """
+        big_r = self.config.residual_stages
         out = previous.float().clone()
         vectors = self.stage_vectors(codes)
+        predicted = counts <= big_r
         for j in range(vectors.shape[0]):
-            mask = (counts > j)[:, None].to(out.dtype)
+            mask = ((counts > j) & predicted)[:, None].to(out.dtype)
             out = out + vectors[j] * mask
+        intra = ~predicted
+        if intra_codes is not None and bool(intra.any()):
+            fresh = self.image.quantizer.decode(intra_codes)
+            out = torch.where(intra[:, None], fresh, out)
         return out
 
 

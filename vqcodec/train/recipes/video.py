@@ -293,9 +293,10 @@ def _rows(counts: np.ndarray) -> torch.Tensor:
 
 @torch.inference_mode()
 def fit_tables(
-    video: VideoCodec, prior: Any, latents: list[torch.Tensor], export: dict[str, Any]
+    video: VideoCodec, prior: Any, clips: list[tuple[torch.Tensor, torch.Tensor]], export: dict[str, Any]
 ) -> dict[str, Any]:
-    """Count the encoder's choices on GOPs of the training latents; set the integer tables."""
+    """Set the integer tables: intra-code marginals from every frame's image codes, then the mode
+    and residual-code tables from the encoder's own choices on GOPs of the training latents."""
     from vqcodec.codec.video import TemporalCoder, key_counts
     from vqcodec.models.bundle import CodecModel
 
@@ -303,6 +304,14 @@ def fit_tables(
     qualities = [int(q) for q in export.get("qualities", range(1, cfg.quality_levels + 1))]
     gop = int(export.get("gop", 12))
     smoothing = float(export.get("smoothing", 0.5))
+    fit_clips = int(export.get("fit_clips", len(clips)))
+    big_r, k = cfg.residual_stages, cfg.codebook_size
+    intra_hist = np.full((cfg.num_quantizers, k), smoothing)
+    for _, codes in clips:
+        flat = codes.reshape(-1, codes.shape[-1]).long().numpy()
+        for stage in range(cfg.num_quantizers):
+            intra_hist[stage] += np.bincount(flat[:, stage], minlength=k)
+    video.intra_freqs.copy_(_rows(intra_hist))
     summary: dict[str, Any] = {}
     for round_index in range(int(export.get("rounds", 2))):
         model = CodecModel(video, name="fit", sha256=bytes(32), config=cfg, prior=prior, media="video")
@@ -310,28 +319,32 @@ def fit_tables(
         collected: list[Any] = []
         bits = 0
         frames = 0
-        for clip in latents:
+        for latents, _ in clips[:fit_clips]:
             for quality in qualities:
-                for start in range(0, clip.shape[0] - 1, gop):
-                    y = clip[start : start + 1].float()
+                stages = cfg.stages_for_quality(quality)
+                for start in range(0, latents.shape[0] - 1, gop):
+                    y = latents[start : start + 1].float()
                     _, previous, _, lam = coder.encode_intra(y, quality)
                     counts = key_counts(y.shape[2], y.shape[3], coder.stages)
-                    for t in range(start + 1, min(start + gop, clip.shape[0])):
+                    for t in range(start + 1, min(start + gop, latents.shape[0])):
                         payload, previous, counts, _ = coder.encode_inter(
-                            clip[t : t + 1].float(), previous, counts, lam, collect=collected
+                            latents[t : t + 1].float(), previous, counts, lam, stages, collect=collected
                         )
                         bits += 8 * len(payload)
                         frames += 1
-        count_hist = np.full((cfg.num_count_contexts, cfg.residual_stages + 1), smoothing)
-        code_hist = np.full((cfg.residual_stages, cfg.residual_codebook_size), smoothing)
-        for contexts, counts_flat, codes in collected:
+        count_hist = np.full((cfg.num_count_contexts, big_r + 2), smoothing)
+        code_hist = np.full((big_r, cfg.residual_codebook_size), smoothing)
+        modes = np.zeros(big_r + 2)
+        for contexts, counts_flat, codes, _ in collected:
             np.add.at(count_hist, (contexts, counts_flat), 1.0)
-            for j in range(cfg.residual_stages):
-                used = counts_flat > j
+            modes += np.bincount(counts_flat, minlength=big_r + 2)
+            for j in range(big_r):
+                used = (counts_flat > j) & (counts_flat <= big_r)
                 code_hist[j] += np.bincount(codes[used, j], minlength=cfg.residual_codebook_size)
         video.count_freqs.copy_(_rows(count_hist))
         video.residual_freqs.copy_(_rows(code_hist))
         summary[f"round{round_index}_p_frame_bytes"] = bits / 8 / max(1, frames)
+        summary[f"round{round_index}_modes"] = (modes / max(1.0, modes.sum())).round(4).tolist()
     return summary
 
 
@@ -348,8 +361,7 @@ def export(module: VideoResidualModule, config: dict[str, Any]) -> Path:
         raise ValueError("exporting a video bundle needs the image model's bundle (for its entropy prior)")
     settings = dict(config.get("export", {}))
     clips = cached_latents(video.image, dict(config.get("data", {})))
-    latents = [latents for latents, _ in clips]
-    summary = fit_tables(video, prior, latents[: int(settings.get("fit_clips", len(latents)))], settings)
+    summary = fit_tables(video, prior, clips, settings)
     path = resolve_path(settings.get("path", "vqcodec/models/weights/video-rvq16.safetensors"))
     save_bundle(
         path,
