@@ -7,12 +7,13 @@ Coding (formats/vqc-v1.md, "Video frame payload"):
   reconstruction the decoder also computes.
 - predicted frames (P) code the latent residual ``r = y_t - yhat_{t-1}`` against the
   decoder's own previous latents (never the source, so nothing drifts): per latent position
-  a stage count n in 0..R (0 = copy the previous latents) and n residual-VQ codes
-  (``vqcodec.models.video.VideoCodec``). The encoder picks n per position by rate-distortion
-  (minimum of latent squared error + lambda * bits under the integer tables), with lambda
-  taken from the slope of the key frame's own RD curve at the chosen quality, so P frames
-  match the key frames' quality. A P frame that would cost more (in D + lambda R) than a key
-  frame is coded as a key frame instead (scene cuts).
+  a mode, either a stage count n in 0..R (0 = copy the previous latents) followed by n
+  residual-VQ codes, or intra (R + 1: the position coded afresh with the key frames' S image
+  RVQ stages, for content that moved or appeared) (``vqcodec.models.video.VideoCodec``). The
+  encoder picks each position's mode by rate-distortion (minimum of latent squared error +
+  lambda * bits under the integer tables), with lambda taken from the slope of the key frame's
+  own RD curve at the chosen quality, so P frames match the key frames' quality. A P frame that
+  would cost more (in D + lambda R) than a key frame is coded as a key frame instead (scene cuts).
 
 Streams: the container writer never seeks (pipes, sockets); the reader streams frame by
 frame, and ``VideoDecoder.seek(i)`` restarts at the nearest earlier key frame and rebuilds the
