@@ -277,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             pct = value.get("bd_rate_percent")
             print(f"  BD-rate {name}: {'n/a (no PSNR overlap)' if pct is None else f'{pct:+.1f} %'}")
         report["clips"][clip["name"]] = entry
+    print_summary(report)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
@@ -293,6 +294,27 @@ def print_row(name: str, row: dict[str, Any]) -> None:
         f"  enc {row['encode_fps']:6.1f} fps  dec {row['decode_fps']:6.1f} fps",
         flush=True,
     )
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    """One line per clip: BD-rates (PSNR-Y) of vqcodec and its median encode/decode speed."""
+
+    def pct(entry: dict[str, Any], key: str) -> str:
+        value = entry["bd_rate_psnr_y"].get(key, {}).get("bd_rate_percent")
+        return "n/a" if value is None else f"{value:+.1f} %"
+
+    print("\nsummary (BD-rate on PSNR-Y; negative = vqcodec needs fewer bits)")
+    print(
+        f"  {'clip':22s} {'vs own intra':>13s} {'vs x264':>10s} {'vs x265':>10s} {'enc fps':>8s} {'dec fps':>8s}"
+    )
+    for name, entry in report["clips"].items():
+        rows = entry["rows"]["vqcodec"]
+        enc = float(np.median([r["encode_fps"] for r in rows]))
+        dec = float(np.median([r["decode_fps"] for r in rows]))
+        print(
+            f"  {name:22s} {pct(entry, 'vqcodec_vs_vqcodec-intra'):>13s} {pct(entry, 'vqcodec_vs_x264'):>10s}"
+            f" {pct(entry, 'vqcodec_vs_x265'):>10s} {enc:8.1f} {dec:8.1f}"
+        )
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
