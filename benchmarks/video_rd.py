@@ -305,7 +305,8 @@ def print_summary(report: dict[str, Any]) -> None:
 
     print("\nsummary (BD-rate on PSNR-Y; negative = vqcodec needs fewer bits)")
     print(
-        f"  {'clip':22s} {'vs own intra':>13s} {'vs x264':>10s} {'vs x265':>10s} {'enc fps':>8s} {'dec fps':>8s}"
+        f"  {'clip':22s} {'vs own intra':>13s} {'vs x264':>10s} {'vs x265':>10s}"
+        f" {'enc fps':>8s} {'dec fps':>8s}"
     )
     for name, entry in report["clips"].items():
         rows = entry["rows"]["vqcodec"]
