@@ -65,8 +65,8 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5**2))
     g = g / g.sum()
     window = (g[:, None] * g[None, :]).expand(3, 1, 11, 11).contiguous()
-    x = torch.from_numpy(a).permute(2, 0, 1)[None].double()
-    y = torch.from_numpy(b).permute(2, 0, 1)[None].double()
+    x = torch.from_numpy(np.array(a, dtype=np.float64)).permute(2, 0, 1)[None].contiguous()
+    y = torch.from_numpy(np.array(b, dtype=np.float64)).permute(2, 0, 1)[None].contiguous()
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     values = []
     for scale in range(5):
@@ -382,6 +382,20 @@ def large_check(model_arg: str | None, level: int, threads: int) -> dict[str, An
 # ------------------------------------------------------------------------------------------------
 
 
+def reusable_baselines(path: Path, images: list[tuple[str, np.ndarray]]) -> dict[str, list[dict[str, Any]]]:
+    """Baseline rows of an earlier report, when it used the same images and quality sweeps."""
+    report = json.loads(path.read_text())
+    if report.get("images") != [n for n, _ in images]:
+        print(f"not reusing {path}: it was run on other images", flush=True)
+        return {}
+    found = {}
+    for fmt, qualities in SWEEPS.items():
+        rows = report.get("results", {}).get(fmt)
+        if rows and [r["setting"] for r in rows] == qualities:
+            found[fmt] = rows
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model name or bundle path (default: the bundled default)")
@@ -390,6 +404,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (runs the model there)")
     parser.add_argument("--no-baselines", action="store_true", help="skip JPEG/WebP/AVIF")
+    parser.add_argument(
+        "--reuse-baselines",
+        type=Path,
+        metavar="JSON",
+        help="take the JPEG/WebP/AVIF rows from an earlier run's JSON (same images and sweeps)",
+    )
     parser.add_argument(
         "--large", action="store_true", help="also encode/decode a 24-MP picture, report peak RSS"
     )
@@ -417,8 +437,14 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, list[dict[str, Any]]] = {"vqcodec": run_vqcodec(model, images, levels)}
     if not args.no_baselines:
+        earlier = reusable_baselines(args.reuse_baselines, images) if args.reuse_baselines else {}
         for fmt, qualities in SWEEPS.items():
-            results[fmt] = run_baseline(fmt, images, qualities)
+            if fmt in earlier:
+                results[fmt] = earlier[fmt]
+                for row in results[fmt]:
+                    print(format_row(row) + "  (reused)", flush=True)
+            else:
+                results[fmt] = run_baseline(fmt, images, qualities)
 
     ours = ([r["bpp"] for r in results["vqcodec"]], [r["psnr"] for r in results["vqcodec"]])
     bd = {}
