@@ -1,0 +1,161 @@
+"""FSQ: finite scalar quantization (Mentzer et al., 2023) with per-channel levels.
+
+Each of the L = len(levels) channels is squashed by tanh into ``levels[i]`` values and rounded; there is no
+codebook to learn or collapse.  Codes are (B, *S, L): one stream per channel, ``codes[..., i]`` in
+[0, levels[i]) (see ``vqcodec.quantize.base``), so the entropy layer models each channel separately.
+``codes_to_indices`` packs them into one mixed-radix index when a single stream is preferred.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from vqcodec.quantize.base import (
+    Quantizer,
+    QuantizerOutput,
+    codebook_health,
+    flatten_latents,
+    full_precision,
+    stable_linear,
+    unflatten_latents,
+)
+from vqcodec.quantize.vq import exact_straight_through
+
+# Implicit codebooks up to this size get usage/perplexity metrics (one bincount over this many bins).
+MAX_METRIC_CODEBOOK = 1 << 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class FSQConfig:
+    levels: tuple[int, ...]
+    dim: int | None = None
+    channel_first: bool = True
+    eps: float = 1e-3
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "levels", tuple(int(v) for v in self.levels))
+        if not self.levels or min(self.levels) < 2:
+            raise ValueError(f"levels must be a non-empty sequence of ints >= 2, got {self.levels}")
+        if self.dim is not None and self.dim < 1:
+            raise ValueError(f"dim must be positive, got {self.dim}")
+
+
+class FSQ(Quantizer):
+    """Finite scalar quantizer.
+
+    Args: ``levels`` (values per channel, e.g. (8, 5, 5, 5)); ``dim`` (latent channels C; when it differs
+    from len(levels) learned in/out projections are added; default len(levels)); ``channel_first``;
+    ``eps`` widens the tanh range slightly so the extreme levels are reachable.
+
+    Shapes: latents (B, C, *S) or (B, *S, C); codes (B, *S, L) int64.  quantized values are
+    ``(code - levels // 2) / (levels // 2)`` per channel (then projected out).  No loss terms.
+    """
+
+    config_class = FSQConfig
+
+    def __init__(
+        self,
+        levels: tuple[int, ...] | list[int],
+        dim: int | None = None,
+        *,
+        channel_first: bool = True,
+        eps: float = 1e-3,
+    ) -> None:
+        config = FSQConfig(levels=tuple(levels), dim=dim, channel_first=channel_first, eps=eps)
+        super().__init__(config)
+        self.levels = config.levels
+        self.codebook_dim = len(self.levels)
+        self.dim = dim if dim is not None else self.codebook_dim
+        self.project_in: nn.Linear | None = None
+        self.project_out: nn.Linear | None = None
+        if self.dim != self.codebook_dim:
+            self.project_in = nn.Linear(self.dim, self.codebook_dim)
+            self.project_out = nn.Linear(self.codebook_dim, self.dim)
+        levels_t = torch.tensor(self.levels, dtype=torch.float32)
+        half_l = (levels_t - 1) * (1 + eps) / 2
+        offset = torch.where(levels_t.remainder(2) == 0, 0.5, 0.0)
+        self.register_buffer("_half_l", half_l, persistent=False)
+        self.register_buffer("_offset", offset, persistent=False)
+        self.register_buffer("_shift", torch.atanh(offset / half_l), persistent=False)
+        self.register_buffer("_half_width", torch.floor(levels_t / 2), persistent=False)
+        basis = [math.prod(self.levels[i + 1 :]) for i in range(len(self.levels))]
+        self.register_buffer("_basis", torch.tensor(basis, dtype=torch.long), persistent=False)
+        self.codebook_size = math.prod(self.levels)
+
+    @property
+    def alphabet(self) -> tuple[int, ...]:
+        """levels: one stream per channel."""
+        return self.levels
+
+    def forward(self, latents: torch.Tensor) -> QuantizerOutput:
+        """latents (B, C, *S) or (B, *S, C) -> QuantizerOutput(quantized like latents, codes (B, *S, L))."""
+        vectors, lead = flatten_latents(latents, self.dim, self._config.channel_first)
+        with full_precision(vectors.device):
+            bounded = self._bound(self._project(vectors, self.project_in))
+            rounded = torch.round(bounded)
+            codes = self._codes_from_rounded(rounded)
+            quantized = self._project(
+                exact_straight_through(rounded.detach(), bounded) / self._half_width, self.project_out
+            )
+        metrics: dict[str, torch.Tensor] = {}
+        if self.codebook_size <= MAX_METRIC_CODEBOOK:
+            with torch.no_grad():
+                counts = torch.bincount((codes * self._basis).sum(1), minlength=self.codebook_size)
+                health = codebook_health(counts, torch.zeros(1, dtype=torch.bool))
+                metrics = {"usage": health["usage"], "perplexity": health["perplexity"]}
+        return QuantizerOutput(
+            unflatten_latents(quantized, lead, self._config.channel_first),
+            codes.reshape(*lead, self.codebook_dim),
+            {},
+            metrics,
+        )
+
+    def encode(self, latents: torch.Tensor) -> torch.Tensor:
+        """latents (B, C, *S) or (B, *S, C) -> codes (B, *S, L) int64."""
+        vectors, lead = flatten_latents(latents, self.dim, self._config.channel_first)
+        with torch.no_grad(), full_precision(vectors.device):
+            rounded = torch.round(self._bound(self._project(vectors, self.project_in)))
+            return self._codes_from_rounded(rounded).reshape(*lead, self.codebook_dim)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes (B, *S, L) -> latents (B, C, *S) or (B, *S, C) float32."""
+        if codes.ndim < 2 or codes.shape[-1] != self.codebook_dim:
+            raise ValueError(
+                f"FSQ codes need a trailing axis of {self.codebook_dim}, got {tuple(codes.shape)}"
+            )
+        if codes.dtype.is_floating_point or codes.dtype == torch.bool:
+            raise TypeError(f"codes must be an integer tensor, got {codes.dtype}")
+        lead = tuple(codes.shape[:-1])
+        flat = codes.reshape(-1, self.codebook_dim).long()
+        if flat.numel() and ((flat < 0).any() or (flat >= self._basis.new_tensor(self.levels)).any()):
+            raise ValueError(f"FSQ codes out of range for levels {self.levels}")
+        with full_precision(codes.device):
+            rounded = flat.float() - self._half_width
+            vectors = self._project(rounded / self._half_width, self.project_out)
+        return unflatten_latents(vectors, lead, self._config.channel_first)
+
+    def codes_to_indices(self, codes: torch.Tensor) -> torch.Tensor:
+        """Per-channel codes (..., L) -> one mixed-radix index (...) in [0, prod(levels)), first channel
+        most significant."""
+        return (codes.long() * self._basis).sum(-1)
+
+    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """Inverse of ``codes_to_indices``: (...) -> (..., L)."""
+        levels = self._basis.new_tensor(self.levels)
+        return torch.div(indices.long()[..., None], self._basis, rounding_mode="floor") % levels
+
+    def _project(self, x: torch.Tensor, layer: nn.Linear | None) -> torch.Tensor:
+        return x if layer is None else stable_linear(x, layer.weight, layer.bias)
+
+    def _bound(self, z: torch.Tensor) -> torch.Tensor:
+        """(M, L) -> values in (-levels/2, levels/2) that round to the level grid."""
+        return torch.tanh(z + self._shift) * self._half_l - self._offset
+
+    def _codes_from_rounded(self, rounded: torch.Tensor) -> torch.Tensor:
+        levels = self._basis.new_tensor(self.levels)
+        codes = (rounded.detach() + self._half_width).long()
+        return torch.minimum(codes.clamp_min(0), levels - 1)
