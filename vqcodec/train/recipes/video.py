@@ -195,11 +195,14 @@ def _collate_same_size(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[
 class VideoResidualModule(TrainingModule):
     """Trains ``VideoCodec.residual`` on latent residuals; the image codec stays frozen."""
 
-    def __init__(self, video: VideoCodec, *, lr: float = 1e-3, min_residual_ratio: float = 0.5):
+    def __init__(
+        self, video: VideoCodec, *, lr: float = 1e-3, min_residual_ratio: float = 0.5, max_vectors: int = 1024
+    ):
         super().__init__()
         self.model = video
         self.lr = lr
         self.min_residual_ratio = min_residual_ratio
+        self.max_vectors = max_vectors
         for p in self.model.image.parameters():
             p.requires_grad_(False)
         self.stage_choices = tuple(video.config.image.quality_stages)
@@ -220,6 +223,8 @@ class VideoResidualModule(TrainingModule):
             residual = current - reference
             worth = (residual**2).sum(1) > self.min_residual_ratio * ((current - intra) ** 2).sum(1)
             vectors = residual.permute(0, 2, 3, 1)[worth]  # (N, C)
+            if vectors.shape[0] > self.max_vectors:  # a random subset keeps steps cheap
+                vectors = vectors[torch.randperm(vectors.shape[0])[: self.max_vectors]]
         return vectors.T[None, :, :, None], residual
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor | None:
@@ -275,7 +280,10 @@ def build(config: dict[str, Any]) -> tuple[VideoResidualModule, tuple[DataLoader
     train_set, val_set = FramePairs(clips[val_clips:]), FramePairs(clips[:val_clips])
     optim = dict(config.get("optim", {}))
     module = VideoResidualModule(
-        video, lr=float(optim.get("lr", 1e-3)), min_residual_ratio=float(data.get("min_residual_ratio", 0.5))
+        video,
+        lr=float(optim.get("lr", 1e-3)),
+        min_residual_ratio=float(data.get("min_residual_ratio", 0.5)),
+        max_vectors=int(data.get("max_vectors", 1024)),
     )
     batch_size = int(data.get("batch_size", 8))
     train = DataLoader(
