@@ -1,0 +1,287 @@
+"""Model bundles: one ``.safetensors`` file holding everything a codec needs to run.
+
+Layout of a bundle (format tag ``BUNDLE_FORMAT`` in the metadata):
+- tensors ``model.<name>``: the network's inference state, floating tensors stored as fp16
+  (they are widened to fp32 on load, so every process computes with the same fp32 values);
+  training-only quantizer state (EMA statistics, usage counters) is left out;
+- tensors ``prior.<name>``: the entropy prior's integer tables (``prior.state_dict()``);
+- metadata (all strings): ``format``, ``media``, ``name``, ``description``, ``config`` (the
+  model config as JSON), ``prior`` (``prior.config()`` as JSON, absent without a prior) and
+  ``extra`` (JSON: training summary, anything the exporter wants to keep).
+The sha256 of the file's bytes identifies the weights in every ``.vqc`` file made with them.
+
+The entropy layer sits above this one, so ``vqcodec.entropy`` is imported only when a bundle
+with a prior is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+from vqcodec.errors import FormatError
+from vqcodec.models.config import ImageCodecConfig
+
+BUNDLE_FORMAT = "vqcodec-bundle-1"
+MODEL_PREFIX = "model."
+PRIOR_PREFIX = "prior."
+# quantizer buffers that only training reads or writes; the bundle does not carry them
+TRAINING_ONLY_SUFFIXES = ("embed_avg", "cluster_size", "steps_unused", "num_updates", "initted")
+
+
+def file_sha256(path: str | os.PathLike[str]) -> bytes:
+    """sha256 digest (32 bytes) of the file at ``path``."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.digest()
+
+
+def inference_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The part of ``model.state_dict()`` inference needs, floating tensors as contiguous fp16."""
+    state = {}
+    for key, value in model.state_dict().items():
+        if key.rsplit(".", 1)[-1] in TRAINING_ONLY_SUFFIXES:
+            continue
+        value = value.detach().cpu()
+        if value.is_floating_point():
+            value = value.to(torch.float16)
+        state[key] = value.contiguous()
+    return state
+
+
+def build_network(config: Any) -> nn.Module:
+    """A freshly initialised network for ``config`` (an ImageCodecConfig or another media's config)."""
+    if isinstance(config, ImageCodecConfig):
+        from vqcodec.models.image import ImageCodec
+
+        return ImageCodec(config)
+    if getattr(config, "kind", None) == "video":
+        from vqcodec.models.video import VideoCodec
+
+        return VideoCodec(config)
+    raise TypeError(f"no network is known for config type {type(config).__name__}")
+
+
+def config_from_dict(data: Mapping[str, Any]) -> Any:
+    """Rebuild a model config from its JSON dict, dispatching on ``kind``."""
+    kind = data.get("kind", "image")
+    if kind == "image":
+        return ImageCodecConfig.from_dict(dict(data))
+    if kind == "video":
+        from vqcodec.models.video import VideoCodecConfig
+
+        return VideoCodecConfig.from_dict(dict(data))
+    raise ValueError(f"unknown model config kind {kind!r}")
+
+
+class CodecModel:
+    """A loaded bundle: the network in eval mode plus its identity and entropy prior.
+
+    ``to_codes(pixels (B, 3, H, W) in [0, 1], quality) -> codes (B, S, h, w)`` and
+    ``from_codes(codes) -> pixels (B, 3, H, W)`` run without gradients on the CPU in fp32;
+    H and W must be multiples of ``stride``. Calls are safe from several threads at once
+    (inference reads the weights only).
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        *,
+        name: str,
+        sha256: bytes,
+        config: Any,
+        prior: Any = None,
+        description: str = "",
+        media: str = "image",
+        path: Path | None = None,
+        extra: dict[str, Any] | None = None,
+    ):
+        self.network = network.eval()
+        self.name = name
+        self.sha256 = sha256
+        self.config = config
+        self.prior = prior
+        self.description = description
+        self.media = media
+        self.path = path
+        self.extra = extra or {}
+
+    @property
+    def stride(self) -> int:
+        return int(self.config.stride)
+
+    @property
+    def quality_levels(self) -> int:
+        return int(self.config.quality_levels)
+
+    def stages_for_quality(self, quality: int) -> int:
+        return int(self.config.stages_for_quality(quality))
+
+    @property
+    def alphabet(self) -> tuple[int, ...]:
+        """Symbols per code stream: one stream per RVQ stage, ``codebook_size`` symbols each."""
+        return (int(self.config.codebook_size),) * int(self.config.num_quantizers)
+
+    def to_codes(self, pixels: torch.Tensor, quality: int) -> torch.Tensor:
+        """Pixels (B, 3, H, W) float in [0, 1] -> codes (B, S, H/stride, W/stride) int64."""
+        with torch.inference_mode():
+            return self.network.to_codes(pixels.float(), quality)
+
+    def from_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes (B, S, h, w) -> pixels (B, 3, h*stride, w*stride) float in [0, 1]."""
+        with torch.inference_mode():
+            return self.network.from_codes(codes)
+
+    def __repr__(self) -> str:
+        return f"CodecModel(name={self.name!r}, sha256={self.sha256.hex()[:16]}..., media={self.media!r})"
+
+
+def save_bundle(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    prior: Any,
+    config: Any,
+    description: str,
+    *,
+    name: str | None = None,
+    media: str = "image",
+    extra: dict[str, Any] | None = None,
+) -> bytes:
+    """Write ``model`` and ``prior``'s integer tables to one safetensors file atomically; returns sha256."""
+    path = Path(path)
+    tensors = {MODEL_PREFIX + k: v for k, v in inference_state(model).items()}
+    metadata = {
+        "format": BUNDLE_FORMAT,
+        "media": media,
+        "name": name or path.stem,
+        "description": description,
+        "config": json.dumps(config.to_dict(), sort_keys=True),
+        "extra": json.dumps(extra or {}, sort_keys=True),
+    }
+    if prior is not None:
+        for key, array in prior.state_dict().items():
+            array = np.asarray(array)
+            if array.dtype.kind not in "iu":
+                raise TypeError(f"prior array {key!r} is {array.dtype}: bundles hold integer tables only")
+            tensors[PRIOR_PREFIX + key] = torch.from_numpy(np.ascontiguousarray(array))
+        metadata["prior"] = json.dumps(prior.config(), sort_keys=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return file_sha256(path)
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The bundle's metadata strings, without loading its tensors."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise FormatError(f"not a readable model bundle: {exc}", field="bundle") from exc
+    if metadata.get("format") != BUNDLE_FORMAT:
+        raise FormatError(
+            f"not a vqcodec model bundle (format tag {metadata.get('format')!r})", field="format"
+        )
+    return metadata
+
+
+def load_bundle(path: str | os.PathLike[str]) -> tuple[nn.Module, Any, Any, dict[str, Any]]:
+    """Read a bundle -> (network in eval mode, prior or None, config, meta).
+
+    ``meta`` has ``name``, ``description``, ``media``, ``sha256`` (bytes), ``extra`` (dict).
+    Raises FormatError when the file is not a bundle or its tensors do not fit its config.
+    """
+    path = Path(path)
+    metadata = read_metadata(path)
+    try:
+        config = config_from_dict(json.loads(metadata["config"]))
+        tensors = load_file(str(path))
+    except (KeyError, ValueError, TypeError, SafetensorError) as exc:
+        raise FormatError(f"bad model bundle {path.name}: {exc}", field="config") from exc
+    network = build_network(config)
+    expected = network.state_dict()
+    state = {}
+    for key, value in tensors.items():
+        if not key.startswith(MODEL_PREFIX):
+            continue
+        key = key[len(MODEL_PREFIX) :]
+        if key not in expected:
+            raise FormatError(f"bundle tensor {key!r} does not belong to this model", field="model")
+        if tuple(value.shape) != tuple(expected[key].shape):
+            raise FormatError(f"bundle tensor {key!r} has shape {tuple(value.shape)}", field="model")
+        state[key] = value.to(expected[key].dtype)
+    missing = [k for k in expected if k not in state and k.rsplit(".", 1)[-1] not in TRAINING_ONLY_SUFFIXES]
+    if missing:
+        raise FormatError(f"bundle lacks tensors {missing[:3]}", field="model")
+    _mark_initialised(network)
+    network.load_state_dict(state, strict=False)
+    network.eval()
+    prior = None
+    if "prior" in metadata:
+        from vqcodec.entropy import load_prior
+
+        arrays = {k[len(PRIOR_PREFIX) :]: v.numpy() for k, v in tensors.items() if k.startswith(PRIOR_PREFIX)}
+        prior = load_prior(json.loads(metadata["prior"]), arrays)
+    meta = {
+        "name": metadata.get("name", path.stem),
+        "description": metadata.get("description", ""),
+        "media": metadata.get("media", "image"),
+        "sha256": file_sha256(path),
+        "extra": json.loads(metadata.get("extra", "{}")),
+    }
+    return network, prior, config, meta
+
+
+def _mark_initialised(network: nn.Module) -> None:
+    """Set k-means 'initialised' flags so a loaded codebook is never re-initialised from data."""
+    for name, buffer in network.named_buffers():
+        if name.rsplit(".", 1)[-1] == "initted":
+            buffer.fill_(True)
+
+
+def load_codec_model(path: str | os.PathLike[str], *, name: str | None = None) -> CodecModel:
+    """Load a bundle file as a ready-to-use CodecModel."""
+    network, prior, config, meta = load_bundle(path)
+    return CodecModel(
+        network,
+        name=name or meta["name"],
+        sha256=meta["sha256"],
+        config=config,
+        prior=prior,
+        description=meta["description"],
+        media=meta["media"],
+        path=Path(path),
+        extra=meta["extra"],
+    )
+
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "CodecModel",
+    "build_network",
+    "config_from_dict",
+    "file_sha256",
+    "inference_state",
+    "load_bundle",
+    "load_codec_model",
+    "read_metadata",
+    "save_bundle",
+]

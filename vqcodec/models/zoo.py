@@ -1,0 +1,134 @@
+"""The one registry of bundled models, and ``load_model`` for bundled names and user bundle files.
+
+``REGISTRY`` lists every model shipped in ``vqcodec/models/weights/`` with the sha256 of its
+file; a bundled file whose bytes do not match is refused (ModelMismatchError), so a ``.vqc``
+file's recorded sha256 always names the weights that decode it. ``load_model`` also accepts
+the path of a bundle written by ``vqcodec.models.bundle.save_bundle`` (user-trained models).
+Loaded models are cached per file (path, size, mtime); loading is thread-safe and two
+threads asking for the same model get the same object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vqcodec.errors import ModelMismatchError, UnknownModelError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One registry entry. ``file`` is relative to the weights folder; ``sha256`` is hex."""
+
+    name: str
+    file: str
+    sha256: str
+    description: str
+    media: str
+    default: bool = False
+    config: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def path(self) -> Path:
+        return WEIGHTS_DIR / self.file
+
+
+REGISTRY: tuple[ModelInfo, ...] = ()
+
+DEFAULT_IMAGE_MODEL = next((m.name for m in REGISTRY if m.media == "image" and m.default), "")
+DEFAULT_VIDEO_MODEL = next((m.name for m in REGISTRY if m.media == "video" and m.default), "")
+
+_cache: dict[tuple[str, int, int], Any] = {}
+_lock = threading.Lock()
+
+
+def list_models() -> list[ModelInfo]:
+    """Every bundled model, in registry order."""
+    return list(REGISTRY)
+
+
+def model_info(name: str) -> ModelInfo:
+    """The registry entry for ``name``; UnknownModelError when there is none."""
+    for info in REGISTRY:
+        if info.name == name:
+            return info
+    known = ", ".join(m.name for m in REGISTRY) or "none"
+    raise UnknownModelError(
+        f"unknown model {name!r} (bundled models: {known}; or give a .safetensors bundle path)"
+    )
+
+
+def load_model(name_or_path: Any = None, *, media: str = "image") -> Any:
+    """A ready CodecModel for a bundled name, a bundle path, or None (the default for ``media``).
+
+    A CodecModel passed in is returned unchanged. Raises UnknownModelError for a name that is
+    neither registered nor an existing file, ModelMismatchError when a bundled file's sha256
+    differs from the registry, FormatError when a file is not a valid bundle.
+    """
+    from vqcodec.models.bundle import CodecModel, file_sha256, load_codec_model
+
+    if isinstance(name_or_path, CodecModel):
+        return name_or_path
+    if name_or_path is None:
+        name_or_path = DEFAULT_IMAGE_MODEL if media == "image" else DEFAULT_VIDEO_MODEL
+        if not name_or_path:
+            raise UnknownModelError(f"no default {media} model is bundled")
+    info: ModelInfo | None = None
+    if isinstance(name_or_path, str) and any(m.name == name_or_path for m in REGISTRY):
+        info = model_info(name_or_path)
+        path = info.path
+    elif isinstance(name_or_path, (str, os.PathLike)) and Path(name_or_path).is_file():
+        path = Path(name_or_path).resolve()
+    else:
+        model_info(str(name_or_path))  # raises UnknownModelError naming the bundled models
+        raise AssertionError("unreachable")
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    with _lock:
+        model = _cache.get(key)
+        if model is None:
+            if info is not None and file_sha256(path).hex() != info.sha256:
+                raise ModelMismatchError(
+                    f"bundled model file {info.file} does not match the registry sha256 for {info.name!r}"
+                )
+            model = load_codec_model(path, name=info.name if info else None)
+            _cache[key] = model
+    return model
+
+
+def clear_cache() -> None:
+    with _lock:
+        _cache.clear()
+
+
+def registry_entry(
+    name: str, file: str, description: str, media: str = "image", default: bool = False
+) -> str:
+    """Python source of a REGISTRY entry for a bundle written to the weights folder (used by export)."""
+    from vqcodec.models.bundle import file_sha256, read_metadata
+
+    path = WEIGHTS_DIR / file
+    config = json.loads(read_metadata(path)["config"])
+    return (
+        f"    ModelInfo(\n        name={name!r},\n        file={file!r},\n"
+        f"        sha256={file_sha256(path).hex()!r},\n        description={description!r},\n"
+        f"        media={media!r},\n        default={default!r},\n        config={config!r},\n    ),\n"
+    )
+
+
+__all__ = [
+    "DEFAULT_IMAGE_MODEL",
+    "DEFAULT_VIDEO_MODEL",
+    "REGISTRY",
+    "ModelInfo",
+    "clear_cache",
+    "list_models",
+    "load_model",
+    "model_info",
+]
