@@ -177,7 +177,9 @@ def load_kodak(limit: int | None) -> list[tuple[str, np.ndarray]]:
     return [(p.stem, np.asarray(Image.open(p).convert("RGB"))) for p in paths]
 
 
-def run_vqcodec(model: Any, images: list[tuple[str, np.ndarray]], levels: list[int]) -> list[dict[str, Any]]:
+def run_vqcodec(
+    model: Any, images: list[tuple[str, np.ndarray]], levels: list[int], on_row: Any = None
+) -> list[dict[str, Any]]:
     from vqcodec.codec.image import decode_image, encode_image
 
     # one untimed round trip: first calls pay for allocator and kernel set-up
@@ -203,6 +205,8 @@ def run_vqcodec(model: Any, images: list[tuple[str, np.ndarray]], levels: list[i
                 }
             )
         rows.append(summarize("vqcodec", level, per))
+        if on_row is not None:
+            on_row(rows)
         print(format_row(rows[-1]), flush=True)
     return rows
 
@@ -435,7 +439,18 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    results: dict[str, list[dict[str, Any]]] = {"vqcodec": run_vqcodec(model, images, levels)}
+    def save_partial(rows: list[dict[str, Any]]) -> None:
+        """Keep what is measured so far on disk (a long run cut short still leaves numbers)."""
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        partial = {
+            "benchmark": "image_rd",
+            "partial": True,
+            "model": model.name,
+            "results": {"vqcodec": rows},
+        }
+        args.out.write_text(json.dumps(partial, indent=1) + "\n")
+
+    results: dict[str, list[dict[str, Any]]] = {"vqcodec": run_vqcodec(model, images, levels, save_partial)}
     if not args.no_baselines:
         earlier = reusable_baselines(args.reuse_baselines, images) if args.reuse_baselines else {}
         for fmt, qualities in SWEEPS.items():
