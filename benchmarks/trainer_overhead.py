@@ -1,13 +1,15 @@
 """Trainer overhead: steps/s of ``vqcodec.train.Trainer`` against a hand-written PyTorch loop.
 
 Both run the same small conv autoencoder on the same in-memory 32x32 images, batch size, optimizer
-(AdamW), gradient clipping and precision; the Trainer keeps its default CSV logging (every 50 steps)
-and progress off, checkpoint writing off (that is disk I/O, not loop overhead). Steady state only:
-the clock starts after ``--warmup`` steps. Runs alternate (loop, trainer, loop, trainer, ...) and the
-best of ``--repeats`` is kept, so load from other processes on a shared machine hurts both sides alike.
+(AdamW), gradient clipping and precision; the Trainer keeps CSV logging (every 50 steps), progress and
+checkpoint writing off (disk I/O, not loop overhead). The two are *interleaved step by step* in one
+process (a callback runs one hand-written step after each Trainer step and times both), so load from
+other processes on a shared machine hits both sides alike; the table compares median step times after
+``--warmup`` steps (the JSON also has the ratio of total times).
 
 A second table compares 2-process DDP (gloo, one thread per process) against one process with the
-same per-process batch: global samples/s. With a CUDA device a bf16 row is added (images/s).
+same per-process batch: global samples/s, best of ``--repeats`` runs (sequential runs, so on a loaded
+machine this ratio is only indicative). With a CUDA device a bf16 row is added (images/s).
 
     python benchmarks/trainer_overhead.py            # ~1-2 minutes on 2 CPU cores
     python benchmarks/trainer_overhead.py --steps 200 --repeats 5
@@ -24,6 +26,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -97,17 +100,15 @@ class Clock(Callback):
             self.seconds = time.perf_counter() - self.start
 
 
-def hand_loop(
-    width: int, batch_size: int, precision: str, warmup: int, steps: int, device: torch.device
-) -> float:
-    """The loop a user would write; returns seconds for ``steps`` steps after ``warmup``."""
+def hand_steps(width: int, batch_size: int, precision: str, device: torch.device) -> Iterator[None]:
+    """The loop a user would write, one step per ``next()``: data, forward, backward, clip, step."""
     seed_everything(0)
     model = network(width).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
     dtype = torch.bfloat16 if precision == "bf16-mixed" else None
-    step, start = 0, 0.0
+    data = loader(batch_size)
     while True:
-        for (pixels,) in loader(batch_size):
+        for (pixels,) in data:
             pixels = pixels.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 loss = torch.mean((model(pixels).float() - pixels) ** 2)
@@ -115,28 +116,60 @@ def hand_loop(
             torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP, foreach=True)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            step += 1
-            if step == warmup:
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                start = time.perf_counter()
-            elif step == warmup + steps:
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                return time.perf_counter() - start
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            yield
 
 
-def trainer_loop(
-    width: int, batch_size: int, precision: str, warmup: int, steps: int, root: str, strategy: str = "single"
+class Interleaved(Callback):
+    """Runs one hand-written step after every Trainer step and times both, step by step.
+
+    A Trainer step is the time from the end of this hook to its next call (everything the Trainer does
+    for one batch: data, autocast, step, clipping, optimizer, logging, callbacks); a hand step is timed
+    inside the hook. Pairing the steps makes load from other processes hit both sides alike.
+    """
+
+    def __init__(self, hand: Iterator[None], warmup: int, device: torch.device):
+        self.hand, self.warmup, self.device = hand, warmup, device
+        self.trainer_times: list[float] = []
+        self.hand_times: list[float] = []
+        self.resumed = 0.0
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        timed = trainer.global_step > self.warmup
+        if timed:
+            self.trainer_times.append(now - self.resumed)
+        next(self.hand)
+        done = time.perf_counter()
+        if timed:
+            self.hand_times.append(done - now)
+        self.resumed = time.perf_counter()
+
+
+def trainer_run(
+    width: int,
+    batch_size: int,
+    precision: str,
+    warmup: int,
+    steps: int,
+    root: str,
+    strategy: str = "single",
+    callback: Callback | None = None,
+    accelerator: str = "auto",
 ) -> float:
+    """Fit ``warmup + steps`` steps; returns seconds for the last ``steps``."""
     seed_everything(0)
     clock = Clock(warmup, steps)
     trainer = Trainer(
         strategy=strategy,
+        accelerator=accelerator,
         precision=precision,
         max_steps=warmup + steps,
         gradient_clip_val=CLIP,
-        callbacks=[clock],
+        callbacks=[clock] + ([callback] if callback else []),
         enable_checkpointing=False,
         enable_progress_bar=False,
         logger="csv",
@@ -150,7 +183,7 @@ def trainer_loop(
 
 def _ddp_worker(width: int, batch_size: int, warmup: int, steps: int, root: str, out: str) -> None:
     torch.set_num_threads(1)
-    seconds = trainer_loop(width, batch_size, "32", warmup, steps, root, strategy="ddp")
+    seconds = trainer_run(width, batch_size, "32", warmup, steps, root, strategy="ddp", accelerator="cpu")
     if int(os.environ["RANK"]) == 0:
         Path(out).write_text(json.dumps({"seconds": seconds}))
 
@@ -159,27 +192,32 @@ def overhead_rows(args: argparse.Namespace, device: torch.device, precisions: li
     rows = []
     with tempfile.TemporaryDirectory() as root:
         for precision in precisions:
-            loop_times, trainer_times = [], []
-            for _ in range(args.repeats):
-                loop_times.append(
-                    hand_loop(args.width, args.batch_size, precision, args.warmup, args.steps, device)
-                )
-                trainer_times.append(
-                    trainer_loop(args.width, args.batch_size, precision, args.warmup, args.steps, root)
-                )
-            loop_best, trainer_best = min(loop_times), min(trainer_times)
+            hand = hand_steps(args.width, args.batch_size, precision, device)
+            paired = Interleaved(hand, args.warmup, device)
+            trainer_run(
+                args.width,
+                args.batch_size,
+                precision,
+                args.warmup,
+                args.steps,
+                root,
+                callback=paired,
+                accelerator=device.type,
+            )
+            trainer_t = torch.tensor(paired.trainer_times, dtype=torch.float64)
+            hand_t = torch.tensor(paired.hand_times, dtype=torch.float64)
+            trainer_median, hand_median = float(trainer_t.median()), float(hand_t.median())
             rows.append(
                 {
                     "device": device.type,
                     "precision": precision,
                     "batch_size": args.batch_size,
-                    "steps": args.steps,
-                    "loop_steps_per_s": args.steps / loop_best,
-                    "trainer_steps_per_s": args.steps / trainer_best,
-                    "overhead_pct": 100.0 * (trainer_best / loop_best - 1.0),
-                    "images_per_s": args.steps * args.batch_size / trainer_best,
-                    "loop_seconds": loop_times,
-                    "trainer_seconds": trainer_times,
+                    "steps": len(paired.trainer_times),
+                    "loop_steps_per_s": 1.0 / hand_median,
+                    "trainer_steps_per_s": 1.0 / trainer_median,
+                    "overhead_pct": 100.0 * (trainer_median / hand_median - 1.0),
+                    "overhead_pct_total_time": 100.0 * (float(trainer_t.sum()) / float(hand_t.sum()) - 1.0),
+                    "images_per_s": args.batch_size / trainer_median,
                 }
             )
     return rows
@@ -190,7 +228,7 @@ def ddp_rows(args: argparse.Namespace) -> list[dict]:
     with tempfile.TemporaryDirectory() as root:
         torch.set_num_threads(1)
         single = min(
-            trainer_loop(args.width, args.batch_size, "32", args.warmup, steps, root)
+            trainer_run(args.width, args.batch_size, "32", args.warmup, steps, root, accelerator="cpu")
             for _ in range(args.repeats)
         )
         torch.set_num_threads(args.threads)
@@ -216,7 +254,7 @@ def ddp_rows(args: argparse.Namespace) -> list[dict]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=120, help="timed steps per run")
+    parser.add_argument("--steps", type=int, default=300, help="timed steps per run")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -231,7 +269,8 @@ def main() -> int:
     if torch.cuda.is_available():
         rows += overhead_rows(args, torch.device("cuda"), ["bf16-mixed"])
     print(
-        f"Trainer vs hand-written loop (best of {args.repeats}, {args.steps} steps, batch {args.batch_size})"
+        f"Trainer vs hand-written loop (interleaved step by step; median of {args.steps} steps, "
+        f"batch {args.batch_size})"
     )
     print(
         f"{'device':<6} {'precision':<11} {'loop steps/s':>12} {'trainer steps/s':>15} "

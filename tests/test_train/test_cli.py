@@ -14,7 +14,6 @@ import torch
 from vqcodec.cli import main
 from vqcodec.train import load_checkpoint
 from vqcodec.train.config import apply_override, load_config, resolve_object
-from vqcodec.train.launch import free_port
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 
@@ -121,8 +120,7 @@ def test_vqcodec_train_under_torchrun(tmp_path):
         "torch.distributed.run",
         "--nproc-per-node",
         "2",
-        "--master-port",
-        str(free_port()),
+        "--standalone",
         "-m",
         "vqcodec",
         "train",

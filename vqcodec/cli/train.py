@@ -122,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
             summary["export"] = str(exported) if exported is not None else None
         trainer.strategy.barrier()
     if dist.is_available() and dist.is_initialized() and trainer.strategy.created_process_group:
+        dist.barrier()
         dist.destroy_process_group()
     if trainer.is_global_zero:
         if args.json:

@@ -82,11 +82,12 @@ def _spawned(
             "MASTER_PORT": str(port),
         }
     )
-    try:
-        fn(*args)
-    finally:
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+    fn(*args)
+    if dist.is_available() and dist.is_initialized():
+        # every rank reaches this point before any tears down its connections (gloo aborts a process
+        # whose peer disappears in the middle of a collective)
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def spawn(

@@ -13,7 +13,6 @@ The quantizers disable autocast around their distances and codebook updates them
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -38,9 +37,8 @@ class Precision:
         self.device = device
         self.scaler: torch.amp.GradScaler | None = None
 
-    @contextlib.contextmanager
-    def autocast(self) -> Iterator[None]:
-        yield
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        return contextlib.nullcontext()
 
     def scale(self, loss: torch.Tensor) -> torch.Tensor:
         return loss
@@ -72,10 +70,8 @@ class MixedPrecision(Precision):
             self.scaler = torch.amp.GradScaler(device.type)
         self._unscaled: set[int] = set()
 
-    @contextlib.contextmanager
-    def autocast(self) -> Iterator[None]:
-        with torch.autocast(self.device.type, dtype=self.dtype):
-            yield
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        return torch.autocast(self.device.type, dtype=self.dtype)
 
     def scale(self, loss: torch.Tensor) -> torch.Tensor:
         return self.scaler.scale(loss) if self.scaler is not None else loss

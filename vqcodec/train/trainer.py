@@ -577,8 +577,11 @@ class Trainer:
         module = self.module
         assert module is not None
         config = self.optimizer_configs[index]
-        params = [p for group in config.optimizer.param_groups for p in group["params"] if p.grad is not None]
-        self.strategy.reduce_gradients(params)
+        if self.strategy.manual_optimization:
+            params = [
+                p for group in config.optimizer.param_groups for p in group["params"] if p.grad is not None
+            ]
+            self.strategy.reduce_gradients(params)
         self.precision_plugin.unscale_(config.optimizer)
         self._clip(index)
         for callback in self.callbacks:
