@@ -79,11 +79,16 @@ def _worker(out_dir: str) -> None:
 
     # a single-process checkpoint (mid-epoch) resumes under FSDP: weights, Adam state, data position
     module = _fsdp_module()
-    trainer = Trainer(strategy="fsdp", strategy_options={"min_num_params": 0}, max_steps=RESUME_TO, **QUIET)
+    ema = EMA(0.5)
+    trainer = Trainer(
+        strategy="fsdp", strategy_options={"min_num_params": 0}, max_steps=RESUME_TO, callbacks=[ema], **QUIET
+    )
     trainer.fit(module, loaders(batch_size=GLOBAL_BATCH // WORLD)[0], ckpt_path=out / "single" / "last.ckpt")
     full = trainer.full_module()
     if trainer.is_global_zero:
         results["fsdp_resumed"] = params_of(full)
+    shadows = {n: trainer.strategy.full_tensor(t).detach().cpu() for n, t in zip(ema.names, ema.shadow)}
+    results["fsdp_resumed_ema"] = shadows
     torch.save(results, out / f"rank{trainer.rank}.pt")
 
 
@@ -91,7 +96,7 @@ def _worker(out_dir: str) -> None:
 def distributed_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
     module = _fsdp_module()
-    trainer = Trainer(max_steps=RESUME_FROM, seed=0, **QUIET)
+    trainer = Trainer(max_steps=RESUME_FROM, seed=0, callbacks=[EMA(0.5)], **QUIET)
     trainer.fit(module, loaders(batch_size=GLOBAL_BATCH)[0])
     trainer.save_checkpoint(out / "single" / "last.ckpt")
     spawn(_worker, WORLD, args=(str(out),), timeout_s=180, env={"OMP_NUM_THREADS": "1"})
@@ -167,8 +172,13 @@ def test_fsdp_trains_and_its_checkpoint_loads_on_one_process(distributed_results
 def test_single_process_checkpoint_resumes_under_fsdp(distributed_results):
     out, ranks = distributed_results
     module = _fsdp_module()
-    trainer = Trainer(max_steps=RESUME_TO, seed=0, **QUIET)
+    ema = EMA(0.5)
+    trainer = Trainer(max_steps=RESUME_TO, seed=0, callbacks=[ema], **QUIET)
     trainer.fit(module, loaders(batch_size=GLOBAL_BATCH)[0], ckpt_path=out / "single" / "last.ckpt")
     resumed = ranks[0]["fsdp_resumed"]
     for name, value in params_of(module).items():
         torch.testing.assert_close(resumed[name], value, rtol=1e-4, atol=1e-5, msg=name)
+    resumed_ema = ranks[0]["fsdp_resumed_ema"]
+    assert resumed_ema.keys() == set(ema.names)
+    for name, value in zip(ema.names, ema.shadow):  # the EMA state was re-sharded and carried on
+        torch.testing.assert_close(resumed_ema[name], value, rtol=1e-4, atol=1e-5, msg=name)
