@@ -379,7 +379,11 @@ def export(module: VideoResidualModule, config: dict[str, Any]) -> Path:
         str(settings.get("description", "video codec: image model + latent-residual P frames")),
         name=str(settings.get("name", path.stem)),
         media="video",
-        extra={"tables": summary, "image_bundle": str(image.get("bundle", "")), "data": "video_train"},
+        extra={
+            "tables": summary,
+            "image_bundle": Path(str(image.get("bundle", ""))).name,
+            "data": "video_train",
+        },
     )
     print(json.dumps({"exported": str(path), **summary}))
     return path
