@@ -402,6 +402,9 @@ class Trainer:
                 hparams = getattr(module, "hparams", None)
                 for logger in self.loggers:
                     logger.log_hyperparams({"trainer": self._settings(), "module": hparams or {}})
+            module.on_train_start()
+            for callback in self.callbacks:
+                callback.on_train_start(self, module)
             if checkpoint is not None:
                 # the very last thing before the loop, so nothing above can shift the random streams
                 self._restore_rng(checkpoint)
@@ -460,10 +463,6 @@ class Trainer:
         total = self.max_steps if self.max_steps >= 0 else None
         if self._reporter is not None:
             self._reporter.start(total, self.global_step)
-        if self.global_step == 0 and self._batch_in_epoch == 0:
-            module.on_train_start()
-            for callback in self.callbacks:
-                callback.on_train_start(self, module)
         val_every_batches = self._val_every_batches()
         step_interval = (
             int(self.val_check_interval) if self.val_check_interval and val_every_batches is None else None
@@ -718,7 +717,7 @@ class Trainer:
         self.callback_metrics.update(metrics)
         self.progress_metrics.update(shown)
         self.log_metrics(metrics)
-        if self._reporter is not None:
+        if self._reporter is not None and metrics:
             self._reporter.update(
                 self.global_step,
                 self.current_epoch,
