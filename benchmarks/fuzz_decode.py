@@ -889,11 +889,13 @@ def run_campaign(
     progress: bool = False,
     startup_timeout: float = 300.0,
     watchdog: float | None = None,
+    max_seconds: float | None = None,
 ) -> Campaign:
     """Run ``cases`` cases (seeds ``seed .. seed + cases - 1``) over the corpus on ``workers`` workers.
 
     ``watchdog``: seconds without an answer after which a worker is killed and its case counted
     as a hang (default ``2 * timeout + 10``: the per-case timer normally fires first).
+    ``max_seconds``: stop issuing cases after this long (the summary then counts the cases run).
     """
     corpus, notes = build_corpus(model_paths, video=video)
     campaign = Campaign(cases, seed, workers, timeout, memory_mb, notes=notes)
@@ -906,12 +908,14 @@ def run_campaign(
             pickle.dump(corpus, f)
         pool = [_start_worker(corpus_path, timeout, memory_mb, tmp, n) for n in range(workers)]
         seeds = iter(range(seed, seed + cases))
-        remaining = cases
         exhausted = False
         spawned = workers
         try:
-            while remaining > 0:
+            while not (exhausted and all(w.seed is None for w in pool)):
                 now = time.perf_counter()
+                if max_seconds is not None and now - start > max_seconds and not exhausted:
+                    exhausted = True
+                    campaign.notes.append(f"stopped by the time budget of {max_seconds:.0f} s")
                 for w in pool:
                     if w.ready and w.seed is None and not exhausted:
                         nxt = next(seeds, None)
@@ -944,7 +948,6 @@ def run_campaign(
                                 "seconds": round(time.perf_counter() - w.started, 3),
                             }
                         )
-                        remaining -= 1
                         i = pool.index(w)
                         w.log.close()
                         pool[i] = _start_worker(corpus_path, timeout, memory_mb, tmp, spawned)
@@ -960,10 +963,9 @@ def run_campaign(
                             w.started = time.perf_counter()
                             continue
                         campaign.add(message)
-                        remaining -= 1
                         w.seed = None
-                        if progress and (cases - remaining) % 1000 == 0:
-                            done = cases - remaining
+                        done = sum(campaign.outcomes.values())
+                        if progress and done % 1000 == 0:
                             rate = done / (time.perf_counter() - start)
                             print(
                                 f"  {done}/{cases} cases, {rate:.0f}/s, problems {campaign.problem_count}",
@@ -988,7 +990,6 @@ def run_campaign(
                                 "seconds": round(now - w.started, 3),
                             }
                         )
-                        remaining -= 1
                         w.log.close()
                         pool[i] = _start_worker(corpus_path, timeout, memory_mb, tmp, spawned)
                         spawned += 1
@@ -1000,6 +1001,7 @@ def run_campaign(
                 w.proc.wait()
                 w.log.close()
     campaign.seconds = time.perf_counter() - start
+    campaign.cases = sum(campaign.outcomes.values())
     # the file/mutation of watchdog and crash cases are recomputed here, where nothing can hang
     for problem in campaign.problems:
         if problem["file"] == "?" and problem["seed"] is not None:
@@ -1072,6 +1074,7 @@ def main(argv: list[str] | None = None) -> int:
         "--memory-mb", type=int, default=1024, help="address space per case beyond the warm worker"
     )
     p.add_argument("--model", action="append", help="bundle path(s) instead of the bundled models")
+    p.add_argument("--max-seconds", type=float, help="stop issuing cases after this long (report what ran)")
     p.add_argument("--no-video", action="store_true")
     p.add_argument("--json", default=str(RESULTS / "fuzz_decode.json"), help="where the JSON summary goes")
     p.add_argument("--replay", type=int, metavar="SEED", help="rerun one case here with its traceback")
@@ -1091,6 +1094,7 @@ def main(argv: list[str] | None = None) -> int:
         model_paths=args.model,
         video=not args.no_video,
         progress=True,
+        max_seconds=args.max_seconds,
     )
     summary = campaign.summary()
     print_table(summary)
