@@ -184,3 +184,19 @@ def test_config_roundtrip_rebuilds_the_same_module():
     assert torch.equal(rebuilt.encode(x), vq.encode(x))
     assert rebuilt.alphabet == (64,)
     assert copy.deepcopy(cfg) == cfg
+
+
+def test_near_ties_between_distinct_codes_are_reranked_consistently():
+    torch.manual_seed(11)
+    codebook = torch.randn(128, 16)
+    codebook[7] = torch.nn.functional.normalize(codebook[7], dim=0) * 0.1
+    codebook[90] = -codebook[7]  # distinct codes, both nearest to the origin, at the same distance
+    z = 1e-6 * torch.randn(40, 16)  # gaps far below the matmul tolerance: the exact re-ranking decides
+    z[0] = 0.0  # an exact tie: lowest index
+    full = nearest_codes(z, codebook)
+    assert int(full[0]) == 7
+    exact = torch.stack([((row.double() - codebook.double()) ** 2).sum(1).argmin() for row in z])
+    assert set(full.tolist()) <= {7, 90}
+    assert torch.equal(full[1:], exact[1:])
+    singles = torch.cat([nearest_codes(z[i : i + 1], codebook) for i in range(40)])
+    assert torch.equal(full, singles)

@@ -16,17 +16,24 @@ DISTANCE_CHUNK_ELEMENTS = 1 << 22
 # Relative gap (against |x|^2 + max |c|^2) below which the matmul ranking is not trusted.  fp32 matmul
 # error is about sqrt(d) * 6e-8 of that scale, so this leaves a margin of >20x for d <= 256.
 AMBIGUITY_TOLERANCE = 2e-5
+# Elements of one re-ranking scratch block (pairs x d).
+RERANK_CHUNK_ELEMENTS = 1 << 20
 
 
 def _rerank_exact(rows: torch.Tensor, codebook: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     """Exact nearest among candidate codes.  rows (R, d), codebook (K, d), candidates (R, K) bool -> (R,)."""
     r_index, c_index = candidates.nonzero(as_tuple=True)
-    diff = rows[r_index] - codebook[c_index]  # (P, d), P = number of candidate pairs
-    sq = diff * diff
-    exact = sq[:, 0].clone()
-    # fixed summation order: the result for a pair cannot depend on P
-    for j in range(1, sq.shape[1]):
-        exact += sq[:, j]
+    exact = torch.empty(r_index.shape[0], dtype=rows.dtype, device=rows.device)
+    step = max(1, RERANK_CHUNK_ELEMENTS // max(1, rows.shape[1]))
+    for start in range(0, r_index.shape[0], step):
+        part = slice(start, start + step)
+        diff = rows[r_index[part]] - codebook[c_index[part]]  # (P, d), P = candidate pairs
+        sq = diff * diff
+        acc = sq[:, 0].clone()
+        # fixed summation order: the result for a pair cannot depend on how many pairs there are
+        for j in range(1, sq.shape[1]):
+            acc += sq[:, j]
+        exact[part] = acc
     num_rows = rows.shape[0]
     best = torch.full((num_rows,), float("inf"), dtype=exact.dtype, device=exact.device)
     best.scatter_reduce_(0, r_index, exact, reduce="amin")
@@ -51,6 +58,15 @@ def nearest_codes(
     out = torch.empty(num, dtype=torch.long, device=vectors.device)
     if num == 0:
         return out
+    # Identical codewords (k-means on a small batch, codes revived from the same latent) would make
+    # every row an exact tie needing the slow re-ranking: search the distinct rows only and map each
+    # back to the lowest index holding it, which is what the tie rule picks anyway.
+    unique_rows, inverse = torch.unique(codebook, dim=0, return_inverse=True)
+    if unique_rows.shape[0] < num_codes:
+        lowest = torch.full((unique_rows.shape[0],), num_codes, dtype=torch.long, device=codebook.device)
+        lowest.scatter_reduce_(0, inverse, torch.arange(num_codes, device=codebook.device), reduce="amin")
+        order = torch.argsort(lowest)  # keep distinct rows in order of first appearance
+        return lowest[order][nearest_codes(vectors, unique_rows[order], chunk_rows)]
     if chunk_rows is None:
         chunk_rows = max(1, DISTANCE_CHUNK_ELEMENTS // num_codes)
     code_sq = (codebook * codebook).sum(1)
