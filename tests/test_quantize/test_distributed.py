@@ -22,7 +22,8 @@ def _build() -> dict[str, torch.nn.Module]:
     torch.manual_seed(0)
     return {
         "rvq": ResidualVQ(
-            8, 3, 32, kmeans_init=True, kmeans_iters=4, threshold_ema_dead_code=2.0, quantize_dropout=True
+            8, 3, 32, kmeans_init=True, kmeans_iters=4, kmeans_init_vectors=200, threshold_ema_dead_code=2.0,
+            quantize_dropout=True,
         ),
         "vq": VectorQuantizer(
             8, 48, codebook_dim=4, use_cosine_sim=True, kmeans_init=True, dead_code_after_steps=2, decay=0.9

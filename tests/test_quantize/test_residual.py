@@ -83,3 +83,19 @@ def test_encode_batch_independent_and_config_roundtrip():
     rebuilt = ResidualVQ.from_config(cfg)
     rebuilt.load_state_dict(rvq.state_dict())
     assert torch.equal(rebuilt.encode(x), full)
+
+
+def test_kmeans_init_can_wait_for_enough_vectors_stage_by_stage():
+    torch.manual_seed(4)
+    rvq = ResidualVQ(4, 2, 64, kmeans_init=True, kmeans_init_vectors=250, channel_first=False).train()
+    batches = [torch.randn(100, 4) for _ in range(5)]
+    stages = [rvq.stage(0), rvq.stage(1)]
+    random_codebook = stages[0].codebook.clone()
+    for step, batch in enumerate(batches, start=1):
+        rvq(batch)
+        initted = [bool(s.initted) for s in stages]
+        # stage 0 needs 3 batches; stage 1 starts collecting once stage 0 is ready, and needs 3 more
+        assert initted == [step >= 3, step >= 5], step
+        if step < 3:
+            assert torch.equal(stages[0].codebook, random_codebook) and int(stages[0].num_updates) == 0
+    assert int(stages[0].num_updates) == 3 and int(stages[1].num_updates) == 1

@@ -84,6 +84,7 @@ class ResidualVQ(Quantizer):
         kmeans_init: bool = False,
         kmeans_iters: int = 10,
         kmeans_max_samples: int = 32768,
+        kmeans_init_vectors: int = 0,
         threshold_ema_dead_code: float = 0.0,
         dead_code_after_steps: int = 0,
         rotation_trick: bool = False,
@@ -107,6 +108,7 @@ class ResidualVQ(Quantizer):
             kmeans_init=kmeans_init,
             kmeans_iters=kmeans_iters,
             kmeans_max_samples=kmeans_max_samples,
+            kmeans_init_vectors=kmeans_init_vectors,
             threshold_ema_dead_code=threshold_ema_dead_code,
             dead_code_after_steps=dead_code_after_steps,
             rotation_trick=rotation_trick,
@@ -151,7 +153,9 @@ class ResidualVQ(Quantizer):
         shared_update = self.training and cfg.shared_codebook
         with full_precision(vectors.device):
             if shared_update and not bool(self.stage(0).initted):
-                self.stage(0).init_codebook(self.stage(0)._to_codebook_space(vectors).detach())
+                shared_update = self.stage(0)._collect_for_kmeans(
+                    self.stage(0)._to_codebook_space(vectors).detach()
+                )
             residual = vectors
             quantized = torch.zeros_like(vectors)
             codes = torch.full(
@@ -161,10 +165,14 @@ class ResidualVQ(Quantizer):
             metrics: dict[str, torch.Tensor] = {}
             shared_z: list[torch.Tensor] = []
             shared_codes: list[torch.Tensor] = []
+            # a stage collects k-means vectors only once the stages before it are initialised, so its
+            # pool holds the residuals of trained codebooks, not of random ones
+            ready = True
             for i in range(active):
                 stage_out, stage_codes, stage_loss, stage_metrics, z = self.stage(i).quantize_vectors(
-                    residual, update=self.training and not cfg.shared_codebook
+                    residual, update=self.training and not cfg.shared_codebook and ready
                 )
+                ready = ready and bool(self.stage(i).initted)
                 residual = residual - stage_out.detach()
                 quantized = quantized + stage_out
                 codes[:, i] = stage_codes

@@ -49,6 +49,7 @@ class VectorQuantizerConfig:
     kmeans_init: bool = False
     kmeans_iters: int = 10
     kmeans_max_samples: int = 32768
+    kmeans_init_vectors: int = 0
     threshold_ema_dead_code: float = 0.0
     dead_code_after_steps: int = 0
     rotation_trick: bool = False
@@ -108,7 +109,9 @@ class VectorQuantizer(Quantizer):
             False: the codebook is a Parameter trained by the "codebook" loss ``|sg(z) - q|^2``.
         commitment_weight: weight of the "commitment" loss ``|z - sg(q)|^2`` (0 disables it).
         kmeans_init: initialise the codebook by k-means (``kmeans_iters`` Lloyd iterations) on the first
-            training batch (all ranks' vectors, at most ``kmeans_max_samples``).
+            training batches (all ranks' vectors, at most ``kmeans_max_samples``): the first batch, or with
+            ``kmeans_init_vectors`` > 0 as many first batches as it takes to collect that many vectors
+            (until then forward quantizes with the random codebook and updates nothing).
         threshold_ema_dead_code: a code whose EMA count falls below this is dead (0 disables).
         dead_code_after_steps: a code unused for this many consecutive training steps is dead (0 disables).
             Dead codes are replaced by random latents of the current batch.
@@ -134,6 +137,7 @@ class VectorQuantizer(Quantizer):
         kmeans_init: bool = False,
         kmeans_iters: int = 10,
         kmeans_max_samples: int = 32768,
+        kmeans_init_vectors: int = 0,
         threshold_ema_dead_code: float = 0.0,
         dead_code_after_steps: int = 0,
         rotation_trick: bool = False,
@@ -153,6 +157,7 @@ class VectorQuantizer(Quantizer):
             kmeans_init=kmeans_init,
             kmeans_iters=kmeans_iters,
             kmeans_max_samples=kmeans_max_samples,
+            kmeans_init_vectors=kmeans_init_vectors,
             threshold_ema_dead_code=threshold_ema_dead_code,
             dead_code_after_steps=dead_code_after_steps,
             rotation_trick=rotation_trick,
@@ -182,6 +187,8 @@ class VectorQuantizer(Quantizer):
         self.register_buffer("steps_unused", torch.zeros(codebook_size, dtype=torch.long))
         self.register_buffer("initted", torch.tensor(not kmeans_init))
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        # first batches' vectors waiting for k-means (training-time only, not state)
+        self._kmeans_pool: list[torch.Tensor] = []
 
     # ------------------------------------------------------------------ public interface
 
@@ -241,7 +248,7 @@ class VectorQuantizer(Quantizer):
         with full_precision(vectors.device):
             z = self._to_codebook_space(vectors.float())
             if update and not bool(self.initted):
-                self.init_codebook(z.detach())
+                update = self._collect_for_kmeans(z.detach())
             table = self._lookup_table()
             codes = nearest_codes(z.detach(), table.detach(), self._config.distance_chunk_rows)
             q = table[codes]
@@ -263,10 +270,29 @@ class VectorQuantizer(Quantizer):
     # ------------------------------------------------------------------ state updates (training only)
 
     @torch.no_grad()
-    def init_codebook(self, z: torch.Tensor) -> None:
-        """k-means initialisation from z (M, codebook_dim), on all ranks' vectors, computed on rank 0."""
+    def _collect_for_kmeans(self, z: torch.Tensor) -> bool:
+        """Pool this batch's z (M, codebook_dim) from all ranks; run k-means once the pool is big enough.
+
+        Returns whether the codebook is initialised (and so may be updated this step).  Each batch is
+        gathered as it comes, so the pool has the order a single process fed the concatenated batches sees.
+        """
+        self._kmeans_pool.append(all_gather_rows(z.float()))
+        collected = sum(part.shape[0] for part in self._kmeans_pool)
+        if collected < max(1, self._config.kmeans_init_vectors):
+            return False
+        pool = torch.cat(self._kmeans_pool)
+        self._kmeans_pool = []
+        self.init_codebook(pool, gathered=True)
+        return True
+
+    @torch.no_grad()
+    def init_codebook(self, z: torch.Tensor, gathered: bool = False) -> None:
+        """k-means initialisation from z (M, codebook_dim), on all ranks' vectors, computed on rank 0.
+
+        ``gathered``: z already holds every rank's vectors (no all-gather).
+        """
         cfg = self._config
-        pool = all_gather_rows(z.float())
+        pool = z.float() if gathered else all_gather_rows(z.float())
         total = pool.shape[0]
         centroids = torch.empty_like(self.codebook, dtype=torch.float32)
         sizes = torch.empty(self.codebook_size, dtype=torch.float32, device=z.device)
