@@ -99,3 +99,22 @@ def test_kmeans_init_can_wait_for_enough_vectors_stage_by_stage():
         if step < 3:
             assert torch.equal(stages[0].codebook, random_codebook) and int(stages[0].num_updates) == 0
     assert int(stages[0].num_updates) == 3 and int(stages[1].num_updates) == 1
+
+
+def test_bf16_autocast_codes_and_no_side_effects_in_training_mode():
+    torch.manual_seed(5)
+    rvq = ResidualVQ(16, 4, 128, codebook_dim=8, kmeans_init=True, quantize_dropout=True).train()
+    x = torch.randn(2, 16, 8, 8)
+    before = {k: v.clone() for k, v in rvq.state_dict().items()}
+    reference = rvq.encode(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(rvq.encode(x), reference)
+    rvq.decode(reference)
+    after = rvq.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # the training step itself under autocast: fp32 statistics, finite codebooks
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = rvq(x)
+    assert out.quantized.dtype == torch.float32
+    assert all(rvq.stage(i).codebook.dtype == torch.float32 for i in range(4))
+    assert all(torch.isfinite(rvq.stage(i).codebook).all() for i in range(4))
