@@ -398,14 +398,16 @@ class SpatialContextPrior(CodePrior):
     @classmethod
     def fit(cls, codes: Sequence[npt.ArrayLike], alphabet: Sequence[int], *,
             references: Sequence[npt.ArrayLike | None] | None = None, smoothing: float = 0.5,
-            backoff_weight: float = 300.0, min_count: int = 64, max_levels: int = 6,
-            groups: int = 8, weak_vote: int = 2, precision: int = 16,
+            backoff_weight: float = 300.0, min_count: int = 64, max_key_tables: int = 48,
+            max_levels: int = 6, groups: int = 8, weak_vote: int = 2, precision: int = 16,
             select_stages: bool = True) -> SpatialContextPrior:
         """Fit from codes [(S, H, W)] (and, for video, ``references``: the previous frame's codes
         per item, None for key frames).  ``smoothing`` is added to raw counts; a context table
         is ``counts + backoff_weight * pooled distribution``; keys seen fewer than ``min_count``
-        times share the pooled table; ``groups`` previous-stream groups (0: none) serve the
-        positions whose top vote is at most ``weak_vote``."""
+        times share the pooled table, and so do all but the ``max_key_tables`` most used keys
+        (this bounds the tables to 2 + groups + max_key_tables per stream, about 120 KB per
+        stream of 1024 symbols); ``groups`` previous-stream groups (0: none) serve the positions
+        whose top vote is at most ``weak_vote``."""
         a = _check_alphabet(alphabet, precision)
         if not 0 <= groups <= 256:
             raise ValueError("groups must be in 0..256")
@@ -437,7 +439,7 @@ class SpatialContextPrior(CodePrior):
                 samples.append([probe._stream_samples(batch, ref_batch, s) for s in range(len(a))])
                 sample_held_out.append(is_held_out)
         held_out = sample_held_out
-        opts = (smoothing, backoff_weight, min_count, groups, precision)
+        opts = (smoothing, backoff_weight, min_count, max_key_tables, groups, precision)
         k_max = max(a)
         modes, freqs_list, key_rows, group_rows, group_maps = [], [], [], [], []
         offset = 0
@@ -508,7 +510,7 @@ class SpatialContextPrior(CodePrior):
 
     @staticmethod
     def _stream_tables(samples: list[_Samples], alphabet: int, prev_alphabet: int, smoothing: float,
-                       backoff_weight: float, min_count: int, groups: int, precision: int
+                       backoff_weight: float, min_count: int, max_key_tables: int, groups: int, precision: int
                        ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64],
                                   npt.NDArray[np.int64]]:
         """Tables (T, alphabet), key -> table (NUM_KEYS,), previous code -> group (prev_alphabet,),
@@ -532,6 +534,9 @@ class SpatialContextPrior(CodePrior):
         first_key_table = len(rows)
         key_counts = np.bincount(x.keys[contextual], minlength=ctx.NUM_KEYS)
         frequent = np.flatnonzero(key_counts >= max(1, min_count))
+        if frequent.size > max_key_tables:  # keep the most used keys (ties: lower key), in key order
+            keep = np.argsort(-key_counts[frequent], kind="stable")[:max_key_tables]
+            frequent = np.sort(frequent[keep])
         if frequent.size:
             order = np.argsort(x.keys[contextual], kind="stable")
             sorted_keys = x.keys[contextual][order]
@@ -557,10 +562,11 @@ class SpatialContextPrior(CodePrior):
         for s in range(self.num_streams):
             stage_of_table[np.unique(self.context_table[s])] = s
             stage_of_table[np.unique(self.group_table[s])] = s
+        index_type = np.int16 if self.tables.num_tables < 1 << 15 else np.int32
         arrays: dict[str, np.ndarray] = {
             "freqs": pack_freqs(self.tables.freqs),
             "table_stream": stage_of_table,
-            "context_table": self.context_table.astype(np.int32),
+            "context_table": self.context_table.astype(index_type),
         }
         if self.groups:
             arrays["group_of"] = self.group_of.astype(np.int16)
