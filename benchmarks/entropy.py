@@ -180,14 +180,14 @@ def _prior_rows(name: str, prior: Any, items: list[np.ndarray], streams: int, pi
 
 
 def compare_priors(train: list[np.ndarray], test: list[np.ndarray], alphabet: tuple[int, ...],
-                   pixels: list[int]) -> dict[str, Any]:
+                   pixels: list[int], stream_counts: list[int] | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     fac = FactorizedPrior.fit(train, alphabet)
     t1 = time.perf_counter()
     con = SpatialContextPrior.fit(train, alphabet)
     t2 = time.perf_counter()
     rows = []
-    for streams in range(1, len(alphabet) + 1):
+    for streams in stream_counts or range(1, len(alphabet) + 1):
         a = _prior_rows("factorized", fac, test, streams, pixels)
         b = _prior_rows("spatial_context", con, test, streams, pixels)
         b["saving_vs_factorized_%"] = 100 * (1 - b["bytes_per_image"] / a["bytes_per_image"])
@@ -311,6 +311,37 @@ def video(quick: bool) -> dict[str, Any] | None:
             "table_bytes": con.table_bytes(), "stage_modes": list(con.stage_modes)}
 
 
+def checkpoint_codes(checkpoint: str, hparams: str, train_limit: int) -> dict[str, Any] | None:
+    """Codes of an image-codec training checkpoint (before a bundle exists): priors fitted on
+    the codes of train images, evaluated on Kodak, at the stream counts of the quality levels."""
+    import torch
+    from _patch_rvq import _load, kodak_images, train_images
+
+    from vqcodec.train.export import network_from_checkpoint
+
+    config = json.loads(Path(hparams).read_text())["module"]["config"]
+    network = network_from_checkpoint(checkpoint, config)
+    cfg = network.config
+    top = cfg.quality_levels
+
+    def codes_of(img: np.ndarray) -> np.ndarray:
+        st = 16
+        img = np.ascontiguousarray(img[: img.shape[0] // st * st, : img.shape[1] // st * st])
+        x = torch.from_numpy(img).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            return network.to_codes(x, top)[0].numpy().astype(np.int64)
+
+    train = [codes_of(_load(p, 768)) for p in train_images(train_limit)]
+    kodak = [codes_of(_load(p, 10**6)) for p in kodak_images()]
+    alphabet = (cfg.codebook_size,) * train[0].shape[0]
+    counts = sorted({cfg.stages_for_quality(q) for q in range(1, top + 1)})
+    pixels = [c.shape[1] * c.shape[2] * 256 for c in kodak]
+    result = compare_priors(train, kodak, alphabet, pixels, counts)
+    result["setup"] = (f"checkpoint {Path(checkpoint).name} of {Path(hparams).parent.name}: codes of "
+                       f"{len(train)} train images (fit), Kodak (eval), stream counts {counts}")
+    return result
+
+
 def bundled_model(name: str | None, train_limit: int = 40) -> dict[str, Any] | None:
     try:
         from vqcodec.models.zoo import DEFAULT_IMAGE_MODEL, load_model
@@ -380,6 +411,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller streams and fewer images")
     ap.add_argument("--model", default=None, help="bundled model name (default: the default image model)")
     ap.add_argument("--out", default=str(HERE / "results" / "entropy.json"))
+    ap.add_argument("--checkpoint", default=None, help="image-codec training checkpoint to take codes from")
+    ap.add_argument("--hparams", default=None, help="hparams.json of that training run")
+    ap.add_argument("--skip-synthetic", action="store_true")
+    ap.add_argument("--skip-patch", action="store_true", help="skip patch-RVQ image and video codes")
     args = ap.parse_args(argv)
 
     result: dict[str, Any] = {"machine": {"python": platform.python_version(), "numpy": np.__version__,
@@ -387,6 +422,18 @@ def main(argv: list[str] | None = None) -> int:
                                           "cpu_count": os.cpu_count(),
                                           "load_average_at_start": os.getloadavg()}}
     print(f"load average at start: {os.getloadavg()} on {os.cpu_count()} CPUs (timings are single-threaded)")
+    if args.checkpoint:
+        ck = checkpoint_codes(args.checkpoint, args.hparams, 20 if args.quick else 60)
+        if ck is not None:
+            result["checkpoint"] = ck
+            print(f"\n== {ck['setup']} ==")
+            print(_table(ck["rows"], ["prior", "streams", "bytes_per_image", "ideal_bytes", "overhead_%",
+                                      "bpp", "bits_per_code", "zstd19_raw_bytes", "saving_vs_factorized_%",
+                                      "encode_ms", "decode_ms"]))
+            print(f"stage modes: {ck['context_stage_modes']}; tables: {ck['num_tables']}; "
+                  f"table bytes: {ck['table_bytes']}")
+    if args.skip_synthetic:
+        return _write(result, args.out)
     syn = synthetic(args.quick)
     result["synthetic"] = syn
     print("\n== synthetic: ~5 KB payloads (ideal = cross-entropy under the integer tables) ==")
@@ -395,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n== synthetic: throughput (1 thread) ==")
     print(_table(syn["speed"], ["case", "encode_Msym_s", "decode_Msym_s", "overhead_%"]))
 
-    real = patch_rvq(args.quick)
+    real = None if args.skip_patch else patch_rvq(args.quick)
     if real is not None:
         result["patch_rvq"] = real
         print(f"\n== real image codes: {real['setup']} ==")
@@ -413,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n== context choice, ideal bits per code of stream s on Kodak (alternatives considered) ==")
         print(_table(abl, list(abl[0])))
 
-    vid = video(args.quick)
+    vid = None if args.skip_patch else video(args.quick)
     if vid is not None:
         result["video"] = vid
         print(f"\n== video codes, predicted frames: {vid['setup']} ==")
@@ -433,7 +480,11 @@ def main(argv: list[str] | None = None) -> int:
                                    "bits_per_code", "zstd19_raw_bytes", "saving_vs_factorized_%"]))
         print(f"stage modes chosen: {cmp['context_stage_modes']}; table bytes: {cmp['table_bytes']}")
 
-    out = Path(args.out)
+    return _write(result, args.out)
+
+
+def _write(result: dict[str, Any], path: str) -> int:
+    out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"\nwrote {out}")
