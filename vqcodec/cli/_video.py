@@ -246,7 +246,8 @@ def decode_video(args: argparse.Namespace) -> int:
             _copy_frames(decoder, writer, stop)
         elif kind == "mp4":
             with atomic_output(output, force=args.force, inputs=(args.input,)) as f:
-                writer = AVWriter(f, info, lossless=getattr(args, "mp4_lossless", False))
+                container = {".mkv": "matroska", ".mov": "mov"}.get(os.path.splitext(lower)[1], "mp4")
+                writer = AVWriter(f, info, lossless=getattr(args, "mp4_lossless", False), container=container)
                 _copy_frames(decoder, writer, stop)
         else:
             with atomic_output(output, force=args.force, inputs=(args.input,)) as f:

@@ -460,13 +460,17 @@ def open_video(src: Any) -> Y4MReader | AVReader:
 
 
 class AVWriter:
-    """H.264 through PyAV: high quality (CRF MP4_CRF, yuv420p) or lossless (libx264rgb, QP 0)."""
+    """H.264 through PyAV: high quality (CRF MP4_CRF, yuv420p) or lossless (libx264rgb, QP 0).
 
-    def __init__(self, dst: Any, info: VideoInfo, *, lossless: bool = False):
+    ``dst``: path or binary file object; ``container``: FFmpeg format ("mp4", "matroska", "mov").
+    """
+
+    def __init__(self, dst: Any, info: VideoInfo, *, lossless: bool = False, container: str | None = None):
         import av
 
         self.info = info
-        fmt = "mp4" if not isinstance(dst, (str, os.PathLike)) else None
+        # a file object has no name to guess from: ``container`` (FFmpeg format name) or MP4
+        fmt = container or ("mp4" if not isinstance(dst, (str, os.PathLike)) else None)
         self._container = av.open(dst, mode="w", format=fmt)
         fps = Fraction(info.fps).limit_denominator(1 << 16)
         if lossless:
