@@ -44,6 +44,12 @@ def _worker(out_dir: str) -> None:
     results["rank"] = trainer.rank
 
     seed_everything(0)
+    module = Regression(optimizer="sgd")
+    trainer_acc = Trainer(strategy="ddp", max_steps=4, accumulate_grad_batches=2, **QUIET)
+    trainer_acc.fit(module, loaders(batch_size=GLOBAL_BATCH // WORLD // 2, shuffle=False)[0])
+    results["ddp_accumulated"] = params_of(module)
+
+    seed_everything(0)
     module = Regression(quantizer="rvq")
     torch.manual_seed(trainer.rank)  # rank-dependent dropout draws unless the quantizer syncs them
     Trainer(strategy="ddp", max_steps=STEPS, **QUIET).fit(
@@ -124,6 +130,16 @@ def test_ddp_keeps_residual_codebooks_identical_through_kmeans_and_revival(distr
     for name in r0:
         assert torch.equal(r0[name], r1[name]), f"{name} differs between ranks"
     assert any(k.endswith("initted") and bool(r0[k]) for k in codebook_keys)  # k-means init ran
+
+
+def test_ddp_gradient_accumulation_matches_one_large_batch(distributed_results):
+    _, ranks = distributed_results
+    seed_everything(0)
+    module = Regression(optimizer="sgd")
+    Trainer(max_steps=4, **QUIET).fit(module, loaders(batch_size=GLOBAL_BATCH, shuffle=False)[0])
+    for name, value in params_of(module).items():
+        assert torch.equal(ranks[0]["ddp_accumulated"][name], ranks[1]["ddp_accumulated"][name]), name
+        torch.testing.assert_close(ranks[0]["ddp_accumulated"][name], value, rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_logged_values_are_reduced_over_ranks(distributed_results):
