@@ -105,6 +105,11 @@ def test_vqcodec_train_reports_bad_configs_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "[recipe] builder" in err
     assert main(["train", str(tmp_path / "missing.toml")]) == 1
+    capsys.readouterr()
+    assert main(["train", str(write_config(tmp_path)), "--set", "trainer.max_step=3"]) == 1
+    assert "unknown [trainer] option(s) max_step" in capsys.readouterr().err
+    assert main(["train", str(write_config(tmp_path)), "--set", "callbacks.emma.decay=0.9"]) == 1
+    assert "unknown callback 'emma'" in capsys.readouterr().err
 
 
 def test_vqcodec_train_under_torchrun(tmp_path):

@@ -78,6 +78,13 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(config, indent=2, default=str))
         return 0
     trainer_options = dict(config.get("trainer", {}))
+    known = set(inspect.signature(Trainer).parameters) - {"callbacks"}
+    unknown = sorted(set(trainer_options) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown [trainer] option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    build_callbacks(config)  # fail on a bad [callbacks] table before the (possibly slow) builder runs
     seed = trainer_options.get("seed")
     if seed is not None:
         seed_everything(int(seed))  # before the builder, so weight initialisation is reproducible
@@ -92,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     callbacks = build_callbacks(config)
     if args.quiet:
         trainer_options["enable_progress_bar"] = False
+
     trainer = Trainer(**trainer_options, callbacks=callbacks)
     ckpt_path = args.ckpt_path
     if args.resume:
