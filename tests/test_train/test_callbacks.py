@@ -152,7 +152,7 @@ def test_ema_tracks_the_average_and_validates_with_it():
     assert torch.equal(module.head.weight.detach(), history[-1]["head.weight"])  # live weights restored
 
 
-def test_codebook_health_logs_quantizer_metrics(tmp_path):
+def test_codebook_health_logs_quantizer_metrics(tmp_path, capsys):
     seed_everything(0)
     health = CodebookHealth(warn_usage_below=1.01)
     trainer = Trainer(
@@ -171,6 +171,8 @@ def test_codebook_health_logs_quantizer_metrics(tmp_path):
     assert 0.0 < usage <= 1.0
     assert 1.0 <= metrics["codebook/quantizer/perplexity"][-1][1] <= 16.0
     assert health.logged["codebook/quantizer/usage"] == usage
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "codebook usage of quantizer" in line]
+    assert len(warnings) == 2  # usage < 1.01 at both logging steps
 
 
 def test_csv_logger_and_plain_progress_lines(tmp_path):
