@@ -171,7 +171,8 @@ def test_codebook_health_logs_quantizer_metrics(tmp_path, capsys):
     assert 0.0 < usage <= 1.0
     assert 1.0 <= metrics["codebook/quantizer/perplexity"][-1][1] <= 16.0
     assert health.logged["codebook/quantizer/usage"] == usage
-    warnings = [line for line in capsys.readouterr().err.splitlines() if "codebook usage of quantizer" in line]
+    err = capsys.readouterr().err.splitlines()
+    warnings = [line for line in err if "codebook usage of quantizer" in line]
     assert len(warnings) == 2  # usage < 1.01 at both logging steps
 
 
