@@ -236,16 +236,10 @@ class TemporalCoder:
 
         big_r = self.stages
         residual = y - previous
-        codes = self.residual_codes(residual)  # (1, h, w, R)
-        vectors = self.net.stage_vectors(codes)  # (R, 1, C, h, w)
-        errors = [(residual**2).sum(dim=1)]
-        approx = torch.zeros_like(residual)
-        for j in range(big_r):
-            approx = approx + vectors[j]
-            errors.append(((residual - approx) ** 2).sum(dim=1))
-        intra_codes = self.image_codes(y, intra_stages)  # (1, h, w, S)
-        intra_latents = self.intra_latents(intra_codes)
-        errors.append(((y - intra_latents) ** 2).sum(dim=1))
+        # the searches also return what is left after each stage: the candidates' errors
+        codes, residual_left = self.residual_codes(residual)  # (1, h, w, R), R x (1, h, w)
+        intra_codes, intra_left = self.image_codes(y, intra_stages)
+        errors = [(residual**2).sum(dim=1), *residual_left, intra_left[-1]]
         error = torch.stack(errors)  # (R + 2, 1, h, w)
         contexts = count_contexts(previous_counts, big_r)  # (1, h, w)
         count_bits = self.count_bits[contexts].permute(3, 0, 1, 2)  # (R + 2, 1, h, w)
@@ -285,33 +279,49 @@ class TemporalCoder:
             tables.append(np.full(int(fresh.sum()), self.intra_offset + s, dtype=np.int64))
         return np.concatenate(symbols).astype(np.int64), np.concatenate(tables)
 
-    def image_codes(self, y: torch.Tensor, stages: int) -> torch.Tensor:
-        """Image RVQ codes (1, h, w, stages) of latents (1, C, h, w) by plain argmin (encoder only)."""
+    def image_codes(self, y: torch.Tensor, stages: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Image RVQ codes (1, h, w, stages) of latents (1, C, h, w) by plain argmin (encoder only),
+        and the squared error (1, h, w) left after each stage."""
         if not self._plain_search:
-            return self.net.image.quantizer.encode(y, stages)
+            return self._checked(self.net.image.quantizer, y, stages)
         return self._greedy(y, self._image_tables[:stages], self._image_norms[:stages])
 
-    def residual_codes(self, residual: torch.Tensor) -> torch.Tensor:
-        """Greedy residual-VQ codes (1, h, w, R) of residual latents (1, C, h, w).
+    def residual_codes(self, residual: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Greedy residual-VQ codes (1, h, w, R) of residual latents (1, C, h, w), and the squared
+        error (1, h, w) left after each stage.
 
         A plain matmul/argmin search: only the encoder runs it and the decoder follows whatever
         codes it picks, so the quantizer's exact tie-breaking (kept for bit-identical image codes
         across machines) is not needed here and its cost is saved.
         """
         if not self._plain_search:
-            return self.net.residual.encode(residual, self.stages)
+            return self._checked(self.net.residual, residual, self.stages)
         return self._greedy(residual, self._residual_tables, self._residual_norms)
 
     @staticmethod
-    def _greedy(latents: torch.Tensor, tables: list[torch.Tensor], norms: list[torch.Tensor]) -> torch.Tensor:
+    def _checked(
+        quantizer: Any, latents: torch.Tensor, stages: int
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        codes = quantizer.encode(latents, stages)
+        left = [
+            ((latents - quantizer.decode(codes[..., : k + 1])) ** 2).sum(dim=1)
+            for k in range(codes.shape[-1])
+        ]
+        return codes, left
+
+    @staticmethod
+    def _greedy(
+        latents: torch.Tensor, tables: list[torch.Tensor], norms: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         _, c, h, w = latents.shape
         rest = latents.permute(0, 2, 3, 1).reshape(-1, c).float()
-        codes = []
+        codes, left = [], []
         for table, norm in zip(tables, norms):
             idx = torch.addmm(norm, rest, table.t(), alpha=-2.0).argmin(dim=1)
             codes.append(idx)
             rest = rest - table[idx]
-        return torch.stack(codes, dim=1).reshape(1, h, w, len(tables))
+            left.append((rest * rest).sum(dim=1).reshape(1, h, w))
+        return torch.stack(codes, dim=1).reshape(1, h, w, len(tables)), left
 
     def decode_inter(
         self, body: bytes, previous: torch.Tensor, previous_counts: torch.Tensor, intra_stages: int
