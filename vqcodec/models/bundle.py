@@ -182,6 +182,7 @@ def save_bundle(
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         save_file(tensors, str(tmp), metadata=metadata)
+        os.chmod(tmp, 0o644)  # a package data file, readable by everyone like its neighbours
         os.replace(tmp, path)
     finally:
         if tmp.exists():

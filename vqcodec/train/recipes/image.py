@@ -7,8 +7,9 @@ as ``[recipe] builder`` and holds:
 - ``[data]``: ``packed`` (crop file, relative paths are relative to the repo; packed on first
   use), ``stored_crop_size``, ``num_crops``, ``crop_size`` (training window), ``batch_size``,
   ``val_crops`` (how many validation crops to use), ``seed``;
-- ``[optim]``: ``lr``, ``min_lr_ratio``, ``warmup_steps``, ``weight_decay``, ``distortion_weight``,
-  ``init_from`` (optional bundle or checkpoint to start from);
+- ``[optim]``: ``lr``, ``min_lr_ratio``, ``warmup_steps``, ``schedule_steps`` (length of the cosine
+  schedule, default ``trainer.max_steps``), ``weight_decay``, ``distortion_weight``, ``init_from``
+  (optional bundle or trainer checkpoint to start from: weights and codebooks, not the optimizer);
 - ``[validation]``: ``qualities`` evaluated at each validation;
 - ``[trainer]``: Trainer keyword arguments; ``[export]``: bundle path, name, description,
   ``fit_crops`` (crops whose codes fit the entropy prior), ``prior`` (prior class name).
@@ -156,7 +157,7 @@ def build(config: dict[str, Any]) -> tuple[ImageCodecModule, tuple[DataLoader, D
         lr=float(optim.get("lr", 5e-4)),
         min_lr_ratio=float(optim.get("min_lr_ratio", 0.05)),
         warmup_steps=int(optim.get("warmup_steps", 200)),
-        total_steps=int(trainer.get("max_steps", 10_000)),
+        total_steps=int(optim.get("schedule_steps", trainer.get("max_steps", 10_000))),
         weight_decay=float(optim.get("weight_decay", 0.0)),
         distortion_weight=float(optim.get("distortion_weight", 1000.0)),
         val_qualities=tuple(config.get("validation", {}).get("qualities", ())),
