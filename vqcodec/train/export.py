@@ -114,6 +114,19 @@ def network_from_checkpoint(
     return network.eval()
 
 
+def checkpoint_summary(checkpoint_path: str | Path) -> dict[str, Any]:
+    """Provenance kept in the bundle: training step and the last validation metrics of a checkpoint."""
+    checkpoint = torch.load(resolve(checkpoint_path), map_location="cpu", weights_only=False)
+    summary: dict[str, Any] = {"checkpoint": Path(checkpoint_path).name}
+    loop = checkpoint.get("loop", {})
+    if isinstance(loop, dict) and "global_step" in loop:
+        summary["global_step"] = int(loop["global_step"])
+    metrics = checkpoint.get("callback_metrics", {})
+    if isinstance(metrics, dict):
+        summary["val"] = {k: round(float(v), 3) for k, v in metrics.items() if str(k).startswith("val/")}
+    return summary
+
+
 def _module_state(checkpoint: dict[str, Any], *, use_ema: bool) -> dict[str, torch.Tensor]:
     """The module state dict inside a trainer checkpoint (layout owned by vqcodec.train)."""
     if use_ema:
@@ -227,8 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         config.setdefault("export", {})["path"] = args.output
     network = network_from_checkpoint(args.checkpoint, config, use_ema=not args.no_ema)
-    checkpoint_info = {"checkpoint": Path(args.checkpoint).name}
-    path = export_image_bundle(network, config, extra=checkpoint_info)
+    path = export_image_bundle(network, config, extra=checkpoint_summary(args.checkpoint))
     print(json.dumps({"bundle": str(path)}))
     if args.halves:
         print(json.dumps({k: str(v) for k, v in export_halves(network, args.halves).items()}))

@@ -187,11 +187,16 @@ def build(config: dict[str, Any]) -> tuple[ImageCodecModule, tuple[DataLoader, D
     return module, (train_loader, val_loader)
 
 
-def export(module: ImageCodecModule, config: dict[str, Any]) -> Path:
+def export(module: ImageCodecModule, config: dict[str, Any], trainer: Any = None) -> Path:
     """Export hook called after fit: fit the entropy prior and write the bundle named in ``[export]``."""
     from vqcodec.train.export import export_image_bundle
 
-    return export_image_bundle(module.model, config)
+    extra: dict[str, Any] = {}
+    if trainer is not None:
+        extra["global_step"] = int(trainer.global_step)
+        metrics = getattr(trainer, "callback_metrics", {}) or {}
+        extra["val"] = {k: round(float(v), 3) for k, v in metrics.items() if str(k).startswith("val/")}
+    return export_image_bundle(module.model, config, extra=extra)
 
 
 __all__ = ["ImageCodecModule", "build", "export", "load_initial_weights", "psnr_from_mse"]
