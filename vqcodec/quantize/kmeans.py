@@ -43,6 +43,17 @@ def _rerank_exact(rows: torch.Tensor, codebook: torch.Tensor, candidates: torch.
     return chosen
 
 
+def _may_have_duplicate_rows(codebook: torch.Tensor) -> bool:
+    """Cheap screen before ``torch.unique`` (which costs ~100x a small encode): identical rows have
+    identical projections on a fixed direction.  A missed duplicate would only cost speed, never
+    correctness, since exact ties are also resolved by the re-ranking."""
+    if codebook.shape[0] < 2:
+        return False
+    direction = torch.linspace(1.0, 2.0, codebook.shape[1], device=codebook.device)
+    keys = torch.sort(codebook @ direction).values
+    return bool((keys[1:] == keys[:-1]).any())
+
+
 @torch.no_grad()
 def nearest_codes(
     vectors: torch.Tensor, codebook: torch.Tensor, chunk_rows: int | None = None
@@ -61,8 +72,11 @@ def nearest_codes(
     # Identical codewords (k-means on a small batch, codes revived from the same latent) would make
     # every row an exact tie needing the slow re-ranking: search the distinct rows only and map each
     # back to the lowest index holding it, which is what the tie rule picks anyway.
-    unique_rows, inverse = torch.unique(codebook, dim=0, return_inverse=True)
-    if unique_rows.shape[0] < num_codes:
+    if _may_have_duplicate_rows(codebook):
+        unique_rows, inverse = torch.unique(codebook, dim=0, return_inverse=True)
+    else:
+        unique_rows, inverse = codebook, None
+    if inverse is not None and unique_rows.shape[0] < num_codes:
         lowest = torch.full((unique_rows.shape[0],), num_codes, dtype=torch.long, device=codebook.device)
         lowest.scatter_reduce_(0, inverse, torch.arange(num_codes, device=codebook.device), reduce="amin")
         order = torch.argsort(lowest)  # keep distinct rows in order of first appearance
