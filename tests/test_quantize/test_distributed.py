@@ -12,17 +12,24 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from vqcodec.quantize import ResidualVQ, VectorQuantizer
+from vqcodec.quantize import LFQ, ResidualVQ, VectorQuantizer
 
 STEPS = 6
 BATCH_PER_RANK = (3, 2)  # unequal on purpose: gathers must handle different sizes
+LFQ_OPTIONS = {"inv_temperature": 1.0, "commitment_loss_weight": 0.0, "entropy_loss_weight": 1.0}
 
 
 def _build() -> dict[str, torch.nn.Module]:
     torch.manual_seed(0)
     return {
         "rvq": ResidualVQ(
-            8, 3, 32, kmeans_init=True, kmeans_iters=4, kmeans_init_vectors=200, threshold_ema_dead_code=2.0,
+            8,
+            3,
+            32,
+            kmeans_init=True,
+            kmeans_iters=4,
+            kmeans_init_vectors=200,
+            threshold_ema_dead_code=2.0,
             quantize_dropout=True,
         ),
         "vq": VectorQuantizer(
@@ -40,13 +47,23 @@ def _run(models: dict[str, torch.nn.Module], rank: int | None) -> dict[str, dict
     torch.manual_seed(1)  # same global RNG stream on rank 0 and in the single process (dropout draws)
     for model in models.values():
         model.train()
+    entropy_terms = []
     for batch in _batches():
         if rank is not None:
             start = sum(BATCH_PER_RANK[:rank])
             batch = batch[start : start + BATCH_PER_RANK[rank]]
         for model in models.values():
             model(batch)
-    return {name: {k: v.detach().clone() for k, v in m.state_dict().items()} for name, m in models.items()}
+        # LFQ's codebook-entropy term is over the whole (all-rank) batch: recover it as the difference
+        # of two penalties, with and without it
+        with_codebook_term = LFQ(dim=6, codebook_size=64, num_codebooks=2, **LFQ_OPTIONS)
+        without = LFQ(dim=6, codebook_size=64, num_codebooks=2, diversity_gamma=0.0, **LFQ_OPTIONS)
+        signs = batch[:, :6]
+        codebook_term = without(signs).loss["entropy"] - with_codebook_term(signs).loss["entropy"]
+        entropy_terms.append(codebook_term.detach())
+    states = {name: {k: v.detach().clone() for k, v in m.state_dict().items()} for name, m in models.items()}
+    states["lfq"] = {"codebook_entropy": torch.stack(entropy_terms)}
+    return states
 
 
 def _worker(rank: int, world: int, port: int, out_dir: str) -> None:

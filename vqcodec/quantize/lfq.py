@@ -8,6 +8,8 @@ group most significant.  Codes are (B, *S, G), each in [0, 2**b) (see ``vqcodec.
 Training losses: "commitment" ``|z - sign(z)|^2`` and "entropy" = mean per-vector entropy of the soft code
 assignment minus ``diversity_gamma`` x entropy of the batch-mean assignment (confident codes, all used).
 The soft assignment is a softmax over the 2**b codes of each group, so it costs O(M * G * 2**b) memory.
+Under DDP the batch-mean assignment is all-reduced over ranks (differentiably), so the penalty is the one
+a single process would compute on the concatenated batch.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from vqcodec.quantize.base import (
     stable_linear,
     unflatten_latents,
 )
+from vqcodec.quantize.distributed import all_reduce_sum_, is_distributed
 from vqcodec.quantize.vq import exact_straight_through
 
 
@@ -50,6 +53,22 @@ class LFQConfig:
             raise ValueError(f"num_codebooks={self.num_codebooks} must divide log2(codebook_size)={bits}")
         if self.dim is not None and self.dim < 1:
             raise ValueError(f"dim must be positive, got {self.dim}")
+
+
+def _batch_mean(probs: torch.Tensor) -> torch.Tensor:
+    """Mean soft assignment over the batch of all DDP ranks: (M, G, K) -> (G, K).
+
+    The codebook-entropy term is about the whole batch, so under DDP it must see every rank's vectors
+    (the differentiable all-reduce sends each rank its share of the gradient).
+    """
+    total = probs.sum(0)
+    count = torch.tensor(float(probs.shape[0]), device=probs.device)
+    if is_distributed():
+        from torch.distributed.nn.functional import all_reduce as differentiable_all_reduce
+
+        total = differentiable_all_reduce(total)
+        all_reduce_sum_(count)
+    return total / count.clamp_min(1.0)
 
 
 def _entropy(probs: torch.Tensor) -> torch.Tensor:
@@ -133,7 +152,7 @@ class LFQ(Quantizer):
                 logits = 2 * cfg.inv_temperature * groups @ self._group_codebook.t()  # (M, G, 2**b)
                 probs = logits.softmax(-1)
                 per_sample = _entropy(probs).mean()
-                codebook_entropy = _entropy(probs.mean(0)).mean()
+                codebook_entropy = _entropy(_batch_mean(probs)).mean()
                 loss["entropy"] = cfg.entropy_loss_weight * (
                     per_sample - cfg.diversity_gamma * codebook_entropy
                 )
