@@ -12,7 +12,6 @@ image model, so the examples still run end to end.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -28,7 +27,7 @@ SKIP = re.compile(r"^<!--\s*readme-test:\s*skip\s*\((?P<reason>[^)]+)\)\s*-->$")
 PYTHON_INFO = re.compile(r"^```\s*(py|python|python3|pycon)\b(.*)$", re.I)
 
 RUNNER = r"""
-import json, sys, traceback
+import json, sys, time, traceback
 blocks, tiny = json.load(sys.stdin), sys.argv[1]
 import vqcodec.models.zoo as zoo
 if not any(m.media == "image" for m in zoo.list_models()):
@@ -41,8 +40,11 @@ for block in blocks:
     code = compile("\n" * (block["line"] - 1) + block["code"], "README.md", "exec")
     if block["skip"]:
         continue
+    start = time.perf_counter()
     try:
         exec(code, namespace)
+        seconds = time.perf_counter() - start
+        print(f"README.md example at line {block['line']}: {seconds:.1f} s", file=sys.stderr)
     except BaseException:
         traceback.print_exc()
         print(f"README.md example at line {block['line']} failed", file=sys.stderr)
@@ -108,10 +110,10 @@ def test_readme_examples_run(tmp_path):
         text=True,
         cwd=tmp_path,
         timeout=480,
-        env={**os.environ, "OMP_NUM_THREADS": "2"},
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert f"ran {sum(b.skip is None for b in blocks)} examples" in result.stdout
+    print(result.stderr)  # seconds per example, shown by pytest -s or on failure
 
 
 @pytest.mark.parametrize(
