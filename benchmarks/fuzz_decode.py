@@ -170,6 +170,7 @@ def build_corpus(
             notes.append("no bundled image model: used the tiny test model formats/vectors/models/tiny-image")
     for model, arg in image_models:
         corpus += image_corpus(model, arg)
+        notes.append(f"image model {model.name}: sha256 {bytes(model.sha256).hex()}")
     if video:
         if not _has_video_codec():
             notes.append("no video codec (vqcodec.codec.video) in this tree: image files only")
@@ -180,6 +181,8 @@ def build_corpus(
                 notes.append("no bundled video model: clips coded with the image model")
             for model, arg in video_models:
                 corpus += video_corpus(model, arg)
+                if getattr(model, "media", "image") == "video":
+                    notes.append(f"video model {model.name}: sha256 {bytes(model.sha256).hex()}")
     return corpus, notes
 
 
