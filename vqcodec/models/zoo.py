@@ -39,7 +39,32 @@ class ModelInfo:
         return WEIGHTS_DIR / self.file
 
 
-REGISTRY: tuple[ModelInfo, ...] = ()
+REGISTRY: tuple[ModelInfo, ...] = (
+    ModelInfo(
+        name="image-rvq16",
+        file="image-rvq16.safetensors",
+        sha256="082756d0eaec401ec52fcefb847caf58c91d72752d23caabfa9f07afef37837e",
+        description="Stride-16 conv AE + 24-stage residual VQ (K=1024), 8 quality levels, 3000 CPU steps",
+        media="image",
+        default=True,
+        config={
+            "codebook_dim": None,
+            "codebook_size": 1024,
+            "commitment_weight": 0.25,
+            "decay": 0.99,
+            "decoder_blocks": [2, 2, 1, 0],
+            "decoder_channels": [160, 128, 96, 64],
+            "encoder_blocks": [0, 1, 1, 1],
+            "encoder_channels": [64, 96, 128, 160],
+            "kind": "image",
+            "kmeans_init": True,
+            "latent_dim": 64,
+            "num_quantizers": 24,
+            "quality_stages": [1, 2, 3, 5, 8, 12, 17, 24],
+            "threshold_ema_dead_code": 0.05,
+        },
+    ),
+)
 
 DEFAULT_IMAGE_MODEL = next((m.name for m in REGISTRY if m.media == "image" and m.default), "")
 DEFAULT_VIDEO_MODEL = next((m.name for m in REGISTRY if m.media == "video" and m.default), "")
