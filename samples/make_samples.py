@@ -29,7 +29,11 @@ def render_scene(width: int, height: int, t: float = 0.0, seed: int = 7) -> np.n
     box = (u > 0.06) & (u < 0.3) & (v > 0.08) & (v < 0.42)
     img[box] = (0.15 + 0.7 * checker[box])[:, None]
     for i, (cx, cy, r, col) in enumerate(
-        [(0.55, 0.3, 0.14, (0.9, 0.2, 0.2)), (0.78, 0.45, 0.1, (0.2, 0.8, 0.3)), (0.4, 0.55, 0.08, (1, 1, 0.3))]
+        [
+            (0.55, 0.3, 0.14, (0.9, 0.2, 0.2)),
+            (0.78, 0.45, 0.1, (0.2, 0.8, 0.3)),
+            (0.4, 0.55, 0.08, (1, 1, 0.3)),
+        ]
     ):
         ang = t * (0.6 + 0.3 * i)
         cx2, cy2 = cx + 0.05 * np.cos(ang), cy + 0.05 * np.sin(ang)
@@ -58,7 +62,8 @@ def main() -> None:
     scene = render_scene(256, 192)
     Image.fromarray(scene).save(HERE / "scene.png", optimize=True)
     Image.fromarray(scene).convert("L").save(HERE / "scene_gray.png", optimize=True)
-    rgba = np.dstack([scene, np.linspace(255, 64, 256, dtype=np.float32)[None, :].repeat(192, 0).astype(np.uint8)])
+    alpha = np.linspace(255, 64, 256, dtype=np.float32)[None, :].repeat(192, 0).astype(np.uint8)
+    rgba = np.dstack([scene, alpha])
     Image.fromarray(rgba, "RGBA").save(HERE / "scene_rgba.png", optimize=True)
     w, h, n = 96, 64, 24
     with open(HERE / "orbit.y4m", "wb") as f:

@@ -64,6 +64,37 @@ REGISTRY: tuple[ModelInfo, ...] = (
             "threshold_ema_dead_code": 0.05,
         },
     ),
+    ModelInfo(
+        name="video-rvq16",
+        file="video-rvq16.safetensors",
+        sha256="0fd57a18ecdfaa65e2a7d0e06a1f2ed88449c6e26640e84ae871a5f2c5f319a8",
+        description="image-rvq16 key frames + latent-residual P frames (6-stage RVQ, K=1024), DAVIS-trained",
+        media="video",
+        default=True,
+        config={
+            "gop": 32,
+            "image": {
+                "codebook_dim": None,
+                "codebook_size": 1024,
+                "commitment_weight": 0.25,
+                "decay": 0.99,
+                "decoder_blocks": [2, 2, 1, 0],
+                "decoder_channels": [160, 128, 96, 64],
+                "encoder_blocks": [0, 1, 1, 1],
+                "encoder_channels": [64, 96, 128, 160],
+                "kind": "image",
+                "kmeans_init": True,
+                "latent_dim": 64,
+                "num_quantizers": 24,
+                "quality_stages": [1, 2, 3, 5, 8, 12, 17, 24],
+                "threshold_ema_dead_code": 0.05,
+            },
+            "kind": "video",
+            "residual_codebook_size": 1024,
+            "residual_init_stage": 2,
+            "residual_stages": 6,
+        },
+    ),
 )
 
 DEFAULT_IMAGE_MODEL = next((m.name for m in REGISTRY if m.media == "image" and m.default), "")
