@@ -121,3 +121,40 @@ def test_evaluation_data_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("VQCODEC_DATA", str(root))
     with pytest.raises(ValueError, match="evaluation data"):
         list_training_images()
+
+
+def test_hostile_bundle_config_is_refused_before_allocation(tmp_path, monkeypatch):
+    """A bundle whose config declares a huge network is refused from the tensor shapes alone:
+    the only network built is on the meta device, which allocates no memory."""
+    import json
+    from pathlib import Path
+
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    from vqcodec.errors import FormatError
+    from vqcodec.models import bundle
+
+    tiny = Path(__file__).resolve().parents[2] / "formats" / "vectors" / "models" / "tiny-image.safetensors"
+    with safe_open(str(tiny), "np") as f:
+        metadata = dict(f.metadata())
+    config = json.loads(metadata["config"])
+    config["encoder_channels"] = [60000] + list(config["encoder_channels"][1:])
+    metadata["config"] = json.dumps(config)
+    hostile = tmp_path / "hostile.safetensors"
+    save_file(load_file(str(tiny)), str(hostile), metadata=metadata)
+
+    devices = []
+    real_build = bundle.build_network
+
+    def recording_build(cfg):
+        devices.append(torch.empty(0).device.type)
+        return real_build(cfg)
+
+    monkeypatch.setattr(bundle, "build_network", recording_build)
+    with pytest.raises(FormatError):
+        bundle.load_bundle(hostile)
+    assert devices == ["meta"]
+    devices.clear()
+    network, *_ = bundle.load_bundle(tiny)  # a good bundle: checked on meta, then built for real
+    assert devices == ["meta", "cpu"] and next(network.parameters()).device.type == "cpu"

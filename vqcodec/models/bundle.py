@@ -217,8 +217,10 @@ def load_bundle(path: str | os.PathLike[str]) -> tuple[nn.Module, Any, Any, dict
         tensors = load_file(str(path))
     except (KeyError, ValueError, TypeError, SafetensorError) as exc:
         raise FormatError(f"bad model bundle {path.name}: {exc}", field="config") from exc
-    network = build_network(config)
-    expected = network.state_dict()
+    # Check the file's tensors against a network built on the meta device first: a hostile
+    # config (say 60,000 channels) must be refused before anything of its size is allocated.
+    with torch.device("meta"):
+        expected = build_network(config).state_dict()
     state = {}
     for key, value in tensors.items():
         if not key.startswith(MODEL_PREFIX):
@@ -232,6 +234,7 @@ def load_bundle(path: str | os.PathLike[str]) -> tuple[nn.Module, Any, Any, dict
     missing = [k for k in expected if k not in state and k.rsplit(".", 1)[-1] not in TRAINING_ONLY_SUFFIXES]
     if missing:
         raise FormatError(f"bundle lacks tensors {missing[:3]}", field="model")
+    network = build_network(config)
     _mark_initialised(network)
     network.load_state_dict(state, strict=False)
     network.eval()
