@@ -158,3 +158,34 @@ def test_hostile_bundle_config_is_refused_before_allocation(tmp_path, monkeypatc
     devices.clear()
     network, *_ = bundle.load_bundle(tiny)  # a good bundle: checked on meta, then built for real
     assert devices == ["meta", "cpu"] and next(network.parameters()).device.type == "cpu"
+
+
+def test_video_bundle_takes_its_image_network_from_the_referenced_bundle(tmp_path):
+    """video-rvq16 stores only its temporal part; the image weights come from image-rvq16,
+    pinned by sha256, and a different image bundle is refused."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    from vqcodec.errors import ModelMismatchError
+    from vqcodec.models import zoo
+    from vqcodec.models.bundle import TRAINING_ONLY_SUFFIXES, load_bundle
+
+    video_path = zoo.model_info("video-rvq16").path
+    image_network, *_ = load_bundle(zoo.model_info("image-rvq16").path)
+    video_network, *_ = load_bundle(video_path)
+    image_state, video_state = image_network.state_dict(), video_network.state_dict()
+    for key, value in image_state.items():
+        if key.rsplit(".", 1)[-1] not in TRAINING_ONLY_SUFFIXES:  # not stored: random at build
+            assert torch.equal(video_state["image." + key], value), key
+    with safe_open(str(video_path), "np") as f:
+        metadata = dict(f.metadata())
+        assert not any(key.startswith("model.image.") for key in f.keys())
+    reference = json.loads(metadata["reference"])
+    reference["sha256"] = "0" * 64
+    metadata["reference"] = json.dumps(reference)
+    tampered = tmp_path / "video.safetensors"
+    save_file(load_file(str(video_path)), str(tampered), metadata=metadata)
+    with pytest.raises(ModelMismatchError):
+        load_bundle(tampered)

@@ -30,7 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from vqcodec.errors import FormatError
+from vqcodec.errors import FormatError, ModelMismatchError
 from vqcodec.models.config import ImageCodecConfig
 
 BUNDLE_FORMAT = "vqcodec-bundle-1"
@@ -159,10 +159,28 @@ def save_bundle(
     name: str | None = None,
     media: str = "image",
     extra: dict[str, Any] | None = None,
+    reference: str | None = None,
+    reference_prefix: str = "image.",
 ) -> bytes:
-    """Write ``model`` and ``prior``'s integer tables to one safetensors file atomically; returns sha256."""
+    """Write ``model`` and ``prior``'s integer tables to one safetensors file atomically; returns sha256.
+
+    ``reference`` names a bundled model (e.g. the image model inside a video model): the
+    tensors under ``reference_prefix`` are then not stored again; the metadata pins that
+    bundle's name and sha256 instead, and ``load_bundle`` takes them from it.
+    """
     path = Path(path)
     tensors = {MODEL_PREFIX + k: v for k, v in inference_state(model).items()}
+    reference_meta = None
+    if reference is not None:
+        base_path, base_sha = _reference_file(reference)
+        base = load_file(str(base_path))
+        prefix = MODEL_PREFIX + reference_prefix
+        for key in [k for k in tensors if k.startswith(prefix)]:
+            base_key = MODEL_PREFIX + key[len(prefix) :]
+            if base_key not in base or not torch.equal(base[base_key], tensors[key].to(base[base_key].dtype)):
+                raise ValueError(f"tensor {key!r} differs from the reference bundle {reference!r}")
+            del tensors[key]
+        reference_meta = {"name": reference, "sha256": base_sha.hex(), "prefix": reference_prefix}
     metadata = {
         "format": BUNDLE_FORMAT,
         "media": media,
@@ -171,6 +189,8 @@ def save_bundle(
         "config": json.dumps(config.to_dict(), sort_keys=True),
         "extra": json.dumps(extra or {}, sort_keys=True),
     }
+    if reference_meta is not None:
+        metadata["reference"] = json.dumps(reference_meta, sort_keys=True)
     if prior is not None:
         for key, array in prior.state_dict().items():
             array = np.asarray(array)
@@ -215,8 +235,11 @@ def load_bundle(path: str | os.PathLike[str]) -> tuple[nn.Module, Any, Any, dict
     try:
         config = config_from_dict(json.loads(metadata["config"]))
         tensors = load_file(str(path))
+        reference = json.loads(metadata["reference"]) if "reference" in metadata else None
     except (KeyError, ValueError, TypeError, SafetensorError) as exc:
         raise FormatError(f"bad model bundle {path.name}: {exc}", field="config") from exc
+    if reference is not None:
+        tensors.update(_reference_tensors(reference, path.name))
     # Check the file's tensors against a network built on the meta device first: a hostile
     # config (say 60,000 channels) must be refused before anything of its size is allocated.
     with torch.device("meta"):
@@ -252,6 +275,31 @@ def load_bundle(path: str | os.PathLike[str]) -> tuple[nn.Module, Any, Any, dict
         "extra": json.loads(metadata.get("extra", "{}")),
     }
     return network, prior, config, meta
+
+
+def _reference_file(name: str) -> tuple[Path, bytes]:
+    """Path and sha256 of the bundled model ``name`` (the registry checks the sha256)."""
+    from vqcodec.models import zoo
+
+    info = zoo.model_info(name)
+    return info.path, bytes.fromhex(info.sha256)
+
+
+def _reference_tensors(reference: Any, bundle_name: str) -> dict[str, torch.Tensor]:
+    """The tensors a bundle takes from the bundled model it references, renamed into its own keys."""
+    try:
+        name, sha256, prefix = str(reference["name"]), str(reference["sha256"]), str(reference["prefix"])
+        base_path, _ = _reference_file(name)
+    except (KeyError, TypeError) as exc:
+        raise FormatError(f"bad model bundle {bundle_name}: {exc}", field="reference") from exc
+    actual = file_sha256(base_path)
+    if actual.hex() != sha256:
+        raise ModelMismatchError(
+            f"bundle {bundle_name} needs {name} with sha256 {sha256[:12]}, found {actual.hex()[:12]}"
+        )
+    base = load_file(str(base_path))
+    own = MODEL_PREFIX + prefix
+    return {own + k[len(MODEL_PREFIX) :]: v for k, v in base.items() if k.startswith(MODEL_PREFIX)}
 
 
 def _mark_initialised(network: nn.Module) -> None:

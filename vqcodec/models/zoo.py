@@ -67,7 +67,7 @@ REGISTRY: tuple[ModelInfo, ...] = (
     ModelInfo(
         name="video-rvq16",
         file="video-rvq16.safetensors",
-        sha256="0fd57a18ecdfaa65e2a7d0e06a1f2ed88449c6e26640e84ae871a5f2c5f319a8",
+        sha256="cf2bedd248348a91fa17e54b19e14eb7d6d2a7331e6cc4e7ee2c9b4eedeb8418",
         description="image-rvq16 key frames + latent-residual P frames (6-stage RVQ, K=1024), DAVIS-trained",
         media="video",
         default=True,

@@ -360,6 +360,7 @@ def export(module: VideoResidualModule, config: dict[str, Any]) -> Path:
     """Export hook: fit the temporal tables, write the video bundle named in ``[export]``."""
     import json
 
+    from vqcodec.models import zoo
     from vqcodec.models.bundle import save_bundle
 
     video = module.model.eval()
@@ -371,6 +372,9 @@ def export(module: VideoResidualModule, config: dict[str, Any]) -> Path:
     clips = cached_latents(video.image, dict(config.get("data", {})))
     summary = fit_tables(video, prior, clips, settings)
     path = resolve_path(settings.get("path", "vqcodec/models/weights/video-rvq16.safetensors"))
+    # a bundled image model is referenced by name and sha256 rather than stored a second time
+    image_file = Path(str(image.get("bundle", ""))).name
+    reference = next((m.name for m in zoo.list_models() if m.file == image_file and m.media == "image"), None)
     save_bundle(
         path,
         video,
@@ -384,6 +388,7 @@ def export(module: VideoResidualModule, config: dict[str, Any]) -> Path:
             "image_bundle": Path(str(image.get("bundle", ""))).name,
             "data": "video_train",
         },
+        reference=reference,
     )
     print(json.dumps({"exported": str(path), **summary}))
     return path
