@@ -79,6 +79,9 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     try:
         states = _run(_build(), rank)
         torch.save(states, Path(out_dir) / f"rank{rank}.pt")
+        # both ranks finish their collectives before either tears its connections down (gloo aborts
+        # a process whose peer disappears mid-collective: "terminate called without an active exception")
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
