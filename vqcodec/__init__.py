@@ -6,9 +6,7 @@ The public names below are loaded lazily, so ``import vqcodec.container`` (or
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from vqcodec._lazy import lazy_exports
 from vqcodec.errors import (
     ChecksumError,
     FormatError,
@@ -47,17 +45,7 @@ def _register_pillow_plugin() -> None:
 _register_pillow_plugin()
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vqcodec' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_exports("vqcodec", _LAZY, globals())
 
 
 __all__ = [

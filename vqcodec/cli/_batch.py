@@ -70,6 +70,21 @@ def is_dir_target(output: str | None) -> bool:
     return output is not None and output != "-" and (output.endswith(("/", os.sep)) or os.path.isdir(output))
 
 
+def split_paths(
+    paths: list[str], output: str | None, *, output_is_vqc: bool
+) -> tuple[list[str], str | None]:
+    """Resolve the positional forms: ``IN OUT`` where OUT is ``-``, a folder, or a file whose
+    ``.vqc`` suffix says it is an output (``output_is_vqc``: encode) or not one (decode)."""
+    if output is not None or len(paths) < 2:
+        return paths, output
+    last = paths[-1]
+    if is_dir_target(last):
+        return paths[:-1], last
+    if len(paths) == 2 and (last == "-" or last.lower().endswith(".vqc") == output_is_vqc or paths[0] == "-"):
+        return paths[:1], last
+    return paths, output
+
+
 def plan_jobs(inputs: list[str], output: str | None, *, suffix_for: Callable[[str], str]) -> list[Job]:
     """One Job per input with its output path (see the module docstring for the rules)."""
     if not inputs:

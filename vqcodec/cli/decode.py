@@ -59,21 +59,10 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def split_paths(paths: list[str], output: str | None) -> tuple[list[str], str | None]:
-    """Resolve the positional forms: ``IN OUT`` (OUT is ``-``, a non-.vqc name, or a folder)."""
-    if output is not None or len(paths) < 2:
-        return paths, output
-    last = paths[-1]
-    if _batch.is_dir_target(last):
-        return paths[:-1], last
-    if len(paths) == 2 and (last == "-" or not last.lower().endswith(".vqc") or paths[0] == "-"):
-        return paths[:1], last
-    return paths, output
-
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    inputs, output = split_paths(list(args.paths), args.output)
+    inputs, output = _batch.split_paths(list(args.paths), args.output, output_is_vqc=False)
     fmt = _explicit_format(args.format)
     medias = {path: media_of(path) for path in inputs}
     ext = _extension_for(fmt) if fmt is not None else ".png"

@@ -56,21 +56,10 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def split_paths(paths: list[str], output: str | None) -> tuple[list[str], str | None]:
-    """Resolve the positional forms: ``IN OUT`` (OUT is ``-``, a ``.vqc`` name, or a folder)."""
-    if output is not None or len(paths) < 2:
-        return paths, output
-    last = paths[-1]
-    if _batch.is_dir_target(last):
-        return paths[:-1], last
-    if len(paths) == 2 and (last == "-" or last.lower().endswith(".vqc") or paths[0] == "-"):
-        return paths[:1], last
-    return paths, output
-
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    inputs, output = split_paths(list(args.paths), args.output)
+    inputs, output = _batch.split_paths(list(args.paths), args.output, output_is_vqc=True)
     jobs = _batch.plan_jobs(inputs, output, suffix_for=lambda _: ".vqc")
     stream = _batch.message_stream(jobs)
     videos = {id(j) for j in jobs if _is_video_input(j.input)}

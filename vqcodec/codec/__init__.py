@@ -10,8 +10,7 @@ Names are loaded lazily so that importing one piece does not import the others.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vqcodec._lazy import lazy_exports
 
 _LAZY = {
     "encode_image": "vqcodec.codec.image",
@@ -23,17 +22,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vqcodec.codec' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_exports("vqcodec.codec", _LAZY, globals())
 
 
 __all__ = list(_LAZY)

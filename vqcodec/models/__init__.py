@@ -5,8 +5,7 @@ Names are loaded lazily so that ``vqcodec.models.zoo.list_models()`` needs no to
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vqcodec._lazy import lazy_exports
 
 _LAZY = {
     "ImageCodecConfig": "vqcodec.models.config",
@@ -22,17 +21,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vqcodec.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_exports("vqcodec.models", _LAZY, globals())
 
 
 __all__ = list(_LAZY)
