@@ -13,6 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from vqcodec.quantize import LFQ, ResidualVQ, VectorQuantizer
+from vqcodec.train.launch import exit_now, shutdown_distributed
 
 STEPS = 6
 BATCH_PER_RANK = (3, 2)  # unequal on purpose: gathers must handle different sizes
@@ -79,11 +80,13 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     try:
         states = _run(_build(), rank)
         torch.save(states, Path(out_dir) / f"rank{rank}.pt")
-        # both ranks finish their collectives before either tears its connections down (gloo aborts
-        # a process whose peer disappears mid-collective: "terminate called without an active exception")
-        dist.barrier()
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    # barrier + destroy, then leave without interpreter finalisation (gloo can abort a finished process
+    # while it is being finalised)
+    shutdown_distributed()
+    exit_now(0)
 
 
 def _free_port() -> int:

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vqcodec.train import EMA, Trainer, seed_everything
     from vqcodec.train.config import load_config, recipe_builder, recipe_export_hook
-    from vqcodec.train.launch import distributed_env
+    from vqcodec.train.launch import distributed_env, exit_now, shutdown_distributed
 
     config = load_config(args.config, args.overrides)
     if args.print_config:
@@ -129,9 +129,9 @@ def run(args: argparse.Namespace) -> int:
             exported = export_hook(*arguments)
             summary["export"] = str(exported) if exported is not None else None
         trainer.strategy.barrier()
-    if dist.is_available() and dist.is_initialized() and trainer.strategy.created_process_group:
-        dist.barrier()
-        dist.destroy_process_group()
+    shut_down = dist.is_available() and dist.is_initialized() and trainer.strategy.created_process_group
+    if shut_down:
+        shutdown_distributed()
     if trainer.is_global_zero:
         if args.json:
             print(json.dumps(summary, indent=2))
@@ -140,4 +140,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"trained {summary['global_step']} steps {shown}".rstrip(), file=sys.stderr)
             if summary.get("export"):
                 print(f"exported {summary['export']}", file=sys.stderr)
+    if shut_down:
+        exit_now(0)  # a succeeded torchrun job must not abort in gloo's teardown at interpreter exit
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,10 +85,31 @@ def _spawned(
     )
     fn(*args)
     if dist.is_available() and dist.is_initialized():
-        # every rank reaches this point before any tears down its connections (gloo aborts a process
-        # whose peer disappears in the middle of a collective)
-        dist.barrier()
-        dist.destroy_process_group()
+        shutdown_distributed()
+        exit_now(0)
+
+
+def shutdown_distributed() -> None:
+    """Barrier, then destroy every process group.
+
+    Every rank reaches the barrier before any tears its connections down: gloo aborts a process whose
+    peer disappears in the middle of a collective.
+    """
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def exit_now(code: int) -> None:
+    """Flush stdio and leave without interpreter finalisation.
+
+    Used only after a clean ``shutdown_distributed``: gloo worker threads can still hold work objects
+    whose tensors get released while the interpreter is being torn down, which aborts the process with
+    "terminate called without an active exception" (SIGABRT) after the job has succeeded
+    (pytorch/pytorch#179291, #190489). Nothing is left to finalise at this point.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def spawn(
@@ -123,4 +145,12 @@ def spawn(
                 process.kill()
 
 
-__all__ = ["DistributedEnv", "distributed_env", "free_port", "init_distributed", "spawn"]
+__all__ = [
+    "DistributedEnv",
+    "distributed_env",
+    "exit_now",
+    "free_port",
+    "init_distributed",
+    "shutdown_distributed",
+    "spawn",
+]
