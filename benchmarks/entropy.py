@@ -432,15 +432,14 @@ def main(argv: list[str] | None = None) -> int:
                                       "encode_ms", "decode_ms"]))
             print(f"stage modes: {ck['context_stage_modes']}; tables: {ck['num_tables']}; "
                   f"table bytes: {ck['table_bytes']}")
-    if args.skip_synthetic:
-        return _write(result, args.out)
-    syn = synthetic(args.quick)
-    result["synthetic"] = syn
-    print("\n== synthetic: ~5 KB payloads (ideal = cross-entropy under the integer tables) ==")
-    print(_table(syn["payload_5kb"], ["case", "symbols", "ideal_bytes", "payload_bytes", "overhead_%",
-                                      "zstd19_raw_bytes"]))
-    print("\n== synthetic: throughput (1 thread) ==")
-    print(_table(syn["speed"], ["case", "encode_Msym_s", "decode_Msym_s", "overhead_%"]))
+    if not args.skip_synthetic:
+        syn = synthetic(args.quick)
+        result["synthetic"] = syn
+        print("\n== synthetic: ~5 KB payloads (ideal = cross-entropy under the integer tables) ==")
+        print(_table(syn["payload_5kb"], ["case", "symbols", "ideal_bytes", "payload_bytes", "overhead_%",
+                                          "zstd19_raw_bytes"]))
+        print("\n== synthetic: throughput (1 thread) ==")
+        print(_table(syn["speed"], ["case", "encode_Msym_s", "decode_Msym_s", "overhead_%"]))
 
     real = None if args.skip_patch else patch_rvq(args.quick)
     if real is not None:

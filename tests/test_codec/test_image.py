@@ -405,3 +405,34 @@ def test_sample_images_round_trip_through_files(tmp_path):
         decoded = decode_image_result(path, model=M)
         assert decoded.rgb.shape == (source.height, source.width, 3)
         assert decode_image(path, model=M).mode == source.mode
+
+
+def test_rate_weight_changes_only_the_encoders_choice(model, monkeypatch):
+    import torch
+
+    from vqcodec.models.bundle import DEFAULT_RATE_WEIGHT
+
+    assert model.rate_weight == DEFAULT_RATE_WEIGHT > 0
+    assert len(model.code_bits()) == model.config.num_quantizers
+    # the tiny model's tables are near uniform; make code 5 of every stage cheap to see the choice move
+    k = model.config.codebook_size
+    bits = [torch.full((k,), 8.0) for _ in range(model.config.num_quantizers)]
+    for b in bits:
+        b[5] = 0.1
+    monkeypatch.setattr(model, "code_bits", lambda: bits)
+    image = picture(64, 96)
+    pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    try:
+        model.rate_weight = 0.0
+        nearest = model.to_codes(pixels, model.quality_levels)
+        nearest_file = encode_image(image, model.quality_levels, model=M)
+        model.rate_weight = 1e4  # far past any useful setting: every code becomes the cheap one
+        assert bool((model.to_codes(pixels, model.quality_levels) == 5).all())
+        cheap_file = encode_image(image, model.quality_levels, model=M)
+        assert not bool((nearest == 5).all())
+    finally:
+        model.rate_weight = DEFAULT_RATE_WEIGHT
+    # both are ordinary files: the decoder reads codes, whatever chose them
+    assert cheap_file != nearest_file
+    for data in (cheap_file, nearest_file):
+        assert np.asarray(decode_image(data, model=M)).shape == image.shape

@@ -127,3 +127,27 @@ def test_concatenated_payloads_split():
     _, _, end = split_payload(joined)
     assert np.array_equal(prior.decode(joined[:end], a.shape), a)
     assert np.array_equal(prior.decode(joined[end:], b.shape), b)
+
+
+def test_code_bits_are_the_context_free_tables():
+    from vqcodec.entropy import SpatialContextPrior
+
+    rng = np.random.default_rng(1)
+    alphabet = (64, 16)
+    codes = _codes(rng, 6, (10, 12), alphabet, skew=0.1)
+    for prior in (
+        FactorizedPrior.fit(codes, alphabet),
+        SpatialContextPrior.fit(codes, alphabet, min_count=8),
+    ):
+        for s, k in enumerate(alphabet):
+            bits = prior.code_bits(s)
+            assert bits.shape == (k,) and np.all(bits > 0)
+            np.testing.assert_allclose(np.sum(2.0**-bits), 1.0, rtol=1e-9)
+            assert bits[0] < bits[k - 2]  # frequent codes (geometric: small values) are cheap
+        with pytest.raises(ValueError, match="stream"):
+            prior.code_bits(len(alphabet))
+    factorized = FactorizedPrior.fit(codes, alphabet)
+    c = codes[0]
+    # the factorized prior's ideal bits are exactly the sum of its code bits
+    expected = sum(float(factorized.code_bits(s)[c[s]].sum()) for s in range(2))
+    assert abs(factorized.ideal_bits(c) - expected) < 1e-6

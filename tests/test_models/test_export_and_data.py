@@ -161,7 +161,7 @@ def test_hostile_bundle_config_is_refused_before_allocation(tmp_path, monkeypatc
 
 
 def test_video_bundle_takes_its_image_network_from_the_referenced_bundle(tmp_path):
-    """video-rvq16 stores only its temporal part; the image weights come from image-rvq16,
+    """video-rvq8 stores only its temporal part; the image weights come from image-rvq8,
     pinned by sha256, and a different image bundle is refused."""
     import json
 
@@ -172,8 +172,8 @@ def test_video_bundle_takes_its_image_network_from_the_referenced_bundle(tmp_pat
     from vqcodec.models import zoo
     from vqcodec.models.bundle import TRAINING_ONLY_SUFFIXES, load_bundle
 
-    video_path = zoo.model_info("video-rvq16").path
-    image_network, *_ = load_bundle(zoo.model_info("image-rvq16").path)
+    video_path = zoo.model_info("video-rvq8").path
+    image_network, *_ = load_bundle(zoo.model_info("image-rvq8").path)
     video_network, *_ = load_bundle(video_path)
     image_state, video_state = image_network.state_dict(), video_network.state_dict()
     for key, value in image_state.items():
@@ -189,3 +189,61 @@ def test_video_bundle_takes_its_image_network_from_the_referenced_bundle(tmp_pat
     save_file(load_file(str(video_path)), str(tampered), metadata=metadata)
     with pytest.raises(ModelMismatchError):
         load_bundle(tampered)
+
+
+def _recipe_config(tmp_path, **optim):
+    import dataclasses
+
+    return {
+        "model": dataclasses.replace(TINY, linear_path=True).to_dict(),
+        "data": {
+            "packed": str(_packed_file(tmp_path, count=24, size=20)),
+            "crop_size": 16,
+            "batch_size": 4,
+            "val_crops": 2,
+            "init_crops": 8,
+            "linear_init_crops": 8,
+        },
+        "optim": {"lr": 1e-3, "warmup_steps": 1, **optim},
+        "trainer": {"max_steps": 4},
+        "validation": {"qualities": [1, 3]},
+    }
+
+
+def test_image_recipe_starts_from_block_pca_and_trains_on_log_mse(tmp_path):
+    from vqcodec.train import Trainer
+    from vqcodec.train.recipes.image import build
+
+    module, (train, val) = build(_recipe_config(tmp_path, distortion="log_mse"))
+    assert module.model.analysis.linear is not None
+    basis = module.model.analysis.linear.weight[:, :, 0, 0]
+    torch.testing.assert_close(basis @ basis.t(), torch.eye(TINY.latent_dim), atol=1e-4, rtol=0)
+    before = {k: v.clone() for k, v in module.model.state_dict().items()}
+    trainer = Trainer(
+        max_steps=4,
+        val_check_interval=4,
+        enable_progress_bar=False,
+        logger=False,
+        enable_checkpointing=False,
+        seed=0,
+    )
+    trainer.fit(module, train, val)
+    metrics = trainer.callback_metrics
+    # log-MSE loss is -PSNR plus the quantizer terms: negative, unlike 1000 * MSE
+    assert float(metrics["train/loss"]) < 0
+    assert {"val/psnr_q1", "val/psnr_q3"} <= set(metrics)
+    after = module.model.state_dict()
+    assert not torch.equal(before["analysis.linear.weight"], after["analysis.linear.weight"])
+    assert not torch.equal(before["synthesis.linear.weight"], after["synthesis.linear.weight"])
+
+    # encoder_lr_scale = 0 freezes the analysis transform (the block PCA stays as initialised)
+    module, (train, val) = build(_recipe_config(tmp_path, distortion="log_mse", encoder_lr_scale=0.0))
+    before = {k: v.clone() for k, v in module.model.state_dict().items()}
+    Trainer(max_steps=3, enable_progress_bar=False, logger=False, enable_checkpointing=False).fit(
+        module, train
+    )
+    after = module.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("analysis."))
+    assert not torch.equal(before["synthesis.linear.weight"], after["synthesis.linear.weight"])
+    with pytest.raises(ValueError, match="distortion"):
+        build(_recipe_config(tmp_path, distortion="l1"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 
@@ -59,6 +60,32 @@ def test_shapes_and_training_forward():
     assert model.analysis.layers[0].weight.grad is not None
     with pytest.raises(ValueError, match="multiples of the stride 4"):
         model(torch.rand(1, 3, 10, 16))
+
+
+def test_linear_path_starts_as_block_pca():
+    config = dataclasses.replace(TINY, linear_path=True)
+    assert ImageCodecConfig.from_json(config.to_json()) == config
+    assert ImageCodecConfig.from_dict({k: v for k, v in TINY.to_dict().items() if k != "linear_path"}) == TINY
+    torch.manual_seed(0)
+    model = ImageCodec(config)
+    # smooth pixels: most of a block's energy in a few components, as in photos
+    pixels = torch.nn.functional.interpolate(torch.rand(16, 3, 4, 4), size=(16, 16), mode="bilinear")
+    model.initialise_linear_path(pixels)
+    basis = model.analysis.linear.weight[:, :, 0, 0]
+    torch.testing.assert_close(basis @ basis.t(), torch.eye(6), atol=1e-5, rtol=0)
+    with torch.no_grad():
+        latents = model.analyse(pixels)
+        reconstruction = model.synthesise(latents)
+    # the conv stacks start at zero: the round trip is exactly the rank-6 PCA projection of each block
+    blocks = torch.nn.functional.pixel_unshuffle(pixels - 0.5, 4).permute(0, 2, 3, 1).reshape(-1, 48)
+    mean = blocks.mean(0)
+    projected = (blocks - mean) @ basis.t() @ basis + mean
+    expected = torch.nn.functional.pixel_shuffle(projected.reshape(16, 4, 4, 48).permute(0, 3, 1, 2), 4) + 0.5
+    torch.testing.assert_close(reconstruction, expected, atol=1e-5, rtol=0)
+    residual = (reconstruction - pixels).pow(2).mean() / (pixels - pixels.mean()).pow(2).mean()
+    assert residual < 0.2  # keeps most of the signal with 6 of 48 dimensions
+    with pytest.raises(ValueError, match="no linear path"):
+        ImageCodec(TINY).initialise_linear_path(pixels)
 
 
 def test_codes_round_trip_per_quality_and_rate_ordering():

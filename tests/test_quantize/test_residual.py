@@ -118,3 +118,34 @@ def test_bf16_autocast_codes_and_no_side_effects_in_training_mode():
     assert out.quantized.dtype == torch.float32
     assert all(rvq.stage(i).codebook.dtype == torch.float32 for i in range(4))
     assert all(torch.isfinite(rvq.stage(i).codebook).all() for i in range(4))
+
+
+def test_rate_weighted_encode_trades_distortion_for_cheaper_codes():
+    from vqcodec.quantize.kmeans import nearest_codes, penalised_codes
+
+    torch.manual_seed(0)
+    x = torch.randn(512, 8)
+    rvq = _trained(ResidualVQ(dim=8, num_quantizers=3, codebook_size=16, channel_first=False), x)
+    books = [rvq.stage(i).vectors_from_codes(torch.arange(16)) for i in range(3)]
+    assert torch.equal(penalised_codes(x, books[0], torch.zeros(16)), nearest_codes(x, books[0]))
+
+    nearest = rvq.encode(x)
+    bits = [torch.full((16,), 8.0) for _ in range(3)]
+    for b in bits:
+        b[3] = 0.5  # one cheap code per stage
+    assert torch.equal(rvq.encode(x, code_bits=bits, rate_weight=0.0), nearest)
+    chosen = rvq.encode(x, code_bits=bits, rate_weight=0.5)
+
+    def total_bits(codes):
+        return sum(float(bits[s][codes[:, s]].sum()) for s in range(3))
+
+    def error(codes):
+        return float(((rvq.decode(codes) - x) ** 2).sum())
+
+    assert total_bits(chosen) < total_bits(nearest)
+    assert error(chosen) > error(nearest)
+    assert (chosen == 3).float().mean() > (nearest == 3).float().mean()
+    # a huge weight picks the cheap code everywhere
+    assert bool((rvq.encode(x, code_bits=bits, rate_weight=1e6) == 3).all())
+    with pytest.raises(ValueError, match="code_bits"):
+        rvq.encode(x, code_bits=bits[:1], rate_weight=0.5)

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 # Pixel formats written in the container header (field pixel_format) for images.
 PIXEL_FORMATS = {"rgb24": 3, "rgba32": 4, "gray8": 1, "graya16": 2}
 
-# Latent-grid tiling: pictures up to SINGLE_PASS_LATENTS latents (4.2 MP at stride 16)
+# Latent-grid tiling: pictures up to SINGLE_PASS_LATENTS latents (1 MP at stride 8)
 # go through the model in one pass; larger ones in tiles of TILE_LATENTS x TILE_LATENTS
 # latents plus TILE_HALO latents of context per side. Peak memory of one 112x112-latent
 # tile pass is about 1 GB with the bundled models.

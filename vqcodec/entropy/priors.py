@@ -124,6 +124,21 @@ class CodePrior(abc.ABC):
     def num_streams(self) -> int:
         return len(self.alphabet)
 
+    def _context_free_table(self, stream: int) -> int:
+        """Index of the table that codes stream ``stream`` without context."""
+        return stream
+
+    def code_bits(self, stream: int) -> npt.NDArray[np.float64]:
+        """Bits of each code of ``stream`` under its context-free table: (alphabet[stream],).
+
+        An encoder's estimate of what a code costs (rate-distortion code choice); the actual cost
+        in a context prior depends on the neighbours.
+        """
+        if not 0 <= stream < self.num_streams:
+            raise ValueError(f"stream must be in 0..{self.num_streams - 1}, got {stream}")
+        row = self.tables.freqs[self._context_free_table(stream), : self.alphabet[stream]]
+        return self.precision - np.log2(np.maximum(row, 1).astype(np.float64))
+
     def _check_codes(self, codes: npt.ArrayLike) -> npt.NDArray[np.int64]:
         c = np.asarray(codes)
         if c.ndim != 3 or not 1 <= c.shape[0] <= self.num_streams:
@@ -289,6 +304,9 @@ class SpatialContextPrior(CodePrior):
 
     kind = PRIOR_SPATIAL_CONTEXT
     name = "spatial_context"
+
+    def _context_free_table(self, stream: int) -> int:
+        return int(self.context_table[stream, 0])
 
     def __init__(self, alphabet: Sequence[int], freqs: npt.ArrayLike, precision: int, *,
                  context_table: npt.ArrayLike, stage_modes: Sequence[str], max_levels: int = 6,

@@ -36,6 +36,9 @@ from vqcodec.models.config import ImageCodecConfig
 BUNDLE_FORMAT = "vqcodec-bundle-1"
 MODEL_PREFIX = "model."
 PRIOR_PREFIX = "prior."
+#: Rate weight of the image encoder's code choice: -1.7 % BD-rate on Kodak (benchmarks/rate_weight.py).
+DEFAULT_RATE_WEIGHT = 0.15
+
 # quantizer buffers that only training reads or writes; the bundle does not carry them
 TRAINING_ONLY_SUFFIXES = ("embed_avg", "cluster_size", "steps_unused", "num_updates", "initted")
 
@@ -118,6 +121,11 @@ class CodecModel:
         self.media = media
         self.path = path
         self.extra = extra or {}
+        #: weight of the rate term in the encoder's code choice (ResidualVQ.encode); 0 = nearest code.
+        #: Only the encoder reads it: decoding is unaffected and files stay decodable by any version.
+        self.rate_weight = DEFAULT_RATE_WEIGHT if media == "image" else 0.0
+        self._code_bits: list[torch.Tensor] | None = None
+        self._code_bits_lock = threading.Lock()
 
     @property
     def stride(self) -> int:
@@ -135,10 +143,27 @@ class CodecModel:
         """Symbols per code stream: one stream per RVQ stage, ``codebook_size`` symbols each."""
         return (int(self.config.codebook_size),) * int(self.config.num_quantizers)
 
+    def code_bits(self) -> list[torch.Tensor] | None:
+        """What each code of each stage costs under the prior's context-free tables, in bits:
+        [(K,) float32] per stage, or None without a prior."""
+        if self.prior is None or not hasattr(self.prior, "code_bits"):
+            return None
+        with self._code_bits_lock:
+            if self._code_bits is None:
+                self._code_bits = [
+                    torch.from_numpy(self.prior.code_bits(s)).float() for s in range(self.prior.num_streams)
+                ]
+            return self._code_bits
+
     def to_codes(self, pixels: torch.Tensor, quality: int) -> torch.Tensor:
         """Pixels (B, 3, H, W) float in [0, 1] -> codes (B, S, H/stride, W/stride) int64."""
+        rate: dict[str, Any] = {}
+        if self.rate_weight > 0:
+            bits = self.code_bits()
+            if bits is not None:
+                rate = {"code_bits": bits, "rate_weight": float(self.rate_weight)}
         with torch.inference_mode():
-            return self.network.to_codes(pixels.float(), quality)
+            return self.network.to_codes(pixels.float(), quality, **rate)
 
     def from_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (B, S, h, w) -> pixels (B, 3, h*stride, w*stride) float in [0, 1]."""

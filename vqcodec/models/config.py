@@ -20,6 +20,8 @@ class ImageCodecConfig:
     widths from the latent resolution up (same length). ``encoder_blocks`` /
     ``decoder_blocks`` give the number of residual blocks at each of those resolutions.
     ``quality_stages[q - 1]`` is the number of RVQ stages quality level ``q`` uses.
+    ``linear_path`` adds a per-block linear map beside each conv stack (see
+    ``vqcodec.models.blocks.AnalysisTransform``).
     """
 
     encoder_channels: tuple[int, ...] = (64, 96, 128, 192)
@@ -35,6 +37,7 @@ class ImageCodecConfig:
     kmeans_init: bool = True
     threshold_ema_dead_code: float = 2.0
     commitment_weight: float = 0.25
+    linear_path: bool = False
     kind: str = field(default="image", init=False)
 
     def __post_init__(self) -> None:

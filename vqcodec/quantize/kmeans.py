@@ -108,6 +108,28 @@ def nearest_codes(
     return out
 
 
+def penalised_codes(
+    vectors: torch.Tensor, codebook: torch.Tensor, penalty: torch.Tensor, chunk_rows: int | None = None
+) -> torch.Tensor:
+    """argmin_k |x - c_k|^2 + penalty[k] for every row (rate-distortion code choice).
+
+    vectors: (M, d); codebook: (K, d); penalty: (K,) in squared-distance units -> (M,) int64.
+    Only encoders use it (the decoder reads the codes it is given), so ties need no exact re-ranking.
+    """
+    vectors = vectors.float()
+    codebook = codebook.float()
+    num, num_codes = vectors.shape[0], codebook.shape[0]
+    out = torch.empty(num, dtype=torch.long, device=vectors.device)
+    if chunk_rows is None:
+        chunk_rows = max(1, DISTANCE_CHUNK_ELEMENTS // num_codes)
+    offset = (codebook * codebook).sum(1) + penalty.to(vectors.device).float()
+    codebook_t = codebook.t()
+    for start in range(0, num, chunk_rows):
+        chunk = vectors[start : start + chunk_rows]
+        out[start : start + chunk.shape[0]] = torch.addmm(offset, chunk, codebook_t, alpha=-2.0).argmin(1)
+    return out
+
+
 @torch.no_grad()
 def kmeans(
     samples: torch.Tensor,

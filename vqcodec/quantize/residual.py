@@ -10,6 +10,8 @@ dropped stages' codes are -1 and they get no update.  One model so serves every 
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +25,7 @@ from vqcodec.quantize.base import (
     unflatten_latents,
 )
 from vqcodec.quantize.distributed import broadcast_int
+from vqcodec.quantize.kmeans import penalised_codes
 from vqcodec.quantize.vq import VectorQuantizer, VectorQuantizerConfig
 
 
@@ -201,21 +204,54 @@ class ResidualVQ(Quantizer):
             metrics,
         )
 
-    def encode(self, latents: torch.Tensor, num_stages: int | None = None) -> torch.Tensor:
+    def encode(
+        self,
+        latents: torch.Tensor,
+        num_stages: int | None = None,
+        *,
+        code_bits: Sequence[torch.Tensor] | None = None,
+        rate_weight: float = 0.0,
+    ) -> torch.Tensor:
         """latents (B, C, *S) or (B, *S, C) -> codes (B, *S, k), k = num_stages (default Q).
 
-        No state changes.
+        With ``code_bits`` (one (K,) tensor per stage: what each code costs the entropy coder, in
+        bits) and ``rate_weight`` > 0, stage i picks ``argmin |r - c|^2 + lambda_i * bits(c)``
+        instead of the nearest code, with ``lambda_i = rate_weight * mean |r_i|^2 / log2(K)``: the
+        squared error a bit is worth scales with the residual left at that stage, so one weight
+        serves every stage and quality level. Euclidean codebooks only. No state changes.
         """
         k = self.num_quantizers if num_stages is None else int(num_stages)
         if not 1 <= k <= self.num_quantizers:
             raise ValueError(f"num_stages must be in [1, {self.num_quantizers}], got {num_stages}")
+        rdo = code_bits is not None and rate_weight > 0
+        if rdo:
+            assert code_bits is not None
+            if len(code_bits) < k or any(b.shape != (self.codebook_size,) for b in code_bits[:k]):
+                raise ValueError(f"code_bits needs one ({self.codebook_size},) tensor per stage (>= {k})")
+            if any(
+                self.stage(i).project_in is not None or self.stage(i)._config.use_cosine_sim for i in range(k)
+            ):
+                raise ValueError("rate-distortion code choice needs Euclidean codebooks without projection")
         vectors, lead = flatten_latents(latents, self.dim, self._config.channel_first)
         with torch.no_grad(), full_precision(vectors.device):
             residual = vectors
             codes = []
             for i in range(k):
                 stage = self.stage(i)
-                stage_codes = stage.codes_from_vectors(residual)
+                if rdo and residual.shape[0]:
+                    assert code_bits is not None
+                    lam = (
+                        rate_weight
+                        * float((residual * residual).sum(1).mean())
+                        / math.log2(self.codebook_size)
+                    )
+                    stage_codes = penalised_codes(
+                        residual,
+                        stage.vectors_from_codes(torch.arange(self.codebook_size, device=residual.device)),
+                        lam * code_bits[i],
+                    )
+                else:
+                    stage_codes = stage.codes_from_vectors(residual)
                 codes.append(stage_codes)
                 if i + 1 < k:
                     residual = residual - stage.vectors_from_codes(stage_codes)

@@ -19,7 +19,7 @@ MJPEG clips; ``<data>/video`` is evaluation data and is refused).
    second pass decides with the first pass's tables), and the bundle is written with
    ``save_bundle`` (image weights + residual VQ + tables + the image model's prior).
 
-Config (TOML, see ``vqcodec/train/configs/video_residual.toml``): ``[image]`` ``bundle`` (the image
+Config (TOML, see ``vqcodec/train/configs/video_rvq8.toml``): ``[image]`` ``bundle`` (the image
 model bundle; or ``checkpoint`` + ``config`` of an image training run), ``[model]`` VideoCodecConfig
 fields, ``[data]``, ``[optim]``, ``[trainer]``, ``[export]`` (path, name, description, qualities,
 gop, smoothing).
@@ -371,7 +371,7 @@ def export(module: VideoResidualModule, config: dict[str, Any]) -> Path:
     settings = dict(config.get("export", {}))
     clips = cached_latents(video.image, dict(config.get("data", {})))
     summary = fit_tables(video, prior, clips, settings)
-    path = resolve_path(settings.get("path", "vqcodec/models/weights/video-rvq16.safetensors"))
+    path = resolve_path(settings.get("path", "vqcodec/models/weights/video-model.safetensors"))
     # a bundled image model is referenced by name and sha256 rather than stored a second time
     image_file = Path(str(image.get("bundle", ""))).name
     reference = next((m.name for m in zoo.list_models() if m.file == image_file and m.media == "image"), None)
