@@ -9,9 +9,9 @@ For every quality level of the model: mean bpp (whole .vqc file), mean PSNR-RGB 
 per-image PSNRs), mean MS-SSIM (RGB), median encode and decode time per image; the same for
 Pillow's JPEG, WebP and AVIF over quality sweeps; BD-rate of vqcodec against each (Bjontegaard,
 log-rate over PSNR, both the piecewise-cubic (PCHIP) form of the current VCEG/JVET reference and
-the classic cubic polyfit). Writes benchmarks/results/image_rd.json, an RD plot image_rd.png
-(when matplotlib is installed) and a side-by-side crop image_rd_crops.png (original, vqcodec,
-JPEG, WebP, AVIF at about the same bpp). Data: ../shared/data/kodak (env VQCODEC_DATA).
+the classic cubic polyfit). Writes benchmarks/results/image_rd.json (``--out``) and, beside it, an
+RD plot image_rd.png (when matplotlib is installed) and a side-by-side crop image_rd_crops.png
+(original, vqcodec, JPEG, WebP, AVIF at about the same bpp). Data: ../shared/data/kodak (env VQCODEC_DATA).
 Timings use ``--threads`` torch threads (default 2, the target machine) and are wall-clock.
 """
 
@@ -408,6 +408,14 @@ def reusable_baselines(path: Path, images: list[tuple[str, np.ndarray]]) -> dict
     return found
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (as the JSON records figures)."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model name or bundle path (default: the bundled default)")
@@ -491,17 +499,17 @@ def main(argv: list[str] | None = None) -> int:
                 f"over {p['psnr_range'][0]:.2f}-{p['psnr_range'][1]:.2f} dB"
             )
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    # the figures go beside the JSON (name.png, name_crops.png), so a trial run with --out elsewhere
+    # leaves the published ones alone
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     figures: dict[str, Any] = {}
     title = f"Kodak ({len(images)} images), model {model.name}"
-    if plot(results, RESULTS / "image_rd.png", title):
-        figures["rd_plot"] = "benchmarks/results/image_rd.png"
+    rd_png, crops_png = args.out.with_suffix(".png"), args.out.with_name(args.out.stem + "_crops.png")
+    if plot(results, rd_png, title):
+        figures["rd_plot"] = _shown(rd_png)
     if not args.no_baselines:
         crop_level = min(levels, key=lambda q: abs(results["vqcodec"][levels.index(q)]["bpp"] - 0.25))
-        figures["crops"] = {
-            "file": "benchmarks/results/image_rd_crops.png",
-            **crops(model, images, crop_level, RESULTS / "image_rd_crops.png"),
-        }
+        figures["crops"] = {"file": _shown(crops_png), **crops(model, images, crop_level, crops_png)}
     large = (
         large_check(args.model, default_quality(model.quality_levels), args.threads) if args.large else None
     )
