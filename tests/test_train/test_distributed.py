@@ -4,6 +4,7 @@ ranks; manual optimisation stays in sync; FSDP trains and its checkpoint loads o
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,39 @@ def test_single_process_checkpoint_resumes_under_fsdp(distributed_results):
     assert resumed_ema.keys() == set(ema.names)
     for name, value in zip(ema.names, ema.shadow):  # the EMA state was re-sharded and carried on
         torch.testing.assert_close(resumed_ema[name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def _fails_on_rank_one() -> None:
+    if int(os.environ["RANK"]) == 1:
+        raise RuntimeError("rank 1 failed on purpose")
+
+
+def _aborts_on_rank_one() -> None:
+    if int(os.environ["RANK"]) == 1:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file from the deliberate abort
+        os.abort()
+
+
+def test_spawn_reports_failures_and_excuses_only_teardown_signals(tmp_path):
+    import torch.multiprocessing as mp
+
+    from vqcodec.train.launch import died_in_teardown
+
+    with pytest.raises(mp.ProcessRaisedException, match="failed on purpose"):
+        spawn(_fails_on_rank_one, WORLD, timeout_s=60)
+    # a rank killed by a signal before every rank finished its work is a failure
+    with pytest.raises(mp.ProcessExitedException, match="SIGABRT"):
+        spawn(_aborts_on_rank_one, WORLD, timeout_s=60)
+
+    class Exited(Exception):
+        def __init__(self, signal_name):
+            self.signal_name = signal_name
+
+    (tmp_path / "0").touch()
+    assert not died_in_teardown(Exited("SIGABRT"), str(tmp_path), 2)  # rank 1 never finished
+    (tmp_path / "1").touch()
+    assert died_in_teardown(Exited("SIGABRT"), str(tmp_path), 2)
+    assert not died_in_teardown(Exited(None), str(tmp_path), 2)  # an exit status, not a signal
+    assert not died_in_teardown(RuntimeError("boom"), str(tmp_path), 2)

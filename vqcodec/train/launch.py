@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch.distributed as dist
@@ -70,7 +74,13 @@ def free_port() -> int:
 
 
 def _spawned(
-    local_rank: int, fn: Callable[..., Any], nprocs: int, port: int, env: dict[str, str], args: tuple
+    local_rank: int,
+    fn: Callable[..., Any],
+    nprocs: int,
+    port: int,
+    env: dict[str, str],
+    args: tuple,
+    done_dir: str = "",
 ) -> None:
     os.environ.update(env)
     os.environ.update(
@@ -84,9 +94,26 @@ def _spawned(
         }
     )
     fn(*args)
-    if dist.is_available() and dist.is_initialized():
-        shutdown_distributed()
+    distributed = dist.is_available() and dist.is_initialized()
+    if distributed:
+        dist.barrier()
+    if done_dir:
+        # every rank has finished fn and met the others: what follows is teardown only
+        (Path(done_dir) / str(local_rank)).touch()
+    if distributed:
+        dist.destroy_process_group()
         exit_now(0)
+
+
+def died_in_teardown(exc: Exception, done_dir: str, nprocs: int) -> bool:
+    """Whether a spawned process was killed by a signal only after every rank had marked its work done.
+
+    gloo can abort a rank (SIGABRT, "terminate called without an active exception") while process
+    groups are being torn down, after the job itself succeeded; an exception raised by ``fn`` or a
+    signal during the work is never excused.
+    """
+    signal_name = getattr(exc, "signal_name", None)
+    return bool(signal_name) and all((Path(done_dir) / str(r)).exists() for r in range(nprocs))
 
 
 def shutdown_distributed() -> None:
@@ -127,15 +154,30 @@ def spawn(
     """
     port = free_port()
     env = {"VQCODEC_DIST_TIMEOUT": str(int(timeout_s)), **(env or {})}
+    done_dir = tempfile.mkdtemp(prefix="vqcodec-spawn-")
     context = mp.start_processes(
-        _spawned, args=(fn, nprocs, port, env, args), nprocs=nprocs, join=False, start_method="spawn"
+        _spawned,
+        args=(fn, nprocs, port, env, args, done_dir),
+        nprocs=nprocs,
+        join=False,
+        start_method="spawn",
     )
     deadline = time.monotonic() + timeout_s
     try:
         while not context.join(timeout=0.2):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"spawned processes did not finish within {timeout_s:.0f} s")
+    except mp.ProcessExitedException as exc:
+        if not died_in_teardown(exc, done_dir, nprocs):
+            raise
+        warnings.warn(
+            f"spawned rank {exc.error_index} died with {exc.signal_name} after every rank had finished "
+            "its work (process-group teardown); the run's results stand",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     finally:
+        shutil.rmtree(done_dir, ignore_errors=True)
         for process in context.processes:
             if process.is_alive():
                 process.terminate()
@@ -147,6 +189,7 @@ def spawn(
 
 __all__ = [
     "DistributedEnv",
+    "died_in_teardown",
     "distributed_env",
     "exit_now",
     "free_port",
