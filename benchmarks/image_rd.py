@@ -185,6 +185,21 @@ def load_kodak(limit: int | None) -> list[tuple[str, np.ndarray]]:
     return [(p.stem, np.asarray(Image.open(p).convert("RGB"))) for p in paths]
 
 
+def measured(
+    name: str, rgb: np.ndarray, data: bytes, out: np.ndarray, encode_s: float, decode_s: float
+) -> dict[str, Any]:
+    """One image's row: size, bpp, PSNR (and MS-SSIM unless turned off) and the two timings."""
+    return {
+        "image": name,
+        "bytes": len(data),
+        "bpp": 8 * len(data) / (rgb.shape[0] * rgb.shape[1]),
+        "psnr": psnr(out, rgb),
+        "ms_ssim": ms_ssim(out, rgb) if MS_SSIM else None,
+        "encode_s": encode_s,
+        "decode_s": decode_s,
+    }
+
+
 def run_vqcodec(
     model: Any, images: list[tuple[str, np.ndarray]], levels: list[int], on_row: Any = None
 ) -> list[dict[str, Any]]:
@@ -201,17 +216,7 @@ def run_vqcodec(
             t1 = time.perf_counter()
             out = decode_image(data, model=model, output="numpy")
             t2 = time.perf_counter()
-            per.append(
-                {
-                    "image": name,
-                    "bytes": len(data),
-                    "bpp": 8 * len(data) / (rgb.shape[0] * rgb.shape[1]),
-                    "psnr": psnr(out, rgb),
-                    "ms_ssim": ms_ssim(out, rgb) if MS_SSIM else None,
-                    "encode_s": t1 - t0,
-                    "decode_s": t2 - t1,
-                }
-            )
+            per.append(measured(name, rgb, data, out, t1 - t0, t2 - t1))
         rows.append(summarize("vqcodec", level, per))
         if on_row is not None:
             on_row(rows)
@@ -239,17 +244,7 @@ def run_baseline(
         per = []
         for name, rgb in images:
             data, out, enc, dec = pil_round_trip(fmt, rgb, quality)
-            per.append(
-                {
-                    "image": name,
-                    "bytes": len(data),
-                    "bpp": 8 * len(data) / (rgb.shape[0] * rgb.shape[1]),
-                    "psnr": psnr(out, rgb),
-                    "ms_ssim": ms_ssim(out, rgb) if MS_SSIM else None,
-                    "encode_s": enc,
-                    "decode_s": dec,
-                }
-            )
+            per.append(measured(name, rgb, data, out, enc, dec))
         rows.append(summarize(fmt, quality, per))
         print(format_row(rows[-1]), flush=True)
     return rows

@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import image_rd  # noqa: E402
 from image_rd import RESULTS, bd_rate, load_kodak, run_vqcodec  # noqa: E402
 
 
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from vqcodec.codec.image import resolve_model
 
     torch.set_num_threads(args.threads)
+    image_rd.MS_SSIM = False  # BD-rate is on PSNR; MS-SSIM would cost about a decode per image
     model = resolve_model(args.model)
     weights = [float(w) for w in args.weights.split(",")]
     if weights[0] != 0.0:

@@ -12,7 +12,14 @@ import torch
 
 from vqcodec.errors import FormatError, ModelMismatchError, UnknownModelError
 from vqcodec.models import zoo
-from vqcodec.models.bundle import CodecModel, file_sha256, load_bundle, load_codec_model, save_bundle
+from vqcodec.models.bundle import (
+    CodecModel,
+    file_sha256,
+    load_bundle,
+    load_codec_model,
+    read_metadata,
+    save_bundle,
+)
 from vqcodec.models.config import ImageCodecConfig
 from vqcodec.models.image import ImageCodec
 
@@ -219,6 +226,8 @@ def test_registry_files_match_their_sha256():
     for info in zoo.list_models():
         assert info.path.is_file(), info.file
         assert file_sha256(info.path).hex() == info.sha256, info.name
+        # the registry's config is the one the file carries (the file rebuilds the model alone)
+        assert json.loads(read_metadata(info.path)["config"]) == info.config, info.name
     names = [m.name for m in zoo.list_models()]
     assert len(names) == len(set(names))
     defaults = [m for m in zoo.list_models() if m.media == "image" and m.default]

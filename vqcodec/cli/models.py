@@ -24,6 +24,7 @@ def describe() -> list[dict[str, Any]]:
     rows = []
     for info in list_models():
         config = dict(info.config or {})
+        config = dict(config.get("image", config))  # a video model's levels are its image network's
         stages = config.get("quality_stages")
         path = info.path
         rows.append(

@@ -392,16 +392,7 @@ def _check_header(header: Any) -> None:
 
 
 def _parse_params(header: Any) -> dict[str, Any]:
-    try:
-        params = json.loads(bytes(header.codec_params).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise FormatError("codec_params is not valid JSON", field="codec_params") from None
-    if not isinstance(params, dict):
-        raise FormatError("codec_params must be a JSON object", field="codec_params")
-    version = params.get("v")
-    if version != CODEC_PARAMS_VERSION:
-        raise FormatError(f"unsupported image codec_params version {version!r}", field="codec_params.v")
-    return params
+    return media.codec_params(header, "image", CODEC_PARAMS_VERSION)
 
 
 def _check_codes_shape(params: dict[str, Any], header: Any, model: Any) -> tuple[int, int, int]:

@@ -855,16 +855,7 @@ class VideoDecoder:
 
     def _check_params(self) -> tuple[int, int, int]:
         header = self.header
-        try:
-            params = json.loads(bytes(header.codec_params).decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise FormatError("codec_params is not valid JSON", field="codec_params") from None
-        if not isinstance(params, dict):
-            raise FormatError("codec_params must be a JSON object", field="codec_params")
-        if params.get("v") != CODEC_PARAMS_VERSION:
-            raise FormatError(
-                f"unsupported video codec_params version {params.get('v')!r}", field="codec_params.v"
-            )
+        params = media.codec_params(header, "video", CODEC_PARAMS_VERSION)
         if params.get("temporal") != TEMPORAL_MODE:
             raise FormatError(
                 f"unknown temporal mode {params.get('temporal')!r}", field="codec_params.temporal"

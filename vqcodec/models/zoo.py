@@ -39,6 +39,26 @@ class ModelInfo:
         return WEIGHTS_DIR / self.file
 
 
+# the image network of image-rvq8; video-rvq8 runs the same network (it references that bundle)
+_IMAGE_RVQ8_CONFIG: dict[str, Any] = {
+    "codebook_dim": None,
+    "codebook_size": 512,
+    "commitment_weight": 0.25,
+    "decay": 0.99,
+    "decoder_blocks": [2, 1, 0],
+    "decoder_channels": [160, 112, 64],
+    "encoder_blocks": [0, 0, 0],
+    "encoder_channels": [8, 8, 8],
+    "kind": "image",
+    "kmeans_init": True,
+    "latent_dim": 48,
+    "linear_path": True,
+    "num_quantizers": 14,
+    "quality_stages": [1, 2, 3, 4, 6, 8, 11, 14],
+    "threshold_ema_dead_code": 0.5,
+}
+
+
 REGISTRY: tuple[ModelInfo, ...] = (
     ModelInfo(
         name="image-rvq8",
@@ -47,23 +67,7 @@ REGISTRY: tuple[ModelInfo, ...] = (
         description="Stride-8 block-PCA encoder + conv decoder, 14-stage RVQ (K=512), 8 quality levels",
         media="image",
         default=True,
-        config={
-            "codebook_dim": None,
-            "codebook_size": 512,
-            "commitment_weight": 0.25,
-            "decay": 0.99,
-            "decoder_blocks": [2, 1, 0],
-            "decoder_channels": [160, 112, 64],
-            "encoder_blocks": [0, 0, 0],
-            "encoder_channels": [8, 8, 8],
-            "kind": "image",
-            "kmeans_init": True,
-            "latent_dim": 48,
-            "linear_path": True,
-            "num_quantizers": 14,
-            "quality_stages": [1, 2, 3, 4, 6, 8, 11, 14],
-            "threshold_ema_dead_code": 0.5,
-        },
+        config=_IMAGE_RVQ8_CONFIG,
     ),
     ModelInfo(
         name="video-rvq8",
@@ -74,23 +78,7 @@ REGISTRY: tuple[ModelInfo, ...] = (
         default=True,
         config={
             "gop": 32,
-            "image": {
-                "codebook_dim": None,
-                "codebook_size": 512,
-                "commitment_weight": 0.25,
-                "decay": 0.99,
-                "decoder_blocks": [2, 1, 0],
-                "decoder_channels": [160, 112, 64],
-                "encoder_blocks": [0, 0, 0],
-                "encoder_channels": [8, 8, 8],
-                "kind": "image",
-                "kmeans_init": True,
-                "latent_dim": 48,
-                "linear_path": True,
-                "num_quantizers": 14,
-                "quality_stages": [1, 2, 3, 4, 6, 8, 11, 14],
-                "threshold_ema_dead_code": 0.5,
-            },
+            "image": _IMAGE_RVQ8_CONFIG,
             "kind": "video",
             "residual_codebook_size": 512,
             "residual_init_stage": 2,

@@ -223,10 +223,9 @@ class ResidualVQ(Quantizer):
         k = self.num_quantizers if num_stages is None else int(num_stages)
         if not 1 <= k <= self.num_quantizers:
             raise ValueError(f"num_stages must be in [1, {self.num_quantizers}], got {num_stages}")
-        rdo = code_bits is not None and rate_weight > 0
-        if rdo:
-            assert code_bits is not None
-            if len(code_bits) < k or any(b.shape != (self.codebook_size,) for b in code_bits[:k]):
+        bits = list(code_bits[:k]) if code_bits is not None and rate_weight > 0 else None
+        if bits is not None:
+            if len(bits) < k or any(b.shape != (self.codebook_size,) for b in bits):
                 raise ValueError(f"code_bits needs one ({self.codebook_size},) tensor per stage (>= {k})")
             if any(
                 self.stage(i).project_in is not None or self.stage(i)._config.use_cosine_sim for i in range(k)
@@ -238,8 +237,7 @@ class ResidualVQ(Quantizer):
             codes = []
             for i in range(k):
                 stage = self.stage(i)
-                if rdo and residual.shape[0]:
-                    assert code_bits is not None
+                if bits is not None and residual.shape[0]:
                     lam = (
                         rate_weight
                         * float((residual * residual).sum(1).mean())
@@ -248,7 +246,7 @@ class ResidualVQ(Quantizer):
                     stage_codes = penalised_codes(
                         residual,
                         stage.vectors_from_codes(torch.arange(self.codebook_size, device=residual.device)),
-                        lam * code_bits[i],
+                        lam * bits[i],
                     )
                 else:
                     stage_codes = stage.codes_from_vectors(residual)
