@@ -57,8 +57,8 @@ def _run(models: dict[str, torch.nn.Module], rank: int | None) -> dict[str, dict
             model(batch)
         # LFQ's codebook-entropy term is over the whole (all-rank) batch: recover it as the difference
         # of two penalties, with and without it
-        with_codebook_term = LFQ(dim=6, codebook_size=64, num_codebooks=2, **LFQ_OPTIONS)
-        without = LFQ(dim=6, codebook_size=64, num_codebooks=2, diversity_gamma=0.0, **LFQ_OPTIONS)
+        with_codebook_term = LFQ(dim=6, codebook_size=8, num_codebooks=2, **LFQ_OPTIONS)
+        without = LFQ(dim=6, codebook_size=8, num_codebooks=2, diversity_gamma=0.0, **LFQ_OPTIONS)
         signs = batch[:, :6]
         codebook_term = without(signs).loss["entropy"] - with_codebook_term(signs).loss["entropy"]
         entropy_terms.append(codebook_term.detach())

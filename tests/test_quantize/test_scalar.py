@@ -50,7 +50,7 @@ def test_fsq_projection_gradient_and_autocast():
 
 def test_lfq_bits_codes_and_losses():
     torch.manual_seed(2)
-    lfq = LFQ(dim=6, codebook_size=64, num_codebooks=2).train()
+    lfq = LFQ(dim=6, codebook_size=8, num_codebooks=2).train()
     assert lfq.alphabet == (8, 8)
     x = torch.randn(3, 6, 5, 5, requires_grad=True)
     out = lfq(x)
@@ -81,7 +81,7 @@ def test_lfq_entropy_penalty_rewards_diverse_confident_codes():
         VectorQuantizer(8, 32, codebook_dim=4, use_cosine_sim=True),
         ResidualVQ(8, 3, 16, quantize_dropout=True, shared_codebook=True, channel_first=False),
         FSQ((5, 5, 4), dim=8),
-        LFQ(dim=8, codebook_size=256, num_codebooks=2),
+        LFQ(dim=8, codebook_size=16, num_codebooks=2),
     ],
     ids=["vq", "rvq", "fsq", "lfq"],
 )

@@ -61,12 +61,27 @@ class QuantizerOutput:
     codes: int64 codes in the layout documented in this module.
     loss: named, already weighted loss terms (scalars); add ``total_loss`` to the training objective.
     metrics: detached scalars for logging (codebook usage fraction, perplexity, dead codes, ...).
+    all_codes: only with ``ResidualVQ(return_all_codes=True)``: every stage's codebook vectors of the
+        chosen codes, (Q, B, *S, C) in the input layout's channel order (see ResidualVQ).
+
+    Unpacks like vector-quantize-pytorch's tuple: ``quantized, codes, loss = vq(x)`` gives
+    ``(quantized, codes, total_loss)`` (the summed scalar loss); ``out[i]`` indexes the same triple.
     """
 
     quantized: torch.Tensor
     codes: torch.Tensor
     loss: dict[str, torch.Tensor] = field(default_factory=dict)
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+    all_codes: torch.Tensor | None = None
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return iter((self.quantized, self.codes, self.total_loss))
+
+    def __len__(self) -> int:
+        return 3
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return (self.quantized, self.codes, self.total_loss)[index]
 
     @property
     def total_loss(self) -> torch.Tensor:
@@ -100,6 +115,22 @@ def flatten_latents(
         latents = latents.movedim(1, -1)
     lead_shape = tuple(latents.shape[:-1])
     return latents.reshape(-1, dim).float(), lead_shape
+
+
+def flatten_mask(mask: torch.Tensor | None, lead_shape: tuple[int, ...]) -> torch.Tensor | None:
+    """Validity mask (B, *S) bool (True = real data, False = padding) -> (M,) bool, or None."""
+    if mask is None:
+        return None
+    if mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a bool tensor, got {mask.dtype}")
+    if tuple(mask.shape) != tuple(lead_shape):
+        raise ValueError(f"mask shape {tuple(mask.shape)} must equal the latents' (B, *S) {lead_shape}")
+    return mask.reshape(-1)
+
+
+def lengths_to_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
+    """Sequence lengths (B,) -> validity mask (B, max_length) bool, True for the first lengths[b]."""
+    return torch.arange(max_length, device=lengths.device)[None, :] < lengths[:, None]
 
 
 def unflatten_latents(

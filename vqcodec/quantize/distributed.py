@@ -64,3 +64,19 @@ def all_gather_rows(rows: torch.Tensor) -> torch.Tensor:
     gathered = [torch.empty_like(padded) for _ in range(world)]
     dist.all_gather(gathered, padded.contiguous())
     return torch.cat([g[:n] for g, n in zip(gathered, counts)], dim=0)
+
+
+def batch_mean(probs: torch.Tensor, sync: bool = True) -> torch.Tensor:
+    """Mean soft assignment over the batch of all DDP ranks: (M, G, K) -> (G, K).
+
+    Batch-level entropy terms are about the whole batch, so under DDP they must see every rank's vectors
+    (the differentiable all-reduce sends each rank its share of the gradient).  ``sync=False``: local.
+    """
+    total = probs.sum(0)
+    count = torch.tensor(float(probs.shape[0]), device=probs.device)
+    if sync and is_distributed():
+        from torch.distributed.nn.functional import all_reduce as differentiable_all_reduce
+
+        total = differentiable_all_reduce(total)
+        all_reduce_sum_(count)
+    return total / count.clamp_min(1.0)

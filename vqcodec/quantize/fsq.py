@@ -82,7 +82,8 @@ class FSQ(Quantizer):
         self.register_buffer("_offset", offset, persistent=False)
         self.register_buffer("_shift", torch.atanh(offset / half_l), persistent=False)
         self.register_buffer("_half_width", torch.floor(levels_t / 2), persistent=False)
-        basis = [math.prod(self.levels[i + 1 :]) for i in range(len(self.levels))]
+        # first channel least significant, as vector-quantize-pytorch packs FSQ indices
+        basis = [math.prod(self.levels[:i]) for i in range(len(self.levels))]
         self.register_buffer("_basis", torch.tensor(basis, dtype=torch.long), persistent=False)
         self.codebook_size = math.prod(self.levels)
 
@@ -140,13 +141,27 @@ class FSQ(Quantizer):
 
     def codes_to_indices(self, codes: torch.Tensor) -> torch.Tensor:
         """Per-channel codes (..., L) -> one mixed-radix index (...) in [0, prod(levels)), first channel
-        most significant."""
+        least significant (upstream's packing, so indices match vector-quantize-pytorch's)."""
         return (codes.long() * self._basis).sum(-1)
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
-        """Inverse of ``codes_to_indices``: (...) -> (..., L)."""
+        """Inverse of ``codes_to_indices``: (...) -> per-channel level codes (..., L) int64.
+
+        vqcodec's "codes" are always integer symbols; upstream's ``indices_to_codes`` (the float
+        codewords) is ``indices_to_values`` here."""
         levels = self._basis.new_tensor(self.levels)
         return torch.div(indices.long()[..., None], self._basis, rounding_mode="floor") % levels
+
+    def indices_to_values(self, indices: torch.Tensor, project_out: bool = True) -> torch.Tensor:
+        """Packed indices (...) -> codewords (..., C) float32: the level values in [-1, 1] per channel,
+        through ``project_out`` when there is one and ``project_out`` (upstream's indices_to_codes)."""
+        codes = self.indices_to_codes(indices)
+        lead = tuple(codes.shape[:-1])
+        with full_precision(codes.device):
+            values = (codes.reshape(-1, self.codebook_dim).float() - self._half_width) / self._half_width
+            if project_out:
+                values = self._project(values, self.project_out)
+        return values.reshape(*lead, values.shape[-1])
 
     def _project(self, x: torch.Tensor, layer: nn.Linear | None) -> torch.Tensor:
         return x if layer is None else stable_linear(x, layer.weight, layer.bias)

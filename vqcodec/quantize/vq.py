@@ -23,12 +23,13 @@ from vqcodec.quantize.base import (
     QuantizerOutput,
     codebook_health,
     flatten_latents,
+    flatten_mask,
     full_precision,
     stable_linear,
     unflatten_latents,
 )
-from vqcodec.quantize.distributed import all_gather_rows, all_reduce_sum_, broadcast_, world_rank
-from vqcodec.quantize.kmeans import kmeans, nearest_codes
+from vqcodec.quantize.distributed import all_gather_rows, all_reduce_sum_, batch_mean, broadcast_, world_rank
+from vqcodec.quantize.kmeans import DISTANCE_CHUNK_ELEMENTS, kmeans, nearest_codes
 
 # When no revival criterion is configured, the ``dead_codes`` metric counts codes unused this many steps.
 DEAD_CODE_METRIC_STEPS = 100
@@ -56,6 +57,16 @@ class VectorQuantizerConfig:
     distance_chunk_rows: int | None = None
     channel_first: bool = True
     seed: int = 0
+    sync_codebook: bool = True
+    orthogonal_reg_weight: float = 0.0
+    orthogonal_reg_active_codes_only: bool = False
+    sample_codebook_temp: float = 0.0
+    layernorm_after_project_in: bool = False
+    codebook_diversity_loss_weight: float = 0.0
+    codebook_diversity_temperature: float = 100.0
+    affine_param: bool = False
+    affine_param_batch_decay: float = 0.99
+    affine_param_codebook_decay: float = 0.9
 
     def __post_init__(self) -> None:
         if self.dim < 1 or self.codebook_size < 1:
@@ -68,6 +79,14 @@ class VectorQuantizerConfig:
             raise ValueError("threshold_ema_dead_code and dead_code_after_steps must be >= 0")
         if self.distance_chunk_rows is not None and self.distance_chunk_rows < 1:
             raise ValueError(f"distance_chunk_rows must be positive, got {self.distance_chunk_rows}")
+        for name in ("orthogonal_reg_weight", "sample_codebook_temp", "codebook_diversity_loss_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.affine_param and self.use_cosine_sim:
+            raise ValueError("affine_param needs a Euclidean codebook (use_cosine_sim=False)")
+        for name in ("affine_param_batch_decay", "affine_param_codebook_decay"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
 
 def rotation_trick(z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -83,6 +102,21 @@ def rotation_trick(z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     r = F.normalize(z_hat + q_hat, dim=1)
     rotated = z - 2.0 * r * (r * z).sum(1, keepdim=True) + 2.0 * q_hat * (z_hat * z).sum(1, keepdim=True)
     return (q_norm / z_norm) * rotated
+
+
+def orthogonal_loss(codebook: torch.Tensor) -> torch.Tensor:
+    """Shin et al. 2021, eq. 2: mean squared cosine similarity between codewords, minus its minimum
+    1/K.  codebook (K, d) -> scalar (0 for orthogonal codewords)."""
+    unit = F.normalize(codebook, dim=1)
+    n = unit.shape[0]
+    return (unit @ unit.t()).pow(2).sum() / (n * n) - 1.0 / n
+
+
+def _mean_sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """F.mse_loss that is a zero (with gradient) instead of NaN when every row is masked out."""
+    if a.numel() == 0:
+        return a.sum() * 0.0
+    return F.mse_loss(a, b)
 
 
 def exact_straight_through(value: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
@@ -119,6 +153,26 @@ class VectorQuantizer(Quantizer):
         distance_chunk_rows: rows per distance chunk (default: 4M / K), bounding scratch memory.
         channel_first: latents (B, C, *S) if True, (B, *S, C) if False.
         seed: seeds the generator for k-means and revival draws (mixed with the step count).
+        sync_codebook: False keeps every statistic local to the rank (no collectives at all), for
+            training-mode forwards that run on a subset of ranks; ranks' codebooks then drift apart.
+        orthogonal_reg_weight: weight of the "orthogonal" loss (Shin et al. 2021, eq. 2) on the codebook
+            (the codes used this step with ``orthogonal_reg_active_codes_only``); it trains learned
+            codebooks (``ema_update=False``) and is a constant for EMA ones.
+        sample_codebook_temp: > 0: a training forward samples each code from softmax(-dist / temp)
+            (Gumbel-max) instead of taking the nearest; ``encode`` stays deterministic.
+        layernorm_after_project_in: LayerNorm(codebook_dim) after ``project_in`` (needs a projection).
+        codebook_diversity_loss_weight: weight of the "diversity" loss, minus the entropy of the batch-mean
+            soft assignment softmax(-dist * codebook_diversity_temperature) (all-reduced under DDP).
+        affine_param: keep running batch and codebook mean/variance per channel (decays
+            ``affine_param_batch_decay`` / ``affine_param_codebook_decay``) and search/decode the
+            codebook mapped onto the batch statistics (Huh et al. 2023); Euclidean only.
+
+    ``forward(latents, mask=None, freeze_codebook=False)``: ``mask`` (B, *S) bool marks the valid
+    positions of a padded batch; padded positions feed no statistic (EMA, k-means, revival, losses,
+    metrics), come back unchanged in ``quantized`` and hold code -1.  ``freeze_codebook`` runs a training
+    forward without touching the codebook.  The returned loss terms are also computed in eval mode
+    (upstream returns 0 there) so validation reports the training objective; they carry no gradient
+    under ``torch.no_grad``.
     """
 
     config_class = VectorQuantizerConfig
@@ -144,6 +198,16 @@ class VectorQuantizer(Quantizer):
         distance_chunk_rows: int | None = None,
         channel_first: bool = True,
         seed: int = 0,
+        sync_codebook: bool = True,
+        orthogonal_reg_weight: float = 0.0,
+        orthogonal_reg_active_codes_only: bool = False,
+        sample_codebook_temp: float = 0.0,
+        layernorm_after_project_in: bool = False,
+        codebook_diversity_loss_weight: float = 0.0,
+        codebook_diversity_temperature: float = 100.0,
+        affine_param: bool = False,
+        affine_param_batch_decay: float = 0.99,
+        affine_param_codebook_decay: float = 0.9,
     ) -> None:
         config = VectorQuantizerConfig(
             dim=dim,
@@ -164,6 +228,16 @@ class VectorQuantizer(Quantizer):
             distance_chunk_rows=distance_chunk_rows,
             channel_first=channel_first,
             seed=seed,
+            sync_codebook=sync_codebook,
+            orthogonal_reg_weight=orthogonal_reg_weight,
+            orthogonal_reg_active_codes_only=orthogonal_reg_active_codes_only,
+            sample_codebook_temp=sample_codebook_temp,
+            layernorm_after_project_in=layernorm_after_project_in,
+            codebook_diversity_loss_weight=codebook_diversity_loss_weight,
+            codebook_diversity_temperature=codebook_diversity_temperature,
+            affine_param=affine_param,
+            affine_param_batch_decay=affine_param_batch_decay,
+            affine_param_codebook_decay=affine_param_codebook_decay,
         )
         super().__init__(config)
         self.dim = dim
@@ -174,6 +248,11 @@ class VectorQuantizer(Quantizer):
         if self.codebook_dim != dim:
             self.project_in = nn.Linear(dim, self.codebook_dim)
             self.project_out = nn.Linear(self.codebook_dim, dim)
+        self.norm_in: nn.LayerNorm | None = None
+        if layernorm_after_project_in:
+            if self.project_in is None:
+                raise ValueError("layernorm_after_project_in needs codebook_dim != dim (a projection)")
+            self.norm_in = nn.LayerNorm(self.codebook_dim)
         init = torch.randn(codebook_size, self.codebook_dim)
         if use_cosine_sim:
             init = F.normalize(init, dim=1)
@@ -187,6 +266,12 @@ class VectorQuantizer(Quantizer):
         self.register_buffer("steps_unused", torch.zeros(codebook_size, dtype=torch.long))
         self.register_buffer("initted", torch.tensor(not kmeans_init))
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        if affine_param:  # registered only when used, so default state dicts keep their keys
+            self.register_buffer("affine_initted", torch.tensor(False))
+            for name in ("batch_mean", "codebook_mean"):
+                self.register_buffer(name, torch.zeros(self.codebook_dim))
+            for name in ("batch_variance", "codebook_variance"):
+                self.register_buffer(name, torch.ones(self.codebook_dim))
         # first batches' vectors waiting for k-means (training-time only, not state)
         self._kmeans_pool: list[torch.Tensor] = []
 
@@ -197,10 +282,16 @@ class VectorQuantizer(Quantizer):
         """(codebook_size,): one code stream."""
         return (self.codebook_size,)
 
-    def forward(self, latents: torch.Tensor) -> QuantizerOutput:
-        """latents (B, C, *S) or (B, *S, C) -> QuantizerOutput(quantized like latents, codes (B, *S))."""
+    def forward(
+        self, latents: torch.Tensor, mask: torch.Tensor | None = None, *, freeze_codebook: bool = False
+    ) -> QuantizerOutput:
+        """latents (B, C, *S) or (B, *S, C), mask (B, *S) bool or None -> QuantizerOutput(quantized like
+        latents, codes (B, *S), -1 where masked)."""
         vectors, lead = flatten_latents(latents, self.dim, self._config.channel_first)
-        quantized, codes, loss, metrics, _ = self.quantize_vectors(vectors)
+        flat_mask = flatten_mask(mask, lead)
+        quantized, codes, loss, metrics, _ = self.quantize_vectors(
+            vectors, mask=flat_mask, update=self.training and not freeze_codebook, freeze=freeze_codebook
+        )
         return QuantizerOutput(
             unflatten_latents(quantized, lead, self._config.channel_first), codes.reshape(lead), loss, metrics
         )
@@ -236,36 +327,79 @@ class VectorQuantizer(Quantizer):
             return self._from_codebook_space(q)
 
     def quantize_vectors(
-        self, vectors: torch.Tensor, update: bool | None = None
+        self,
+        vectors: torch.Tensor,
+        update: bool | None = None,
+        mask: torch.Tensor | None = None,
+        freeze: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
         """Training/eval quantization of flat vectors.
 
-        vectors (M, dim) -> (quantized (M, dim) with surrogate gradient, codes (M,), loss terms, metrics,
-        z (M, codebook_dim) the detached codebook-space inputs).  ``update`` (default: self.training) runs
-        k-means init before and the codebook update after the assignment.
+        vectors (M, dim), mask (M,) bool or None -> (quantized (M, dim) with surrogate gradient, codes (M,)
+        (-1 where masked), loss terms, metrics, z (M', codebook_dim) the detached codebook-space inputs of
+        the M' valid rows).  ``update`` (default: self.training) runs k-means init before and the codebook
+        update after the assignment; ``freeze`` (freeze_codebook) also drops the learned codebook's loss.
         """
+        cfg = self._config
+        sampling = self.training and cfg.sample_codebook_temp > 0
+        diversity = self.training and cfg.codebook_diversity_loss_weight > 0
         update = self.training if update is None else update
         with full_precision(vectors.device):
             z = self._to_codebook_space(vectors.float())
+            z_valid = z if mask is None else z[mask]
+            if update and cfg.affine_param:
+                self._update_affine(z_valid.detach())
             if update and not bool(self.initted):
-                update = self._collect_for_kmeans(z.detach())
+                update = self._collect_for_kmeans(z_valid.detach())
             table = self._lookup_table()
-            codes = nearest_codes(z.detach(), table.detach(), self._config.distance_chunk_rows)
-            q = table[codes]
+            if sampling:
+                codes = self._sample_codes(z.detach(), table.detach())
+            else:
+                codes = nearest_codes(z.detach(), table.detach(), cfg.distance_chunk_rows)
+            codes_valid = codes if mask is None else codes[mask]
+            q_valid = table[codes_valid]
             loss: dict[str, torch.Tensor] = {}
-            if self._config.commitment_weight > 0:
-                loss["commitment"] = self._config.commitment_weight * F.mse_loss(z, q.detach())
-            if not self._config.ema_update:
-                loss["codebook"] = F.mse_loss(q, z.detach())
-            surrogate = rotation_trick(z, q.detach()) if self._config.rotation_trick else z
+            if cfg.commitment_weight > 0:
+                loss["commitment"] = cfg.commitment_weight * _mean_sq(z_valid, q_valid.detach())
+            if not cfg.ema_update and not freeze:
+                loss["codebook"] = _mean_sq(q_valid, z_valid.detach())
+            if cfg.orthogonal_reg_weight > 0:
+                rows = table[torch.unique(codes_valid)] if cfg.orthogonal_reg_active_codes_only else table
+                loss["orthogonal"] = cfg.orthogonal_reg_weight * orthogonal_loss(rows)
+            if diversity:
+                # an EMA codebook is updated in place below: the loss's graph needs its own copy
+                frozen = table.detach().clone() if cfg.ema_update else table
+                loss["diversity"] = cfg.codebook_diversity_loss_weight * self._diversity_loss(z_valid, frozen)
+            q = table[codes]
+            surrogate = rotation_trick(z, q.detach()) if cfg.rotation_trick else z
             quantized = self._from_codebook_space(exact_straight_through(q.detach(), surrogate))
+            if mask is not None:
+                quantized = torch.where(mask[:, None], quantized, vectors.float())
+                codes = codes.masked_fill(~mask, -1)
             if update:
-                metrics = self.update_codebook(z.detach(), codes)
+                metrics = self.update_codebook(z_valid.detach(), codes_valid)
             else:
                 with torch.no_grad():
-                    counts = torch.bincount(codes, minlength=self.codebook_size)
+                    counts = torch.bincount(codes_valid, minlength=self.codebook_size)
                     metrics = codebook_health(counts, self._dead_mask(for_metrics=True))
-        return quantized, codes, loss, metrics, z.detach()
+        return quantized, codes, loss, metrics, z_valid.detach()
+
+    @torch.no_grad()
+    def expire_codes_(self, latents: torch.Tensor, mask: torch.Tensor | None = None) -> int:
+        """Replace the codes the dead-code criteria flag now by vectors of ``latents`` (the batch layout,
+        (B, C, *S) or (B, *S, C); ``mask`` (B, *S) selects valid positions).  Returns how many were
+        replaced.  A collective under DDP (with ``sync_codebook``): call it on every rank."""
+        vectors, lead = flatten_latents(latents, self.dim, self._config.channel_first)
+        flat_mask = flatten_mask(mask, lead)
+        with full_precision(vectors.device):
+            z = self._to_codebook_space(vectors)
+            if flat_mask is not None:
+                z = z[flat_mask]
+            dead = self._dead_mask(for_metrics=False)
+            if not bool(dead.any()):
+                return 0
+            self._revive(z, dead)
+        return int(dead.sum())
 
     # ------------------------------------------------------------------ state updates (training only)
 
@@ -276,7 +410,7 @@ class VectorQuantizer(Quantizer):
         Returns whether the codebook is initialised (and so may be updated this step).  Each batch is
         gathered as it comes, so the pool has the order a single process fed the concatenated batches sees.
         """
-        self._kmeans_pool.append(all_gather_rows(z.float()))
+        self._kmeans_pool.append(self._gather(z.float()))
         collected = sum(part.shape[0] for part in self._kmeans_pool)
         if collected < max(1, self._config.kmeans_init_vectors):
             return False
@@ -292,11 +426,11 @@ class VectorQuantizer(Quantizer):
         ``gathered``: z already holds every rank's vectors (no all-gather).
         """
         cfg = self._config
-        pool = z.float() if gathered else all_gather_rows(z.float())
+        pool = z.float() if gathered else self._gather(z.float())
         total = pool.shape[0]
         centroids = torch.empty_like(self.codebook, dtype=torch.float32)
         sizes = torch.empty(self.codebook_size, dtype=torch.float32, device=z.device)
-        if world_rank() == 0:
+        if self._rank() == 0:
             generator = self._generator(salt=1)
             if total > cfg.kmeans_max_samples:
                 keep = torch.randperm(total, generator=generator)[: cfg.kmeans_max_samples]
@@ -306,8 +440,9 @@ class VectorQuantizer(Quantizer):
             )
             # sizes on the scale of one step's counts, so the EMA continues smoothly
             sizes = counts * (total / max(1, pool.shape[0]))
-        broadcast_(centroids)
-        broadcast_(sizes)
+        if cfg.sync_codebook:
+            broadcast_(centroids)
+            broadcast_(sizes)
         sizes = sizes.clamp_min(1.0)
         self.codebook.data.copy_(centroids)
         if cfg.ema_update:
@@ -325,11 +460,15 @@ class VectorQuantizer(Quantizer):
         cfg = self._config
         num_codes = self.codebook_size
         counts = torch.bincount(codes, minlength=num_codes).float()
+        if cfg.affine_param:
+            # EMA sums live in the raw codebook space: map the batch back through the affine transform
+            z = (z - self.batch_mean) * (self._codebook_std() / self._batch_std()) + self.codebook_mean
         if cfg.ema_update:
             stats = torch.zeros(num_codes, self.codebook_dim + 1, dtype=torch.float32, device=z.device)
             stats[:, 0] = counts
             stats[:, 1:].index_add_(0, codes, z.float())
-            all_reduce_sum_(stats)  # one collective for counts and sums
+            if cfg.sync_codebook:
+                all_reduce_sum_(stats)  # one collective for counts and sums
             counts = stats[:, 0]
             self.cluster_size.mul_(cfg.decay).add_(counts, alpha=1.0 - cfg.decay)
             self.embed_avg.mul_(cfg.decay).add_(stats[:, 1:], alpha=1.0 - cfg.decay)
@@ -340,7 +479,8 @@ class VectorQuantizer(Quantizer):
                 new_codebook = F.normalize(new_codebook, dim=1)
             self.codebook.copy_(new_codebook)
         else:
-            all_reduce_sum_(counts)
+            if cfg.sync_codebook:
+                all_reduce_sum_(counts)
             self.cluster_size.mul_(cfg.decay).add_(counts, alpha=1.0 - cfg.decay)
         used = counts > 0
         self.steps_unused.add_(1).masked_fill_(used, 0)
@@ -352,6 +492,69 @@ class VectorQuantizer(Quantizer):
         return metrics
 
     # ------------------------------------------------------------------ internals
+
+    def _rank(self) -> int:
+        return world_rank() if self._config.sync_codebook else 0
+
+    def _gather(self, rows: torch.Tensor) -> torch.Tensor:
+        return all_gather_rows(rows) if self._config.sync_codebook else rows
+
+    def _batch_std(self) -> torch.Tensor:
+        return self.batch_variance.clamp_min(1e-5).sqrt()
+
+    def _codebook_std(self) -> torch.Tensor:
+        return self.codebook_variance.clamp_min(1e-5).sqrt()
+
+    @torch.no_grad()
+    def _update_affine(self, z: torch.Tensor) -> None:
+        """Running per-channel mean/variance of the batch z (M, d) (all ranks') and of the codebook."""
+        cfg = self._config
+        stats = torch.stack([z.new_tensor(float(z.shape[0])).expand(z.shape[1]), z.sum(0)])
+        if cfg.sync_codebook:
+            all_reduce_sum_(stats)
+        count = stats[0].clamp_min(1.0)
+        mean = stats[1] / count
+        spread = ((z - mean) ** 2).sum(0)
+        if cfg.sync_codebook:
+            all_reduce_sum_(spread)
+        variance = spread / count
+        raw = self.codebook.detach().float()
+        first = not bool(self.affine_initted)
+        for name, value, decay in (
+            ("batch_mean", mean, cfg.affine_param_batch_decay),
+            ("batch_variance", variance, cfg.affine_param_batch_decay),
+            ("codebook_mean", raw.mean(0), cfg.affine_param_codebook_decay),
+            ("codebook_variance", raw.var(0, unbiased=False), cfg.affine_param_codebook_decay),
+        ):
+            buffer = getattr(self, name)
+            if first:
+                buffer.copy_(value)
+            else:
+                buffer.mul_(decay).add_(value, alpha=1.0 - decay)
+        self.affine_initted.fill_(True)
+
+    def _sample_codes(self, z: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """Gumbel-max draw from softmax(-|z - c|^2 / temp): z (M, d), table (K, d) -> (M,)."""
+        out = torch.empty(z.shape[0], dtype=torch.long, device=z.device)
+        step = self._config.distance_chunk_rows or max(1, DISTANCE_CHUNK_ELEMENTS // self.codebook_size)
+        code_sq = (table * table).sum(1)
+        for start in range(0, z.shape[0], step):
+            chunk = z[start : start + step]
+            dist = torch.addmm(code_sq, chunk, table.t(), alpha=-2.0)
+            uniform = torch.rand_like(dist).clamp_(1e-20, 1.0)
+            gumbel = -torch.log(-torch.log(uniform))
+            logits = -dist / self._config.sample_codebook_temp
+            out[start : start + chunk.shape[0]] = (logits + gumbel).argmax(1)
+        return out
+
+    def _diversity_loss(self, z: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """Minus the entropy of the batch-mean soft assignment: z (M, d), table (K, d) -> scalar."""
+        if z.shape[0] == 0:
+            return z.sum() * 0.0
+        dist = (table * table).sum(1) - 2.0 * z @ table.t()
+        probs = (-dist * self._config.codebook_diversity_temperature).softmax(-1)
+        mean = batch_mean(probs[:, None], sync=self._config.sync_codebook)[0]
+        return (mean * torch.log(mean.clamp_min(1e-9))).sum()
 
     def _generator(self, salt: int) -> torch.Generator:
         seed = (self._config.seed * 1_000_003 + int(self.num_updates) * 16 + salt) % (2**63)
@@ -371,15 +574,20 @@ class VectorQuantizer(Quantizer):
     def _revive(self, z: torch.Tensor, dead: torch.Tensor) -> None:
         """Replace dead codes by latents drawn (on rank 0, broadcast) from all ranks' current batch."""
         cfg = self._config
-        pool = all_gather_rows(z.float())
+        pool = self._gather(z.float())
         num_dead = int(dead.sum())
         replacement = torch.empty(num_dead, self.codebook_dim, dtype=torch.float32, device=z.device)
-        if world_rank() == 0 and pool.shape[0] > 0:
+        if self._rank() == 0 and pool.shape[0] > 0:
             pick = torch.randint(pool.shape[0], (num_dead,), generator=self._generator(salt=2))
             replacement = pool[pick.to(pool.device)]
         elif pool.shape[0] == 0:
             return
-        broadcast_(replacement)
+        if cfg.sync_codebook:
+            broadcast_(replacement)
+        if cfg.affine_param:
+            replacement = (replacement - self.batch_mean) * (
+                self._codebook_std() / self._batch_std()
+            ) + self.codebook_mean
         if cfg.use_cosine_sim:
             replacement = F.normalize(replacement, dim=1)
         reset_size = cfg.threshold_ema_dead_code if cfg.threshold_ema_dead_code > 0 else 1.0
@@ -394,12 +602,17 @@ class VectorQuantizer(Quantizer):
         table = self.codebook.float()
         if self._config.use_cosine_sim and not self._config.ema_update:
             table = F.normalize(table, dim=1)
+        if self._config.affine_param:
+            scale = self._batch_std() / self._codebook_std()
+            table = (table - self.codebook_mean) * scale + self.batch_mean
         return table
 
     def _to_codebook_space(self, vectors: torch.Tensor) -> torch.Tensor:
         z = vectors
         if self.project_in is not None:
             z = stable_linear(z, self.project_in.weight, self.project_in.bias)
+        if self.norm_in is not None:
+            z = self.norm_in(z)
         if self._config.use_cosine_sim:
             z = F.normalize(z, dim=1)
         return z
