@@ -60,7 +60,8 @@ def test_masked_rvq_and_lfq_match_unpadded_and_decode_minus_one():
     ref.load_state_dict(rvq.state_dict())
     out, plain = rvq(x, mask=mask), ref(x[mask][None])
     assert torch.equal(out.codes[mask], plain.codes[0]) and bool((out.codes[~mask] == -1).all())
-    assert torch.equal(out.quantized[mask], plain.quantized[0]) and torch.equal(out.quantized[~mask], x[~mask])
+    assert torch.equal(out.quantized[mask], plain.quantized[0])
+    assert torch.equal(out.quantized[~mask], x[~mask])
     for key, value in ref.state_dict().items():
         assert torch.equal(rvq.state_dict()[key], value), key
     decoded = rvq.eval().decode(out.codes)
@@ -165,3 +166,78 @@ def test_fsq_packs_like_upstream_and_lfq_codebook_size_is_per_codebook():
     bsq = LFQ(codebook_size=16, spherical=True, codebook_scale=2.0).eval()
     q = bsq(torch.randn(5, 4, 3)).quantized
     assert torch.allclose(q.norm(dim=1), torch.full((5, 3), 2.0))
+
+
+def test_rvq_all_codes_per_stage_losses_and_minus_one_decode():
+    torch.manual_seed(0)
+    rvq = ResidualVQ(4, 3, 16, return_all_codes=True, per_stage_losses=True, quantize_dropout=True).train()
+    x = torch.randn(2, 4, 3, 3)
+    torch.manual_seed(5)
+    out = rvq(x)
+    active = int(out.metrics["active_stages"])
+    assert out.all_codes.shape == (3, 2, 4, 3, 3)
+    assert torch.allclose(out.all_codes.sum(0), out.quantized, atol=1e-6)
+    assert set(out.loss) == {f"stage{i}/commitment" for i in range(active)}
+    rvq.eval()
+    codes = rvq.encode(x)
+    dropped = codes.clone()
+    dropped[..., 2] = -1
+    assert torch.equal(rvq.decode(dropped), rvq.decode(codes[..., :2]))
+    dropped[0, 0, 0, 2] = -2
+    with pytest.raises(ValueError, match="below -1"):
+        rvq.decode(dropped)
+
+
+def test_rvq_dropout_multiple_of_and_fixed_seed():
+    def draws(**kw):
+        rvq = ResidualVQ(2, 8, 4, quantize_dropout=True, **kw).train()
+        return [int(rvq(torch.randn(1, 2, 2, 2)).metrics["active_stages"]) for _ in range(20)]
+
+    multiples = draws(quantize_dropout_multiple_of=4)
+    assert set(multiples) <= {4, 8} and len(set(multiples)) == 2
+    torch.manual_seed(1)
+    first = draws(quantize_dropout_seed=7)
+    torch.manual_seed(2)
+    assert draws(quantize_dropout_seed=7) == first and len(set(first)) > 2
+
+
+def test_rvq_per_stage_sizes_shared_projection_and_grad_frac():
+    rvq = ResidualVQ(6, 3, 8, codebook_sizes=(4, 8, 16), codebook_dim=3, shared_projection=True).eval()
+    assert rvq.alphabet == (4, 8, 16) and rvq.stage(2).codebook.shape == (16, 3)
+    assert rvq.project_in is not None and rvq.stage(0).project_in is None
+    x = torch.randn(2, 6, 4, 4)
+    codes = rvq.encode(x)
+    assert int(codes[..., 0].max()) < 4 and torch.equal(rvq.decode(codes), rvq(x).quantized)
+    rebuilt = ResidualVQ.from_config(rvq.config)
+    assert rebuilt.state_dict().keys() == rvq.state_dict().keys()
+    with pytest.raises(ValueError, match="codebook_sizes"):
+        ResidualVQ(6, 3, 8, codebook_sizes=(4, 8))
+
+    def input_grad(frac):
+        torch.manual_seed(0)
+        model = ResidualVQ(4, 2, 8, quant_grad_frac=frac, channel_first=False).train()
+        x = torch.randn(32, 4, requires_grad=True)
+        model(x).loss["commitment"].backward()
+        return x.grad
+
+    # stage 1's commitment gradient w.r.t. its residual: with frac 0 it reaches x once (the residual
+    # is x - sg(q0)); with frac 0.5 the straight-through path through q0 cancels half of it
+    g0, g_half = input_grad(0.0), input_grad(0.5)
+    assert not torch.allclose(g0, g_half)
+
+
+def test_beam_search_never_loses_to_greedy_and_combines_with_rate():
+    torch.manual_seed(0)
+    rvq = ResidualVQ(4, 4, 8, channel_first=False).eval()
+    for i in range(4):
+        rvq.stage(i).codebook.copy_(torch.randn(8, 4) * 0.7**i)
+    x = torch.randn(400, 4)
+    greedy, beam = rvq.encode(x), rvq.encode(x, beam_size=8)
+    err_greedy = (rvq.decode(greedy) - x).pow(2).sum(1)
+    err_beam = (rvq.decode(beam) - x).pow(2).sum(1)
+    assert bool((err_beam <= err_greedy + 1e-5).all()) and err_beam.mean() < err_greedy.mean()
+    assert torch.equal(rvq.encode(x, beam_size=1), greedy)
+    bits = [torch.linspace(1.0, 8.0, 8) for _ in range(4)]
+    cheap = rvq.encode(x, beam_size=4, code_bits=bits, rate_weight=2.0)
+    rate = sum(bits[i][cheap[:, i]].sum() for i in range(4))
+    assert rate < sum(bits[i][beam[:, i]].sum() for i in range(4))
