@@ -187,6 +187,7 @@ class TinyGAN(TrainingModule):
         g_loss = bce(self.discriminator(self(z)), torch.ones_like(real))
         opt_g.zero_grad()
         self.manual_backward(g_loss)
+        self.clip_gradients(opt_g, gradient_clip_val=1.0)
         opt_g.step()
         opt_g.untoggle()
         self.g_steps += 1
@@ -196,7 +197,7 @@ class TinyGAN(TrainingModule):
 
     def configure_optimizers(self):
         return [
-            {"optimizer": torch.optim.Adam(self.generator.parameters(), lr=1e-2), "gradient_clip_val": 1.0},
+            torch.optim.Adam(self.generator.parameters(), lr=1e-2),
             torch.optim.Adam(self.discriminator.parameters(), lr=1e-2),
         ]
 

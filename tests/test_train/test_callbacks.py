@@ -49,7 +49,7 @@ def test_model_checkpoint_keeps_last_and_best_k(tmp_path):
         logger=False,
     )
     trainer.fit(ScriptedValidation(scores), *loaders())
-    files = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    files = sorted(p.name for p in (tmp_path / "version_0" / "checkpoints").iterdir())
     best = sorted(p for p in files if p.startswith("best"))
     assert best == ["best-step=10-val_score=2.ckpt", "best-step=8-val_score=1.ckpt"]
     assert "last.ckpt" in files and len(files) == 3  # no temporary files left behind
@@ -57,7 +57,7 @@ def test_model_checkpoint_keeps_last_and_best_k(tmp_path):
         "best-step=8-val_score=1.ckpt"
     )
     assert load_checkpoint(callback.best_model_path)["loop"]["global_step"] == 8
-    last = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    last = load_checkpoint(tmp_path / "version_0" / "checkpoints" / "last.ckpt")
     assert last["loop"]["global_step"] == 12
     assert set(last["callbacks"]["ModelCheckpoint[val/score]"]["best_k"].values()) == {1.0, 2.0}
 
@@ -113,7 +113,7 @@ def test_lr_monitor_logs_scheduled_rates(tmp_path):
         enable_checkpointing=False,
     )
     trainer.fit(module, loaders()[0])
-    logged = read_csv_metrics(tmp_path / "metrics.csv")["lr/opt0"]
+    logged = read_csv_metrics(tmp_path / "version_0" / "metrics.csv")["lr/opt0"]
     assert logged == [(3, 0.04), (6, 0.02), (9, 0.01)]
 
 
@@ -164,7 +164,7 @@ def test_codebook_health_logs_quantizer_metrics(tmp_path, capsys):
         enable_progress_bar=False,
     )
     trainer.fit(Regression(quantizer=True), loaders()[0])
-    metrics = read_csv_metrics(tmp_path / "metrics.csv")
+    metrics = read_csv_metrics(tmp_path / "version_0" / "metrics.csv")
     for name in ("usage", "perplexity", "dead_codes"):
         assert [s for s, _ in metrics[f"codebook/quantizer/{name}"]] == [2, 4]
     usage = metrics["codebook/quantizer/usage"][-1][1]

@@ -85,12 +85,12 @@ def test_vqcodec_train_end_to_end_with_export_and_resume(tmp_path, capsys):
     assert summary["global_step"] == 10 and "val/mse" in summary["metrics"]
     exported = torch.load(tmp_path / "exported.pt", weights_only=False)
     assert exported["global_step"] == 10
-    last = load_checkpoint(root / "checkpoints" / "last.ckpt")
+    last = load_checkpoint(root / "version_0" / "checkpoints" / "last.ckpt")
     # the export hook got the EMA weights
     for name, value in exported["state_dict"].items():
         assert torch.equal(value, last["ema_state_dict"][name]), name
-    assert list((root / "checkpoints").glob("best-*.ckpt"))
-    assert (root / "metrics.csv").is_file()
+    assert list((root / "version_0" / "checkpoints").glob("best-*.ckpt"))
+    assert (root / "version_0" / "metrics.csv").is_file()
 
     # --resume continues from last.ckpt up to the new max_steps
     assert main(args + ["--resume", "--set", "trainer.max_steps=12", "--no-export"]) == 0

@@ -160,12 +160,13 @@ def test_manual_optimization_under_ddp_stays_in_sync(distributed_results):
 def test_fsdp_trains_and_its_checkpoint_loads_on_one_process(distributed_results):
     out, ranks = distributed_results
     assert ranks[0]["fsdp_sharded"].startswith("FSDP")
-    checkpoint_path = out / "fsdp" / "checkpoints" / "last.ckpt"
+    checkpoint_path = out / "fsdp" / "version_0" / "checkpoints" / "last.ckpt"
     checkpoint = load_checkpoint(checkpoint_path)
     full = ranks[0]["fsdp_full"]
-    assert checkpoint["state_dict"].keys() == full.keys()
+    live = checkpoint["train_state_dict"]  # state_dict holds the EMA weights validation scored
+    assert live.keys() == checkpoint["state_dict"].keys() == full.keys()
     for name, value in full.items():
-        assert torch.equal(checkpoint["state_dict"][name], value), name
+        assert torch.equal(live[name], value), name
         assert not hasattr(value, "device_mesh")
     assert checkpoint["ema_state_dict"].keys() == full.keys()
     assert ranks[0]["fsdp_val"] == ranks[1]["fsdp_val"]  # validated (with EMA weights) and reduced

@@ -2,8 +2,8 @@
 
 The config format is described in ``vqcodec.train.config``. Under ``torchrun`` every process runs this
 command (``torchrun --nproc-per-node 2 -m vqcodec train CONFIG --set trainer.strategy=ddp``); rank 0
-writes logs, checkpoints and the exported bundle. ``--resume`` continues from
-``<default_root_dir>/checkpoints/last.ckpt`` when it exists.
+writes logs, checkpoints and the exported bundle. ``--resume`` continues the newest run
+under ``<default_root_dir>`` (``ckpt_path="last"``: ``version_<n>/checkpoints/last.ckpt``) when one exists.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import argparse
 import inspect
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 
@@ -33,7 +32,7 @@ def register(subparsers: Any) -> None:
     )
     group = p.add_mutually_exclusive_group()
     group.add_argument("--ckpt-path", help="resume from this checkpoint")
-    group.add_argument("--resume", action="store_true", help="resume from <root>/checkpoints/last.ckpt")
+    group.add_argument("--resume", action="store_true", help="resume the newest run's last.ckpt under <root>")
     p.add_argument("--no-export", action="store_true", help="skip the recipe's export hook after training")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -71,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vqcodec.train import EMA, Trainer, seed_everything
     from vqcodec.train.config import load_config, recipe_builder, recipe_export_hook
-    from vqcodec.train.launch import distributed_env, exit_now, shutdown_distributed
+    from vqcodec.train.launch import exit_now, shutdown_distributed
 
     config = load_config(args.config, args.overrides)
     if args.print_config:
@@ -103,10 +102,7 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(**trainer_options, callbacks=callbacks)
     ckpt_path = args.ckpt_path
     if args.resume:
-        last = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
-        ckpt_path = str(last) if last.is_file() else None
-        if ckpt_path is None and distributed_env().rank == 0:
-            print(f"--resume: no {last}, starting from scratch", file=sys.stderr)
+        ckpt_path = "last"  # the trainer finds the newest run's last.ckpt (and says when there is none)
     trainer.fit(module, data, ckpt_path=ckpt_path)
 
     summary: dict[str, Any] = {

@@ -7,6 +7,7 @@ Public API::
 
 - ``module.py``: TrainingModule (steps, optimizers, self.log, manual optimisation), DataModule;
 - ``trainer.py``: Trainer (loop, accumulation, clipping, validation/test, logging, checkpoints, resume);
+  ``progress.py``: ``trainer.progress``, the loop counters callbacks read;
 - ``strategies/``: ``single``, ``ddp``, ``fsdp`` (FSDP2) in a registry; ``accelerators.py``: CPU, CUDA
   (MPS, XLA pluggable, untested); ``precision.py``: "32", "bf16-mixed", "16-mixed";
 - ``callbacks/``, ``loggers.py``, ``checkpoint.py`` (file layout), ``launch.py`` (torchrun env, spawn),
@@ -25,6 +26,7 @@ from vqcodec.train.callbacks import (
 )
 from vqcodec.train.checkpoint import load_checkpoint
 from vqcodec.train.module import DataModule, TrainingModule
+from vqcodec.train.progress import Progress
 from vqcodec.train.trainer import Trainer, seed_everything
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "EarlyStopping",
     "LearningRateMonitor",
     "ModelCheckpoint",
+    "Progress",
     "Trainer",
     "TrainingModule",
     "load_checkpoint",

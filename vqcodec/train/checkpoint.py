@@ -3,12 +3,15 @@
 A checkpoint is one ``torch.save`` file (a dict) with:
 
 - ``format``: ``"vqcodec-train-checkpoint"``, ``version``: 1;
-- ``state_dict``: the TrainingModule's full state dict (keys as ``module.state_dict()``, CPU tensors);
+- ``state_dict``: the TrainingModule's full state dict (keys as ``module.state_dict()``, never with
+  ``_orig_mod.``, CPU tensors); with an EMA callback validating on the averages, the averaged weights
+  (what validation scored) and ``train_state_dict`` the live ones, which a resume loads;
 - ``optimizers``: one state per optimizer, keyed by parameter *name* (strategy-neutral);
 - ``schedulers``: one state per optimizer (None where it has no scheduler);
 - ``precision``: grad scaler state (16-mixed), else empty;
 - ``loop``: ``global_step``, ``epoch``, ``batch_in_epoch`` (batches of the epoch already consumed),
-  ``micro_step`` and the seed of the data order;
+  ``total_batches``, ``micro_step`` and ``data_seed`` (the seed of the data order, which a resume
+  reuses so the sampler rebuilds the same epoch order and skips to the saved position);
 - ``rng``: python, numpy, torch CPU and accelerator RNG states, per rank (``rng[rank]``);
 - ``callbacks``: each stateful callback's state by its ``state_key``; the EMA callback also writes
   ``ema_state_dict`` (full module state dict with averaged weights) at the top level;

@@ -15,8 +15,14 @@ A ``TrainingModule`` is an ``nn.Module`` that owns the networks it trains. The t
 ``forward`` is what the strategy wraps (DDP/FSDP): call the network through ``self(...)`` inside the
 steps so gradients are synchronised. With ``automatic_optimization = False`` the module drives its
 own updates (GAN-style alternation): ``opt_g, opt_d = self.optimizers()``, ``self.manual_backward(loss)``,
-``opt_g.step()``, ``opt_g.zero_grad()``; each ``step()`` applies that optimizer's clipping, the grad
-scaler (16-mixed) and its step-interval scheduler. In manual mode one batch is one trainer step.
+``opt_g.step()``, ``opt_g.zero_grad()``. As in Lightning: each ``step()`` applies the grad scaler
+(16-mixed) and counts one ``global_step``; schedulers are the module's to step (``self.lr_schedulers()``,
+``sch.step()``: the trainer never steps them in manual mode); clipping is ``self.clip_gradients(opt,
+gradient_clip_val=...)``. The trainer's ``gradient_clip_val`` / ``accumulate_grad_batches`` and a
+per-optimizer ``gradient_clip_val`` raise a ValueError in manual mode instead of being ignored.
+
+State-dict keys never contain ``_orig_mod.``: a submodule wrapped by ``torch.compile`` saves and loads
+under its plain name, so checkpoints of compiled and uncompiled runs are interchangeable.
 """
 
 from __future__ import annotations
@@ -115,8 +121,9 @@ def normalize_optimizers(value: Any) -> list[OptimizerConfig]:
 class ManagedOptimizer:
     """What ``self.optimizers()`` returns in manual mode: the optimizer plus the trainer's machinery.
 
-    ``step()`` unscales (16-mixed), clips with this optimizer's setting, steps (skipped by the scaler
-    on inf/nan), updates the scaler and steps a step-interval scheduler.
+    ``step()`` reduces gradients (DDP), unscales (16-mixed), steps (skipped by the scaler on inf/nan),
+    updates the scaler and counts one ``global_step``. It does not step schedulers (Lightning's manual
+    optimisation leaves them to the module) and does not clip (use ``self.clip_gradients``).
     """
 
     def __init__(self, trainer: Trainer, index: int):
@@ -156,6 +163,8 @@ class TrainingModule(nn.Module):
         super().__init__()
         # plain attributes (not registered), so they never reach state_dict or parameters()
         object.__setattr__(self, "_trainer_ref", None)
+        self.register_state_dict_post_hook(_strip_compiled_keys)
+        self.register_load_state_dict_pre_hook(_restore_compiled_keys)
 
     # ------------------------------------------------------------------ trainer link
     @property
@@ -181,12 +190,12 @@ class TrainingModule(nn.Module):
     @property
     def global_step(self) -> int:
         trainer = self.__dict__.get("_trainer_ref")
-        return trainer.global_step if trainer is not None else 0
+        return trainer.progress.global_step if trainer is not None else 0
 
     @property
     def current_epoch(self) -> int:
         trainer = self.__dict__.get("_trainer_ref")
-        return trainer.current_epoch if trainer is not None else 0
+        return trainer.progress.epoch if trainer is not None else 0
 
     @property
     def device(self) -> torch.device:
@@ -270,12 +279,41 @@ class TrainingModule(nn.Module):
     def clip_gradients(
         self, optimizer: Any, gradient_clip_val: float | None = None, gradient_clip_algorithm: str = "norm"
     ) -> torch.Tensor | None:
-        """Clip the gradients of ``optimizer``'s parameters now (manual mode)."""
+        """Clip the gradients of ``optimizer``'s parameters now (manual mode); under 16-mixed the
+        gradients are unscaled first, so ``gradient_clip_val`` is in true gradient units."""
         if isinstance(optimizer, ManagedOptimizer):
             optimizer = optimizer.optimizer
         if not gradient_clip_val:
             return None
+        trainer = self.__dict__.get("_trainer_ref")
+        if trainer is not None and trainer.precision_plugin is not None:
+            trainer.precision_plugin.unscale_(optimizer)
         return clip_gradients(_optimizer_params(optimizer), gradient_clip_val, gradient_clip_algorithm)
+
+
+COMPILED_PREFIX = "_orig_mod."
+
+
+def clean_state_key(key: str) -> str:
+    """A state-dict key without the ``_orig_mod.`` segments ``torch.compile`` wrappers add."""
+    return key.replace(COMPILED_PREFIX, "") if COMPILED_PREFIX in key else key
+
+
+def _strip_compiled_keys(module: nn.Module, state: dict[str, Any], prefix: str, metadata: Any) -> None:
+    for key in [k for k in state if COMPILED_PREFIX in k and k.startswith(prefix)]:
+        state[prefix + clean_state_key(key[len(prefix) :])] = state.pop(key)
+
+
+def _restore_compiled_keys(module: nn.Module, state: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Load-time inverse of ``_strip_compiled_keys``: plain keys go to compiled submodules' real names."""
+    names = [n for n, _ in module.named_parameters()] + [n for n, _ in module.named_buffers()]
+    actual = [k for k in names if COMPILED_PREFIX in k]
+    if not actual:
+        return
+    for real in actual:
+        plain = prefix + clean_state_key(real)
+        if plain in state and prefix + real not in state:
+            state[prefix + real] = state.pop(plain)
 
 
 def _optimizer_params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
@@ -330,6 +368,7 @@ __all__ = [
     "OptimizerConfig",
     "SchedulerConfig",
     "TrainingModule",
+    "clean_state_key",
     "clip_gradients",
     "normalize_optimizers",
 ]

@@ -3,24 +3,41 @@
     trainer = Trainer(strategy="ddp", precision="bf16-mixed", max_steps=10_000, val_check_interval=500,
                       gradient_clip_val=1.0, callbacks=[EMA(0.999)], default_root_dir="runs/x")
     trainer.fit(module, train_loader, val_loader)          # or fit(module, datamodule=dm)
-    trainer.fit(module, train_loader, val_loader, ckpt_path="runs/x/checkpoints/last.ckpt")  # resume
+    trainer.fit(module, train_loader, val_loader, ckpt_path="last")  # resume the newest run
 
-Semantics worth knowing:
+Semantics worth knowing (Lightning's unless said otherwise):
 
-- ``global_step`` counts optimizer steps (one per ``accumulate_grad_batches`` batches; in manual
-  optimisation one per batch). ``max_steps`` and ``val_check_interval`` (an int) count in it;
-  ``val_check_interval`` None validates at the end of every ``check_val_every_n_epoch``-th epoch, a float
-  in (0, 1] that fraction of an epoch's batches.
+- ``trainer.progress`` holds the loop counters (see ``progress.py``). ``global_step`` counts optimizer
+  steps: one per ``accumulate_grad_batches`` batches in automatic mode, every ``opt.step()`` in manual
+  mode. ``max_steps`` counts in it.
+- ``val_check_interval``: None validates at the end of every ``check_val_every_n_epoch``-th epoch, a
+  float in (0, 1] after that fraction of an epoch's batches, an int after that many training *batches*
+  (within the epoch; across epochs when it exceeds one or ``check_val_every_n_epoch`` is None, where
+  Lightning would raise for the former).
+- ``limit_train/val/test_batches`` and ``overfit_batches``: an int is a number of batches, a float a
+  fraction of the loader's batches (one that rounds to no batch raises). ``overfit_batches`` repeats the
+  first batches unshuffled and validates on as many batches.
 - Several optimizers in automatic mode share one loss: after backward each steps its own parameters with
-  its own clipping and scheduler. Per-optimizer losses (GANs) use manual optimisation.
+  its own clipping and scheduler, and together they make one ``global_step`` (a vqcodec extension:
+  Lightning needs manual optimisation for several optimizers). Per-optimizer losses (GANs) use manual
+  optimisation, where ``gradient_clip_val`` / ``accumulate_grad_batches`` raise a ValueError and the
+  module steps its schedulers.
+- Run folders are versioned: ``log_dir = <default_root_dir>/version_<n>`` (the next free n; ``version=``
+  an int or a name pins it, ``version=False`` writes into ``default_root_dir`` itself); logs and
+  ``checkpoints/`` go there. Resuming a checkpoint from one of the root's runs continues that run's
+  folder; ``ckpt_path="last"`` picks the newest ``last.ckpt`` (unlike Lightning, which makes a new
+  version on resume and looks only in the checkpoint callback's folder).
 - Data order is a function of (seed, epoch, world size) only (see ``sampling.py``); plain DataLoaders are
-  re-sampled per rank automatically. Validation runs under a forked RNG, so it never shifts training's
-  random streams.
+  re-sampled per rank automatically. The seed is stored in checkpoints and a resume takes it from there,
+  whatever the global RNG, ``$VQCODEC_SEED`` or ``seed=`` say then. Validation runs under a forked RNG,
+  so it never shifts training's random streams.
 - Logged training values are averaged over ``log_every_n_steps`` steps and over ranks; validation values
   over the epoch (batch-size weighted) and over ranks. Reduced values land in ``callback_metrics``.
 - Exact resume: a checkpoint taken at a step boundary holds everything (see ``checkpoint.py``); on CPU,
   N straight steps and k steps + resume + N - k steps give bit-identical weights, also mid-epoch
   (with ``num_workers=0`` loaders, or datasets whose randomness comes from the index).
+- ``fit(torch.compile(module))`` trains the original module with a compiled ``forward``; compiled
+  submodules save under their plain names (no ``_orig_mod.`` in state-dict or optimizer-state keys).
 """
 
 from __future__ import annotations
@@ -58,6 +75,7 @@ from vqcodec.train.module import (
     normalize_optimizers,
 )
 from vqcodec.train.precision import Precision, canonical_precision, make_precision
+from vqcodec.train.progress import Progress
 from vqcodec.train.sampling import PreparedLoader
 from vqcodec.train.strategies import Strategy, make_strategy
 
@@ -110,6 +128,62 @@ def _loss_of(output: Any) -> torch.Tensor | None:
     )
 
 
+def _check_batch_count(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be an int (batches) or a float in [0, 1] (a fraction), got {value!r}")
+    if isinstance(value, float) and not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} as a float is a fraction of the batches, in [0, 1]; got {value}")
+    if isinstance(value, int) and value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+def resolve_batch_count(name: str, value: int | float | None, total: int | None) -> int | None:
+    """Lightning's meaning of ``limit_*_batches`` / ``overfit_batches``: an int is a number of batches,
+    a float that fraction of the loader's ``total`` batches (1.0 = all; None = no limit)."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        if value == 1.0:
+            return total
+        if total is None:
+            raise ValueError(f"a fractional {name} needs a loader with a length")
+        count = int(total * value)
+        if count == 0 and value > 0.0:
+            raise ValueError(f"{name}={value} of {total} batches is less than one batch")
+        return count
+    return int(value)
+
+
+def _unwrap_compiled(module: Any) -> Any:
+    """``torch.compile(module)`` -> the original module with its ``forward`` compiled the same way.
+
+    The trainer hooks, wraps (DDP) and checkpoints the original module, so state-dict keys carry no
+    ``_orig_mod.`` prefix; only ``forward`` (what ``self(...)`` in the steps runs) goes through dynamo.
+    """
+    compiled_type = getattr(getattr(torch, "_dynamo", None), "eval_frame", None)
+    compiled_type = getattr(compiled_type, "OptimizedModule", None)
+    if compiled_type is None or not isinstance(module, compiled_type):
+        return module
+    original = module._orig_mod
+    if isinstance(original, TrainingModule) and "forward" not in original.__dict__:
+        object.__setattr__(original, "forward", module.dynamo_ctx(original.forward))
+    return original
+
+
+def _version_folders(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    found = [(int(p.name[8:]), p) for p in root.glob("version_*") if p.is_dir() and p.name[8:].isdigit()]
+    return [p for _, p in sorted(found)]
+
+
+def _next_version(root: Path) -> int:
+    folders = _version_folders(root)
+    return int(folders[-1].name[8:]) + 1 if folders else 0
+
+
 class _MetricBuffer:
     """Logged values waiting to be reduced: per name, the logged scalars and their weights.
 
@@ -159,10 +233,10 @@ class Trainer:
         max_steps: int = -1,
         max_epochs: int | None = None,
         val_check_interval: int | float | None = None,
-        check_val_every_n_epoch: int = 1,
-        limit_train_batches: int | None = None,
-        limit_val_batches: int | None = None,
-        limit_test_batches: int | None = None,
+        check_val_every_n_epoch: int | None = 1,
+        limit_train_batches: int | float | None = None,
+        limit_val_batches: int | float | None = None,
+        limit_test_batches: int | float | None = None,
         accumulate_grad_batches: int = 1,
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str = "norm",
@@ -173,10 +247,11 @@ class Trainer:
         enable_checkpointing: bool = True,
         enable_progress_bar: bool | None = None,
         fast_dev_run: bool | int = False,
-        overfit_batches: int = 0,
+        overfit_batches: int | float = 0,
         num_sanity_val_steps: int = 0,
         seed: int | None = None,
         deterministic: bool = False,
+        version: int | str | bool | None = None,
     ):
         if accumulate_grad_batches < 1:
             raise ValueError("accumulate_grad_batches must be >= 1")
@@ -190,7 +265,25 @@ class Trainer:
         self.max_steps = int(max_steps)
         self.max_epochs = max_epochs if max_epochs is not None else (None if self.max_steps >= 0 else 1000)
         self.val_check_interval = val_check_interval
-        self.check_val_every_n_epoch = int(check_val_every_n_epoch)
+        self.check_val_every_n_epoch = (
+            int(check_val_every_n_epoch) if check_val_every_n_epoch is not None else None
+        )
+        for name, value in (
+            ("limit_train_batches", limit_train_batches),
+            ("limit_val_batches", limit_val_batches),
+            ("limit_test_batches", limit_test_batches),
+            ("overfit_batches", overfit_batches),
+        ):
+            _check_batch_count(name, value)
+        if isinstance(val_check_interval, bool) or (
+            val_check_interval is not None
+            and not (isinstance(val_check_interval, int) and val_check_interval >= 1)
+            and not (isinstance(val_check_interval, float) and 0.0 < val_check_interval <= 1.0)
+        ):
+            raise ValueError(
+                "val_check_interval must be an int >= 1 (training batches) or a float in (0, 1] "
+                f"(a fraction of an epoch), got {val_check_interval!r}"
+            )
         self.limit_train_batches = limit_train_batches
         self.limit_val_batches = limit_val_batches
         self.limit_test_batches = limit_test_batches
@@ -199,7 +292,9 @@ class Trainer:
         self.gradient_clip_algorithm = gradient_clip_algorithm
         self.default_root_dir = Path(default_root_dir)
         self.log_every_n_steps = max(1, int(log_every_n_steps))
-        self.overfit_batches = int(overfit_batches)
+        self.overfit_batches = overfit_batches
+        self.version = version
+        self._log_dir: Path | None = None
         self.num_sanity_val_steps = int(num_sanity_val_steps)
         self.seed = seed
         self.fast_dev_run = int(fast_dev_run) if fast_dev_run else 0
@@ -221,8 +316,7 @@ class Trainer:
         if deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
-        self.global_step = 0
-        self.current_epoch = 0
+        self.progress = Progress()
         self.should_stop = False
         self.stage = "fit"
         self.sanity_checking = False
@@ -234,10 +328,8 @@ class Trainer:
         self.precision_plugin: Precision | None = None
         self.accelerator: Accelerator | None = None
         self.datamodule: DataModule | None = None
-        self._batch_in_epoch = 0
         self._micro_step = 0
         self._optimizer_steps: list[int] = []
-        self._stepped_this_batch = False
         self._train_buffer = _MetricBuffer()
         self._eval_buffer = _MetricBuffer()
         self._active_buffer: _MetricBuffer | None = None
@@ -249,6 +341,23 @@ class Trainer:
         self._data_seed = 0
 
     # ================================================================== public properties
+    @property
+    def global_step(self) -> int:
+        """Optimizer steps so far (see ``Progress``)."""
+        return self.progress.global_step
+
+    @global_step.setter
+    def global_step(self, value: int) -> None:
+        self.progress.global_step = int(value)
+
+    @property
+    def current_epoch(self) -> int:
+        return self.progress.epoch
+
+    @current_epoch.setter
+    def current_epoch(self, value: int) -> None:
+        self.progress.epoch = int(value)
+
     @property
     def is_global_zero(self) -> bool:
         return self.strategy.is_global_zero
@@ -298,13 +407,16 @@ class Trainer:
         self.accelerator = make_accelerator(self._accelerator_choice)
         self.strategy.setup_environment(self.accelerator)
         self.precision_plugin = make_precision(self.precision_name, self.strategy.device)
-        if self.seed is None and os.environ.get(SEED_ENV):
-            self._data_seed = int(os.environ[SEED_ENV])
-        else:
-            self._data_seed = int(self.seed or 0)
+        self._data_seed = self._default_data_seed()
         self._environment_ready = True
 
-    def _setup_module(self, module: TrainingModule, stage: str) -> None:
+    def _default_data_seed(self) -> int:
+        if self.seed is None and os.environ.get(SEED_ENV):
+            return int(os.environ[SEED_ENV])
+        return int(self.seed or 0)
+
+    def _setup_module(self, module: Any, stage: str) -> TrainingModule:
+        module = _unwrap_compiled(module)
         if not isinstance(module, TrainingModule):
             raise TypeError(f"the trainer trains a TrainingModule, got {type(module).__name__}")
         self.module = module
@@ -312,6 +424,27 @@ class Trainer:
         module._attach(self)
         self.strategy.manual_optimization = not module.automatic_optimization
         self.strategy.setup_module(module)
+        return module
+
+    def _check_manual_settings(self) -> None:
+        """Lightning refuses these in manual optimisation; so does vqcodec (silently ignoring or applying
+        them would give another run than the one asked for)."""
+        if self.gradient_clip_val:
+            raise ValueError(
+                "gradient_clip_val is not supported with automatic_optimization=False: call "
+                "self.clip_gradients(opt, gradient_clip_val=...) in training_step before opt.step()"
+            )
+        if self.accumulate_grad_batches != 1:
+            raise ValueError(
+                "accumulate_grad_batches is not supported with automatic_optimization=False: "
+                "accumulate in training_step (step the optimizer every N batches yourself)"
+            )
+        for i, config in enumerate(self.optimizer_configs):
+            if config.gradient_clip_val:
+                raise ValueError(
+                    f"optimizer {i}: gradient_clip_val in configure_optimizers() is not supported with "
+                    "automatic_optimization=False: call self.clip_gradients(opt, ...) in training_step"
+                )
 
     def _prepare(self, loader: Any, *, train: bool) -> PreparedLoader | None:
         if loader is None:
@@ -322,7 +455,16 @@ class Trainer:
             raise TypeError(f"expected a torch DataLoader, got {type(loader).__name__}")
         overfit = 0
         if train and self.overfit_batches:
-            overfit = self.overfit_batches * int(loader.batch_size or 1) * self.world_size
+            batch = int(loader.batch_size or 1)
+            total = None
+            try:
+                n = len(loader.dataset)  # type: ignore[arg-type]
+                per_rank = n // self.world_size if loader.drop_last else math.ceil(n / self.world_size)
+                total = per_rank // batch if loader.drop_last else math.ceil(per_rank / batch)
+            except TypeError:
+                pass
+            batches = resolve_batch_count("overfit_batches", self.overfit_batches, total)
+            overfit = int(batches or 0) * batch * self.world_size
         return PreparedLoader(
             loader,
             shuffle=None,
@@ -352,8 +494,57 @@ class Trainer:
                 val = val if val is not None else datamodule.test_dataloader()
         return train, val
 
+    # ================================================================== run folder
+    @property
+    def log_dir(self) -> Path:
+        """This run's folder: ``<default_root_dir>/version_<n>`` (see ``Trainer``'s ``version``)."""
+        if self._log_dir is None:
+            self._log_dir = self._resolve_log_dir(None)
+        return self._log_dir
+
+    def _resolve_log_dir(self, resumed_from: Path | None) -> Path:
+        """Pick the run folder (rank 0 decides, every rank gets the same answer)."""
+        root = self.default_root_dir
+        if self.version is False or self.version == "":
+            return root
+        if isinstance(self.version, str) and self.version:
+            return root / self.version
+        if isinstance(self.version, int) and not isinstance(self.version, bool):
+            return root / f"version_{self.version}"
+        if resumed_from is not None:
+            # resuming a checkpoint of one of this root's runs (<run>/checkpoints/x.ckpt) continues that
+            # run's folder: its metrics.csv goes on where the checkpoint left it
+            folder, root_abs = resumed_from.resolve().parent.parent, root.resolve()
+            if folder == root_abs:
+                return root
+            if folder.parent == root_abs:
+                return root / folder.name
+        chosen = root / f"version_{_next_version(root)}" if self.is_global_zero else root
+        if self.strategy.is_distributed:
+            chosen = Path(self.strategy.broadcast_object(str(chosen)))
+        return chosen
+
+    def _resolve_ckpt_path(self, ckpt_path: Any) -> Path | None:
+        """``"last"``: the newest ``last.ckpt`` of this root's runs (or of an explicit checkpoint dirpath)."""
+        if ckpt_path is None:
+            return None
+        if str(ckpt_path) != "last":
+            return Path(ckpt_path)
+        candidates = [self.default_root_dir / "checkpoints" / "last.ckpt"]  # an unversioned run
+        candidates += [
+            folder / "checkpoints" / "last.ckpt" for folder in _version_folders(self.default_root_dir)
+        ]
+        callback = self.checkpoint_callback
+        if callback is not None and callback.dirpath is not None:
+            candidates.append(Path(callback.dirpath) / "last.ckpt")
+        found = [c for c in candidates if c.is_file()]
+        if not found:
+            self.print(f'ckpt_path="last": no last.ckpt under {self.default_root_dir}, starting from scratch')
+            return None
+        return max(found, key=lambda c: c.stat().st_mtime)
+
     def _make_loggers(self) -> None:
-        self.loggers = make_loggers(self._logger_choice, self.default_root_dir) if self.is_global_zero else []
+        self.loggers = make_loggers(self._logger_choice, self.log_dir) if self.is_global_zero else []
         show = self.enable_progress_bar if self.enable_progress_bar is not None else True
         self._reporter = ProgressReporter(enabled=show and self.is_global_zero)
 
@@ -367,18 +558,38 @@ class Trainer:
         *,
         datamodule: DataModule | None = None,
     ) -> None:
-        """Train ``module``; ``train_dataloader`` may be a DataLoader, a DataModule or a (train, val) pair."""
+        """Train ``module``; ``train_dataloader`` may be a DataLoader, a DataModule or a (train, val) pair.
+
+        ``module`` may be ``torch.compile(module)``: the trainer trains the original module with a
+        compiled ``forward`` (state-dict keys stay clean). ``ckpt_path="last"`` resumes the newest
+        ``last.ckpt`` under ``default_root_dir`` (starting from scratch, with a message, when none exists).
+        """
         self._setup_environment()
         train, val = self._resolve_data(train_dataloader, val_dataloader, datamodule, "fit")
         if train is None:
             raise ValueError("fit needs a training DataLoader (or a DataModule with train_dataloader())")
-        checkpoint = load_checkpoint(ckpt_path) if ckpt_path else None
+        resolved = self._resolve_ckpt_path(ckpt_path)
+        checkpoint = load_checkpoint(resolved) if resolved is not None else None
+        self._log_dir = self._resolve_log_dir(resolved)
+        self._data_seed = self._default_data_seed()
         if checkpoint is None and self.seed is not None:
             seed_everything(self.seed)
-        self._setup_module(module, "fit")
+        if checkpoint is not None:
+            # the data order is part of the run: take its seed from the checkpoint, whatever the global
+            # RNG or $VQCODEC_SEED say now, before the resumed epoch's sampler is built
+            saved_seed = checkpoint["loop"].get("data_seed")
+            if saved_seed is not None:
+                if self.seed is not None and int(self.seed) != int(saved_seed):
+                    self.print(
+                        f"resuming: data order keeps the checkpoint's seed {saved_seed}, not {self.seed}"
+                    )
+                self._data_seed = int(saved_seed)
+        module = self._setup_module(module, "fit")
         self.optimizer_configs = normalize_optimizers(module.configure_optimizers())
         if not self.optimizer_configs:
             raise ValueError("configure_optimizers() returned no optimizer")
+        if not module.automatic_optimization:
+            self._check_manual_settings()
         self._optimizer_steps = [0] * len(self.optimizer_configs)
         self._grad_norms = [None] * len(self.optimizer_configs)
         for config in self.optimizer_configs:
@@ -393,7 +604,8 @@ class Trainer:
         if checkpoint is not None:
             self._restore(module, checkpoint)
         else:
-            self.global_step = self.current_epoch = self._batch_in_epoch = self._micro_step = 0
+            self.progress.reset()
+            self._micro_step = 0
         self.should_stop = False
         try:
             if self.num_sanity_val_steps and self.val_loader is not None and checkpoint is None:
@@ -440,59 +652,66 @@ class Trainer:
             return True
         return self.max_epochs is not None and self.current_epoch >= self.max_epochs
 
-    def _val_every_batches(self) -> int | None:
-        """For a float ``val_check_interval``: validate every this many batches of an epoch."""
+    def _val_schedule(self, per_epoch: int | None) -> tuple[int | None, int | None]:
+        """(validate every N batches of an epoch, validate every N training batches overall).
+
+        A float ``val_check_interval`` is a fraction of the epoch's batches. An int counts training
+        batches (as in Lightning): within the epoch when it fits in one, across epochs when it does not or
+        when ``check_val_every_n_epoch`` is None (Lightning raises for an int larger than an epoch unless
+        ``check_val_every_n_epoch=None``; vqcodec's step-based recipes rely on counting across epochs).
+        """
         interval = self.val_check_interval
+        if interval is None:
+            return None, None
         if isinstance(interval, float):
-            if not 0.0 < interval <= 1.0:
-                raise ValueError(
-                    f"a float val_check_interval is a fraction of an epoch in (0, 1], got {interval}"
-                )
-            per_epoch = self.train_loader.batches_per_epoch() if self.train_loader else None
             if not per_epoch:
                 raise ValueError("a fractional val_check_interval needs a loader with a length")
-            return max(1, int(per_epoch * float(interval)))
-        return None
+            return max(1, int(per_epoch * interval)), None
+        if self.check_val_every_n_epoch is None or not per_epoch or interval > per_epoch:
+            return None, int(interval)
+        return int(interval), None
 
     def _fit_loop(self, module: TrainingModule) -> None:
         assert self.train_loader is not None
         module.train()
+        progress = self.progress
         per_epoch = self.train_loader.batches_per_epoch()
-        if self.limit_train_batches is not None and per_epoch is not None:
-            per_epoch = min(per_epoch, int(self.limit_train_batches))
+        limit = resolve_batch_count("limit_train_batches", self.limit_train_batches, per_epoch)
+        if self.overfit_batches and limit is None:
+            limit = per_epoch  # the repeated first batches are the whole epoch
+        if limit is not None:
+            if limit == 0:
+                raise ValueError("limit_train_batches resolves to 0 batches: nothing to train")
+            per_epoch = min(per_epoch, limit) if per_epoch is not None else limit
         total = self.max_steps if self.max_steps >= 0 else None
         if self._reporter is not None:
             self._reporter.start(total, self.global_step)
-        val_every_batches = self._val_every_batches()
-        step_interval = (
-            int(self.val_check_interval) if self.val_check_interval and val_every_batches is None else None
-        )
+        val_in_epoch, val_overall = self._val_schedule(per_epoch)
         while not self._done():
-            self.train_loader.set_epoch(self.current_epoch, self._batch_in_epoch)
-            if self._batch_in_epoch == 0:
+            self.train_loader.set_epoch(self.current_epoch, progress.batch_in_epoch)
+            if progress.batch_in_epoch == 0:
                 module.on_train_epoch_start()
                 for callback in self.callbacks:
                     callback.on_train_epoch_start(self, module)
             exhausted = True
             for batch in self.train_loader:
-                if self.limit_train_batches is not None and self._batch_in_epoch >= self.limit_train_batches:
+                if per_epoch is not None and progress.batch_in_epoch >= per_epoch:
                     break
-                batch_idx = self._batch_in_epoch
+                batch_idx = progress.batch_in_epoch
                 last_in_epoch = per_epoch is not None and batch_idx + 1 >= per_epoch
                 self._run_training_batch(module, batch, batch_idx, last_in_epoch)
-                if self._stepped_this_batch:
-                    if self.global_step % self.log_every_n_steps == 0:
-                        self._flush_train_metrics()
-                    if step_interval and self.global_step % step_interval == 0:
-                        self._run_validation(module)
-                if val_every_batches and self._batch_in_epoch % val_every_batches == 0:
+                if progress.crossed(self.log_every_n_steps):
+                    self._flush_train_metrics()
+                if (val_in_epoch and progress.batch_in_epoch % val_in_epoch == 0) or (
+                    val_overall and progress.total_batches % val_overall == 0
+                ):
                     self._run_validation(module)
                 if self._done():
                     exhausted = False
                     break
             if not exhausted:
                 break
-            self._end_epoch(module, run_validation=step_interval is None and val_every_batches is None)
+            self._end_epoch(module, run_validation=self.val_check_interval is None)
         if self.global_step % self.log_every_n_steps:
             self._flush_train_metrics()
         module.on_train_end()
@@ -503,18 +722,21 @@ class Trainer:
 
     def _end_epoch(self, module: TrainingModule, run_validation: bool) -> None:
         if self._micro_step and module.automatic_optimization:
+            self.progress.step_at_batch_start = self.global_step
             self._step_optimizers()  # leftover accumulated micro-batches
-            if self.global_step % self.log_every_n_steps == 0:
+            if self.progress.crossed(self.log_every_n_steps):
                 self._flush_train_metrics()
         module.on_train_epoch_end()
         for callback in self.callbacks:
             callback.on_train_epoch_end(self, module)
         epoch = self.current_epoch
         self.current_epoch += 1
-        self._batch_in_epoch = 0
-        if run_validation and (epoch + 1) % self.check_val_every_n_epoch == 0:
+        self.progress.batch_in_epoch = 0
+        every = self.check_val_every_n_epoch or 1
+        if run_validation and (epoch + 1) % every == 0:
             self._run_validation(module)
-        self._step_schedulers("epoch")
+        if module.automatic_optimization:
+            self._step_schedulers("epoch")
 
     # ================================================================== one batch
     def _run_training_batch(
@@ -523,7 +745,7 @@ class Trainer:
         batch = move_to_device(batch, self.device)
         self._current_batch_size = batch_size_of(batch)
         self._active_buffer = self._train_buffer
-        self._stepped_this_batch = False
+        self.progress.step_at_batch_start = self.global_step
         for callback in self.callbacks:
             callback.on_train_batch_start(self, module, batch, batch_idx)
         assert self.precision_plugin is not None
@@ -547,9 +769,8 @@ class Trainer:
             loss = _loss_of(output) if output is not None else None
             if loss is not None:
                 self._log_value("loss", loss.detach(), weight=1.0, op="mean", prog_bar=True)
-            self.global_step += 1
-            self._stepped_this_batch = True
-        self._batch_in_epoch += 1
+        self.progress.batch_in_epoch += 1
+        self.progress.total_batches += 1
         self._active_buffer = None
         for callback in self.callbacks:
             callback.on_train_batch_end(self, module, output, batch, batch_idx)
@@ -571,25 +792,31 @@ class Trainer:
             self._grad_norms[index] = (full() if full is not None else norm).detach()
 
     def _optimizer_step(self, index: int) -> None:
-        """Reduce (manual DDP), unscale, clip, step one optimizer; in manual mode also its scheduler."""
+        """Reduce (manual DDP), unscale, clip (automatic mode), step one optimizer.
+
+        Manual mode: one call is one ``global_step``; schedulers are the module's to step (``sch.step()``),
+        as in Lightning, so the trainer never steps them.
+        """
         assert self.precision_plugin is not None
         module = self.module
         assert module is not None
         config = self.optimizer_configs[index]
+        manual = not module.automatic_optimization
         if self.strategy.manual_optimization:
             params = [
                 p for group in config.optimizer.param_groups for p in group["params"] if p.grad is not None
             ]
             self.strategy.reduce_gradients(params)
         self.precision_plugin.unscale_(config.optimizer)
-        self._clip(index)
+        if not manual:
+            self._clip(index)
         for callback in self.callbacks:
             callback.on_before_optimizer_step(self, module, index)
         self.precision_plugin.step(config.optimizer)
         self._optimizer_steps[index] += 1
-        if not module.automatic_optimization:
+        if manual:
             self.precision_plugin.update()
-            self._step_scheduler(config, "step", self._optimizer_steps[index])
+            self.global_step += 1
         norm = self._grad_norms[index]
         if norm is not None:
             self._log_value(f"grad_norm/opt{index}", norm, weight=1.0, op="mean")
@@ -604,7 +831,6 @@ class Trainer:
             config.optimizer.zero_grad(set_to_none=True)
         self._micro_step = 0
         self.global_step += 1
-        self._stepped_this_batch = True
         for config in self.optimizer_configs:
             self._step_scheduler(config, "step", self.global_step)
 
@@ -752,6 +978,9 @@ class Trainer:
         self._eval_buffer.clear()
         self._active_buffer = self._eval_buffer
         hook = "validation" if stage in ("validate", "fit") else "test"
+        limit = resolve_batch_count(
+            f"limit_{'val' if hook == 'validation' else 'test'}_batches", limit, (loader.batches_per_epoch())
+        )
         step_fn = module.validation_step if hook == "validation" else module.test_step
         for callback in self.callbacks:
             (callback.on_validation_start if hook == "validation" else callback.on_test_start)(self, module)
@@ -790,7 +1019,10 @@ class Trainer:
         if self.val_loader is None or type(module).validation_step is TrainingModule.validation_step:
             return
         self._flush_train_metrics()
-        metrics = self._evaluate(module, self.val_loader, "fit", self.limit_val_batches)
+        limit = self.limit_val_batches
+        if limit is None and self.overfit_batches:
+            limit = self.overfit_batches  # as in Lightning: validate on as many batches as are overfit
+        metrics = self._evaluate(module, self.val_loader, "fit", limit)
         if metrics and self.is_global_zero and self._reporter is not None and self._reporter.enabled:
             shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
             self._reporter.message(f"validation step {self.global_step}: {shown}")
@@ -869,13 +1101,16 @@ class Trainer:
             "loop": {
                 "global_step": self.global_step,
                 "epoch": self.current_epoch,
-                "batch_in_epoch": self._batch_in_epoch,
+                "batch_in_epoch": self.progress.batch_in_epoch,
                 "micro_step": self._micro_step,
                 "optimizer_steps": list(self._optimizer_steps),
+                "total_batches": self.progress.total_batches,
                 "data_seed": self._data_seed,
                 "world_size": self.world_size,
                 "samples_in_epoch": (
-                    self._batch_in_epoch * self._samples_per_step() if self._samples_per_step() else None
+                    self.progress.batch_in_epoch * self._samples_per_step()
+                    if self._samples_per_step()
+                    else None
                 ),
             },
             "rng": self._gather_rng(),
@@ -894,7 +1129,10 @@ class Trainer:
 
     def _restore(self, module: TrainingModule, checkpoint: dict[str, Any]) -> None:
         assert self.precision_plugin is not None
-        self.strategy.load_model_state_dict(module, checkpoint["state_dict"])
+        # an EMA run's state_dict holds the scored (averaged) weights; training resumes from the live ones
+        self.strategy.load_model_state_dict(
+            module, checkpoint.get("train_state_dict") or checkpoint["state_dict"]
+        )
         optimizers = checkpoint.get("optimizers", [])
         if len(optimizers) != len(self.optimizer_configs):
             raise ValueError(
@@ -910,13 +1148,14 @@ class Trainer:
         loop = checkpoint["loop"]
         self.global_step = int(loop["global_step"])
         self.current_epoch = int(loop["epoch"])
-        self._batch_in_epoch = int(loop["batch_in_epoch"])
+        self.progress.batch_in_epoch = int(loop["batch_in_epoch"])
+        self.progress.total_batches = int(loop.get("total_batches", self.global_step))
         self._micro_step = 0
         self._optimizer_steps = list(
             loop.get("optimizer_steps", [self.global_step] * len(self.optimizer_configs))
         )
-        if int(loop.get("world_size", self.world_size)) != self.world_size and self._batch_in_epoch:
-            self._batch_in_epoch = self._convert_position(loop)
+        if int(loop.get("world_size", self.world_size)) != self.world_size and self.progress.batch_in_epoch:
+            self.progress.batch_in_epoch = self._convert_position(loop)
         self.callback_metrics.update(checkpoint.get("callback_metrics", {}))
         saved = checkpoint.get("callbacks", {})
         for callback in self.callbacks:
@@ -965,4 +1204,4 @@ class Trainer:
         return self.strategy.full_module(self.module)
 
 
-__all__ = ["Trainer", "batch_size_of", "move_to_device", "seed_everything"]
+__all__ = ["Trainer", "batch_size_of", "move_to_device", "resolve_batch_count", "seed_everything"]

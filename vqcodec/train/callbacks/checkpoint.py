@@ -1,10 +1,11 @@
 """``ModelCheckpoint``: the last checkpoint, and the best k by a monitored metric, written atomically.
 
-Files under ``dirpath`` (default ``<default_root_dir>/checkpoints``): ``last.ckpt`` (after every
-validation, every ``every_n_train_steps`` steps and at the end of training) and, with ``monitor``,
-``best-step=<step>-<metric>=<value>.ckpt`` for the ``save_top_k`` best values (``mode`` "min"/"max");
-worse ones are deleted. ``best_model_path`` / ``best_model_score`` name the best so far.
-Every rank calls the save (gathering sharded state is collective); rank 0 writes and deletes.
+Files under ``dirpath`` (default ``<trainer.log_dir>/checkpoints``, inside the run's versioned folder):
+``last.ckpt`` (after every validation, every ``every_n_train_steps`` optimizer steps and at the end of
+training) and, with ``monitor``, ``best-step=<step>-<metric>=<value>.ckpt`` for the ``save_top_k`` best
+values (``mode`` "min"/"max"); worse ones are deleted. ``best_model_path`` / ``best_model_score`` name
+the best so far. Every rank calls the save (gathering sharded state is collective); rank 0 writes and
+deletes.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class ModelCheckpoint(Callback):
 
     def setup(self, trainer: Trainer, module: TrainingModule, stage: str) -> None:
         if self.dirpath is None:
-            self.dirpath = Path(trainer.default_root_dir) / "checkpoints"
+            self.dirpath = Path(trainer.log_dir) / "checkpoints"
 
     def _better(self, a: float, b: float) -> bool:
         return a < b if self.mode == "min" else a > b
@@ -72,7 +73,7 @@ class ModelCheckpoint(Callback):
         self, trainer: Trainer, module: TrainingModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         n = self.every_n_train_steps
-        if n and trainer._stepped_this_batch and trainer.global_step % n == 0:
+        if n and trainer.progress.crossed(n):
             self.save_last_checkpoint(trainer)
 
     def on_validation_end(self, trainer: Trainer, module: TrainingModule) -> None:

@@ -83,7 +83,7 @@ class CodebookHealth(Callback):
         self, trainer: Trainer, module: TrainingModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         interval = self.log_every_n_steps or trainer.log_every_n_steps
-        if not trainer._stepped_this_batch or trainer.global_step % interval or not self.latest:
+        if not trainer.progress.crossed(interval) or not self.latest:
             return
         values: dict[str, float] = {}
         for name, metrics in self.latest.items():

@@ -3,13 +3,19 @@
 After each optimizer step (every ``every_n_steps`` steps, from ``start_step`` on):
 ``ema = ema + (1 - d) * (param - ema)`` with ``d = decay``, or with ``warmup`` ``d = min(decay,
 (1 + n) / (10 + n))`` (n = updates so far), which lets the average follow the fast early changes.
-Buffers (quantizer codebooks kept by their own EMA, counters) are not averaged: the averaged model uses
-the live buffers.
 
-``validate_with_ema``: validation (and the checkpoints written right after it) sees the averaged weights;
-the live weights are restored before training continues. Checkpoints carry the averages twice: this
-callback's state (to resume) and ``ema_state_dict`` (the module's full state dict with the averaged
-weights, what ``vqcodec.train.export`` loads). Under FSDP the averages are sharded like the weights.
+Buffers: with ``average_buffers=False`` (default) they are *copied*: the averaged model uses the live
+buffers (quantizer codebooks kept by their own EMA, counters), in validation, checkpoints and export
+alike. With ``average_buffers=True`` floating-point buffers are averaged like the weights (integer
+buffers, e.g. counters, are still copied).
+
+``validate_with_ema``: validation sees the averaged weights; the live weights are restored before
+training continues. Checkpoints then hold the weights that were scored: ``state_dict`` and
+``ema_state_dict`` are the averaged model (so a best-k checkpoint's weights give the score in its
+name), and ``train_state_dict`` holds the live weights, which the trainer loads to resume. Without
+``validate_with_ema``, ``state_dict`` is the live model and ``ema_state_dict`` the averaged one. This
+callback's own state (the averages) is also saved, to resume. Under FSDP the averages are sharded like
+the weights. (Lightning's ``WeightAveraging`` saves the averaged weights in ``state_dict`` too.)
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from vqcodec.train.callbacks.base import Callback
+from vqcodec.train.module import clean_state_key
 
 if TYPE_CHECKING:
     from vqcodec.train.module import TrainingModule
@@ -34,6 +41,7 @@ class EMA(Callback):
         start_step: int = 0,
         warmup: bool = False,
         validate_with_ema: bool = True,
+        average_buffers: bool = False,
     ):
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
@@ -42,14 +50,21 @@ class EMA(Callback):
         self.start_step = int(start_step)
         self.warmup = warmup
         self.validate_with_ema = validate_with_ema
+        self.average_buffers = average_buffers
         self.names: list[str] = []
         self.shadow: list[torch.Tensor] = []
         self.num_updates = 0
         self._pending_state: dict[str, Any] | None = None
         self._backup: list[torch.Tensor] | None = None
 
-    def _params(self, module: TrainingModule) -> list[tuple[str, torch.nn.Parameter]]:
-        return [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    def _params(self, module: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+        """(clean state-dict name, tensor) of everything averaged: trainable weights (+ float buffers)."""
+        found = [(clean_state_key(n), p) for n, p in module.named_parameters() if p.requires_grad]
+        if self.average_buffers:
+            found += [
+                (clean_state_key(n), b) for n, b in module.named_buffers() if torch.is_floating_point(b)
+            ]
+        return found
 
     def on_fit_start(self, trainer: Trainer, module: TrainingModule) -> None:
         params = self._params(module)
@@ -79,8 +94,8 @@ class EMA(Callback):
     def on_train_batch_end(
         self, trainer: Trainer, module: TrainingModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        step = trainer.global_step
-        if trainer._stepped_this_batch and step > self.start_step and step % self.every_n_steps == 0:
+        progress = trainer.progress
+        if progress.crossed(self.every_n_steps) and progress.global_step > self.start_step:
             self.update(module)
 
     @torch.no_grad()
@@ -102,10 +117,10 @@ class EMA(Callback):
     @torch.no_grad()
     def copy_to(self, module: torch.nn.Module) -> None:
         """Load the averaged weights into ``module`` for good (e.g. a plain copy before export)."""
-        params = dict(module.named_parameters())
+        targets = dict(self._params(module))
         for name, s in zip(self.names, self.shadow):
             full = s.full_tensor() if hasattr(s, "full_tensor") else s
-            params[name].detach().copy_(full.to(params[name].device))
+            targets[name].detach().copy_(full.to(targets[name].device))
 
     def on_validation_start(self, trainer: Trainer, module: TrainingModule) -> None:
         if self.validate_with_ema and self.shadow and trainer.stage == "fit":
@@ -115,15 +130,17 @@ class EMA(Callback):
         self.swap_out(module)
 
     # ------------------------------------------------------------------ checkpoints
-    def _full_shadow(self, trainer: Trainer) -> dict[str, torch.Tensor]:
-        return {n: trainer.strategy.full_tensor(s).detach().cpu() for n, s in zip(self.names, self.shadow)}
+    def _full(self, trainer: Trainer, tensors: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {n: trainer.strategy.full_tensor(t).detach().cpu() for n, t in zip(self.names, tensors)}
 
     def on_save_checkpoint(
         self, trainer: Trainer, module: TrainingModule, checkpoint: dict[str, Any]
     ) -> None:
         if not self.shadow:
             return
-        shadow = self._full_shadow(trainer)
+        shadow = self._full(trainer, self.shadow)
+        # saved while the averages are swapped in: the module's state holds them, the live ones are aside
+        live = self._full(trainer, self._backup) if self._backup is not None else {}
         if not trainer.is_global_zero:
             return
         checkpoint.setdefault("callbacks", {})[self.state_key] = {
@@ -131,8 +148,16 @@ class EMA(Callback):
             "num_updates": self.num_updates,
             "decay": self.decay,
         }
-        if "state_dict" in checkpoint:
-            checkpoint["ema_state_dict"] = {**checkpoint["state_dict"], **shadow}
+        if "state_dict" not in checkpoint:
+            return
+        train_state = {**checkpoint["state_dict"], **live}
+        averaged = {**train_state, **shadow}
+        checkpoint["ema_state_dict"] = averaged
+        if self.validate_with_ema:
+            checkpoint["state_dict"] = averaged  # what validation scored
+            checkpoint["train_state_dict"] = train_state  # what training resumes from
+        elif live:
+            checkpoint["state_dict"] = train_state
 
     def state_dict(self) -> dict[str, Any]:
         return {}  # written by on_save_checkpoint (needs the strategy to gather shards)
@@ -143,10 +168,10 @@ class EMA(Callback):
             self.num_updates = int(state.get("num_updates", 0))
 
     def _load_shadow(self, trainer: Trainer, module: TrainingModule, state: dict[str, Any]) -> None:
-        saved = state["shadow"]
+        saved = {clean_state_key(k): v for k, v in state["shadow"].items()}
         missing = [n for n in self.names if n not in saved]
         if missing:
-            raise ValueError(f"EMA state lacks {len(missing)} parameters, e.g. {missing[0]!r}")
+            raise ValueError(f"EMA state lacks {len(missing)} averaged tensors, e.g. {missing[0]!r}")
         with torch.no_grad():
             self.shadow = [trainer.strategy.shard_like(saved[n], s) for n, s in zip(self.names, self.shadow)]
 

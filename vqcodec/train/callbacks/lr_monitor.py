@@ -31,7 +31,7 @@ class LearningRateMonitor(Callback):
         self, trainer: Trainer, module: TrainingModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         interval = self.logging_interval or trainer.log_every_n_steps
-        if not trainer._stepped_this_batch or trainer.global_step % interval:
+        if not trainer.progress.crossed(interval):
             return
         self.last = learning_rates(trainer)
         trainer.log_metrics(self.last)

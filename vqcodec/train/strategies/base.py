@@ -50,7 +50,10 @@ def remove_forward_redirect(module: nn.Module) -> None:
 
 
 def param_names(module: nn.Module) -> dict[int, str]:
-    return {id(p): name for name, p in module.named_parameters()}
+    """Parameter id -> its state-dict name (without ``torch.compile``'s ``_orig_mod.``)."""
+    from vqcodec.train.module import clean_state_key
+
+    return {id(p): clean_state_key(name) for name, p in module.named_parameters()}
 
 
 def optimizer_state_by_name(module: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:

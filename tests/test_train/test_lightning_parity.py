@@ -1,0 +1,226 @@
+"""Behaviours a Lightning user relies on (issue 14): exact resume whatever the global RNG, manual
+optimisation, fractional limits, EMA best-k checkpoints, versioned run folders, torch.compile."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from vqcodec.train import (
+    EMA,
+    Callback,
+    ModelCheckpoint,
+    Trainer,
+    TrainingModule,
+    load_checkpoint,
+    seed_everything,
+)
+
+from .helpers import Regression, loaders, params_of, regression_data
+
+QUIET = {"enable_progress_bar": False, "logger": False, "enable_checkpointing": False}
+
+
+# ---------------------------------------------------------------------------------------------- 1
+def _shuffled(steps, root, ckpt=None, reseed=0):
+    seed_everything(reseed)
+    module = Regression(noise=0.1)
+    loader = DataLoader(regression_data(96), batch_size=8, shuffle=True)  # 12 batches per epoch
+    trainer = Trainer(max_steps=steps, default_root_dir=root, enable_progress_bar=False, logger=False)
+    trainer.fit(module, loader, ckpt_path=ckpt)
+    return module, trainer
+
+
+def test_resume_keeps_the_data_order_whatever_the_global_rng(tmp_path):
+    straight, _ = _shuffled(20, tmp_path / "a")
+    _, first = _shuffled(9, tmp_path / "b")  # mid-epoch
+    checkpoint = first.checkpoint_callback.last_model_path
+    assert load_checkpoint(checkpoint)["loop"]["data_seed"] == 0
+    # another global seed (and $VQCODEC_SEED) and a fresh module at resume time
+    resumed, _ = _shuffled(20, tmp_path / "c", ckpt=checkpoint, reseed=123)
+    for name, value in params_of(straight).items():
+        assert torch.equal(params_of(resumed)[name], value), name
+
+
+# ---------------------------------------------------------------------------------------------- 2
+class ManualScheduled(TrainingModule):
+    """Lightning-style manual optimisation: the module steps its own StepLR."""
+
+    automatic_optimization = False
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Linear(8, 1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        opt = self.optimizers()
+        opt.zero_grad()
+        self.manual_backward(torch.mean((self.net(x) - y) ** 2))
+        opt.step()
+        self.lr_schedulers().step()
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameters(), lr=1.0)
+        return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5)}
+
+
+def test_manual_optimisation_leaves_schedulers_to_the_module_and_refuses_automatic_options():
+    trainer = Trainer(max_steps=3, **QUIET)
+    trainer.fit(ManualScheduled(), loaders()[0])
+    assert trainer.optimizers[0].param_groups[0]["lr"] == 0.125  # 3 decays, not 6
+    assert trainer.global_step == 3
+    with pytest.raises(ValueError, match="gradient_clip_val is not supported with automatic_optimization"):
+        Trainer(max_steps=1, gradient_clip_val=1.0, **QUIET).fit(ManualScheduled(), loaders()[0])
+    with pytest.raises(ValueError, match="accumulate_grad_batches is not supported"):
+        Trainer(max_steps=1, accumulate_grad_batches=2, **QUIET).fit(ManualScheduled(), loaders()[0])
+
+
+# ---------------------------------------------------------------------------------------------- 3
+class CountBatches(Callback):
+    def __init__(self):
+        self.per_epoch: dict[int, int] = {}
+        self.validations: list[int] = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.per_epoch[trainer.current_epoch] = self.per_epoch.get(trainer.current_epoch, 0) + 1
+
+    def on_validation_end(self, trainer, module):
+        self.validations.append(trainer.progress.total_batches)
+
+
+def test_float_limits_and_overfit_are_fractions_and_int_val_interval_counts_batches():
+    counter = CountBatches()  # 64 samples / 4 = 16 batches per epoch
+    Trainer(max_epochs=2, limit_train_batches=0.25, callbacks=[counter], **QUIET).fit(
+        Regression(), loaders(batch_size=4)[0]
+    )
+    assert counter.per_epoch == {0: 4, 1: 4}
+
+    seen: list[torch.Tensor] = []
+
+    class Batches(Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            seen.append(batch[0])
+
+    Trainer(max_epochs=2, overfit_batches=0.125, callbacks=[Batches()], **QUIET).fit(
+        Regression(), loaders(batch_size=4)[0]
+    )
+    assert len(seen) == 4 and torch.equal(seen[0], seen[2]) and torch.equal(seen[1], seen[3])
+    x = regression_data(64).tensors[0]
+    assert torch.equal(torch.cat(seen[:2]), x[:8])  # the first batches, unshuffled
+
+    train, val = loaders(batch_size=4)
+    metrics = Trainer(limit_val_batches=0.5, **QUIET).validate(Regression(), val)  # 2 of 4 val batches
+    assert "val/mse" in metrics
+
+    # an int val_check_interval counts batches, not optimizer steps (accumulation 2: 6 batches = 3 steps)
+    counter = CountBatches()
+    trainer = Trainer(
+        max_steps=6, val_check_interval=3, accumulate_grad_batches=2, callbacks=[counter], **QUIET
+    )
+    trainer.fit(Regression(), train, val)
+    assert counter.validations == [3, 6, 9, 12]
+    with pytest.raises(ValueError, match="limit_train_batches"):
+        Trainer(limit_train_batches=1.5)
+    with pytest.raises(ValueError, match="less than one batch"):
+        Trainer(max_steps=1, limit_train_batches=0.01, **QUIET).fit(Regression(), train)
+
+
+# ---------------------------------------------------------------------------------------------- 4
+def test_ema_best_checkpoint_holds_the_weights_that_were_scored(tmp_path):
+    seed_everything(0)
+    train, val = loaders()
+    best = ModelCheckpoint(monitor="val/mse", save_top_k=1)
+    trainer = Trainer(
+        max_steps=12,
+        val_check_interval=4,
+        callbacks=[EMA(0.8), best],
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        logger=False,
+    )
+    trainer.fit(Regression(lr=0.1), train, val)
+    checkpoint = load_checkpoint(best.best_model_path)
+    scored = float(re.search(r"val_mse=([0-9.e+-]+)\.ckpt$", best.best_model_path).group(1))
+    module = Regression()
+    module.load_state_dict(checkpoint["state_dict"])
+    value = Trainer(**QUIET).validate(module, val)["val/mse"]
+    assert value == pytest.approx(scored, rel=1e-5)
+    assert checkpoint["state_dict"].keys() == checkpoint["train_state_dict"].keys()
+    assert not torch.equal(
+        checkpoint["state_dict"]["head.weight"], checkpoint["train_state_dict"]["head.weight"]
+    )
+
+
+def test_ema_buffers_are_copied_or_averaged():
+    seed_everything(0)
+    copied, averaged = EMA(0.9), EMA(0.9, average_buffers=True)
+    module = Regression(quantizer=True)
+    Trainer(max_steps=6, callbacks=[copied, averaged], **QUIET).fit(module, loaders()[0])
+    buffers = {n for n, b in module.named_buffers() if torch.is_floating_point(b)}
+    assert buffers and not buffers & set(copied.names)
+    assert buffers <= set(averaged.names)
+    codebook = next(n for n in buffers if "embed" in n or "codebook" in n)
+    shadow = averaged.shadow[averaged.names.index(codebook)]
+    assert not torch.equal(shadow, dict(module.named_buffers())[codebook])  # an average, not the live one
+
+
+# ---------------------------------------------------------------------------------------------- 5
+def test_runs_are_versioned_and_ckpt_path_last_resumes_the_newest(tmp_path):
+    def run(steps, ckpt=None):
+        seed_everything(0)
+        trainer = Trainer(max_steps=steps, default_root_dir=tmp_path, enable_progress_bar=False, logger="csv")
+        trainer.fit(Regression(), loaders()[0], ckpt_path=ckpt)
+        return trainer
+
+    assert run(3).log_dir == tmp_path / "version_0"
+    assert run(4).log_dir == tmp_path / "version_1"  # a rerun does not append to version_0
+    assert (tmp_path / "version_0" / "metrics.csv").is_file()
+    assert load_checkpoint(tmp_path / "version_0" / "checkpoints" / "last.ckpt")["loop"]["global_step"] == 3
+    resumed = run(6, ckpt="last")  # newest: version_1 at step 4, continued in its own folder
+    assert resumed.log_dir == tmp_path / "version_1" and resumed.global_step == 6
+    assert load_checkpoint(tmp_path / "version_1" / "checkpoints" / "last.ckpt")["loop"]["global_step"] == 6
+    assert not (tmp_path / "version_2").exists()
+    fresh = Trainer(max_steps=1, default_root_dir=tmp_path / "new", **QUIET)
+    fresh.fit(Regression(), loaders()[0], ckpt_path="last")  # nothing to resume: starts from scratch
+    assert fresh.global_step == 1
+    pinned = Trainer(max_steps=1, default_root_dir=tmp_path, version="baseline", **QUIET)
+    assert pinned.log_dir == tmp_path / "baseline"
+    assert Trainer(default_root_dir=tmp_path, version=False).log_dir == tmp_path
+
+
+# ---------------------------------------------------------------------------------------------- 6
+class CompiledInside(Regression):
+    def __init__(self):
+        super().__init__()
+        self.encoder = torch.compile(self.encoder, backend="eager")
+
+
+def test_torch_compile_module_and_submodules_keep_clean_keys(tmp_path):
+    seed_everything(0)
+    plain_keys = set(Regression().state_dict())
+    module = Regression()
+    trainer = Trainer(max_steps=3, default_root_dir=tmp_path, enable_progress_bar=False, logger=False)
+    trainer.fit(torch.compile(module, backend="eager"), loaders()[0])
+    assert trainer.global_step == 3 and trainer.module is module
+    inner = CompiledInside()
+    assert set(inner.state_dict()) == plain_keys
+    root = tmp_path / "inner"
+    Trainer(max_steps=3, default_root_dir=root, enable_progress_bar=False, logger=False).fit(
+        inner, loaders()[0]
+    )
+    checkpoint = load_checkpoint(root / "version_0" / "checkpoints" / "last.ckpt")
+    assert set(checkpoint["state_dict"]) == plain_keys
+    assert set(checkpoint["optimizers"][0]["state"]) == {n for n, _ in Regression().named_parameters()}
+    plain = Regression()
+    plain.load_state_dict(checkpoint["state_dict"])  # a plain module loads a compiled run's checkpoint
+    again = CompiledInside()
+    again.load_state_dict(plain.state_dict())  # and back
+    assert torch.equal(again.encoder._orig_mod[0].weight, plain.encoder[0].weight)
+    trainer = Trainer(max_steps=5, default_root_dir=root, enable_progress_bar=False, logger=False)
+    trainer.fit(CompiledInside(), loaders()[0], ckpt_path="last")
+    assert trainer.global_step == 5
