@@ -241,3 +241,22 @@ def test_beam_search_never_loses_to_greedy_and_combines_with_rate():
     cheap = rvq.encode(x, beam_size=4, code_bits=bits, rate_weight=2.0)
     rate = sum(bits[i][cheap[:, i]].sum() for i in range(4))
     assert rate < sum(bits[i][beam[:, i]].sum() for i in range(4))
+
+
+@pytest.mark.parametrize("separate", [False, True])
+def test_multi_head_codes_layout_exact_decode_and_masks(separate):
+    torch.manual_seed(0)
+    options = dict(heads=2, separate_codebook_per_head=separate, kmeans_init=True)
+    vq = VectorQuantizer(8, 16, codebook_dim=4, **options)
+    x = torch.randn(3, 8, 4, 4)
+    out = vq.train()(x)
+    assert out.codes.shape == (3, 4, 4, 2) and vq.alphabet == (16, 16)
+    assert len(vq.head_quantizers) == (2 if separate else 1) and bool(vq.head(1).initted)
+    vq.eval()
+    codes = vq.encode(x)
+    assert torch.equal(vq.decode(codes), vq(x).quantized) and torch.equal(codes, vq(x).codes)
+    mask = torch.rand(3, 4, 4) > 0.3
+    masked = vq(x, mask=mask)
+    assert bool((masked.codes[~mask] == -1).all()) and torch.equal(masked.codes[mask], codes[mask])
+    with pytest.raises(ValueError, match="heads"):
+        ResidualVQ(8, 2, 16, heads=2)

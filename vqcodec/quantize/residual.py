@@ -50,6 +50,8 @@ class ResidualVQConfig(VectorQuantizerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.heads != 1:
+            raise ValueError("ResidualVQ stages have one head (heads=1); use GroupedResidualVQ for groups")
         if self.codebook_sizes is not None:
             object.__setattr__(self, "codebook_sizes", tuple(int(k) for k in self.codebook_sizes))
             sizes = self.codebook_sizes

@@ -12,6 +12,7 @@ without), ``embed_avg`` (K, codebook_dim) EMA sums (EMA only), ``cluster_size`` 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -67,6 +68,8 @@ class VectorQuantizerConfig:
     affine_param: bool = False
     affine_param_batch_decay: float = 0.99
     affine_param_codebook_decay: float = 0.9
+    heads: int = 1
+    separate_codebook_per_head: bool = False
 
     def __post_init__(self) -> None:
         if self.dim < 1 or self.codebook_size < 1:
@@ -82,6 +85,8 @@ class VectorQuantizerConfig:
         for name in ("orthogonal_reg_weight", "sample_codebook_temp", "codebook_diversity_loss_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.heads < 1:
+            raise ValueError(f"heads must be >= 1, got {self.heads}")
         if self.affine_param and self.use_cosine_sim:
             raise ValueError("affine_param needs a Euclidean codebook (use_cosine_sim=False)")
         for name in ("affine_param_batch_decay", "affine_param_codebook_decay"):
@@ -208,6 +213,8 @@ class VectorQuantizer(Quantizer):
         affine_param: bool = False,
         affine_param_batch_decay: float = 0.99,
         affine_param_codebook_decay: float = 0.9,
+        heads: int = 1,
+        separate_codebook_per_head: bool = False,
     ) -> None:
         config = VectorQuantizerConfig(
             dim=dim,
@@ -238,11 +245,17 @@ class VectorQuantizer(Quantizer):
             affine_param=affine_param,
             affine_param_batch_decay=affine_param_batch_decay,
             affine_param_codebook_decay=affine_param_codebook_decay,
+            heads=heads,
+            separate_codebook_per_head=separate_codebook_per_head,
         )
         super().__init__(config)
         self.dim = dim
         self.codebook_size = codebook_size
         self.codebook_dim = codebook_dim or dim
+        self.head_quantizers: nn.ModuleList | None = None
+        if heads > 1:
+            self._init_heads(config)
+            return
         self.project_in: nn.Linear | None = None
         self.project_out: nn.Linear | None = None
         if self.codebook_dim != dim:
@@ -279,8 +292,100 @@ class VectorQuantizer(Quantizer):
 
     @property
     def alphabet(self) -> tuple[int, ...]:
-        """(codebook_size,): one code stream."""
-        return (self.codebook_size,)
+        """(codebook_size,): one code stream; (codebook_size,) * heads with heads > 1."""
+        return (self.codebook_size,) * self._config.heads
+
+    def _init_heads(self, config: VectorQuantizerConfig) -> None:
+        """heads > 1: latents are projected to heads * codebook_dim channels (when that differs from dim),
+        split into heads vectors of codebook_dim, and each quantized by the shared (or its own) codebook."""
+        width = self.codebook_dim * config.heads
+        self.project_in = self.project_out = None
+        if width != self.dim:
+            self.project_in = nn.Linear(self.dim, width)
+            self.project_out = nn.Linear(width, self.dim)
+        self.norm_in = None
+        if config.layernorm_after_project_in:
+            if self.project_in is None:
+                raise ValueError("layernorm_after_project_in needs heads * codebook_dim != dim")
+            self.norm_in = nn.LayerNorm(width)
+        count = config.heads if config.separate_codebook_per_head else 1
+        self.head_quantizers = nn.ModuleList(
+            [
+                VectorQuantizer.from_config(
+                    dataclasses.replace(
+                        config,
+                        dim=self.codebook_dim,
+                        codebook_dim=None,
+                        heads=1,
+                        separate_codebook_per_head=False,
+                        layernorm_after_project_in=False,
+                        channel_first=False,
+                        seed=config.seed + h,
+                    )
+                )
+                for h in range(count)
+            ]
+        )
+
+    def head(self, index: int) -> VectorQuantizer:
+        """The VectorQuantizer (one codebook) used by head ``index`` (heads > 1 only)."""
+        assert self.head_quantizers is not None, "head() needs heads > 1"
+        layer = self.head_quantizers[index if self._config.separate_codebook_per_head else 0]
+        assert isinstance(layer, VectorQuantizer)
+        return layer
+
+    def _split_heads(self, vectors: torch.Tensor) -> torch.Tensor:
+        """(M, dim) -> (M, heads, codebook_dim) in float32."""
+        z = vectors.float()
+        if self.project_in is not None:
+            z = stable_linear(z, self.project_in.weight, self.project_in.bias)
+        if self.norm_in is not None:
+            z = self.norm_in(z)
+        return z.reshape(z.shape[0], self._config.heads, self.codebook_dim)
+
+    def _merge_heads(self, q: torch.Tensor) -> torch.Tensor:
+        """(M, heads, codebook_dim) -> (M, dim)."""
+        flat = q.reshape(q.shape[0], -1)
+        if self.project_out is not None:
+            return stable_linear(flat, self.project_out.weight, self.project_out.bias)
+        return flat
+
+    def _forward_heads(
+        self, vectors: torch.Tensor, mask: torch.Tensor | None, freeze: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """vectors (M, dim) -> (quantized (M, dim), codes (M, heads), loss, metrics)."""
+        heads = self._config.heads
+        update = self.training and not freeze
+        with full_precision(vectors.device):
+            z = self._split_heads(vectors)
+            if self._config.separate_codebook_per_head:
+                parts = [
+                    self.head(h).quantize_vectors(z[:, h], update=update, mask=mask, freeze=freeze)
+                    for h in range(heads)
+                ]
+                quantized = torch.stack([p[0] for p in parts], 1)
+                codes = torch.stack([p[1] for p in parts], 1)
+                losses = [p[2] for p in parts]
+                metric_sets = [p[3] for p in parts]
+            else:
+                rows_mask = None if mask is None else mask[:, None].expand(-1, heads).reshape(-1)
+                q, c, loss_h, metrics_h, _ = self.head(0).quantize_vectors(
+                    z.reshape(-1, self.codebook_dim), update=update, mask=rows_mask, freeze=freeze
+                )
+                quantized, codes = q.reshape(z.shape), c.reshape(-1, heads)
+                losses, metric_sets = [loss_h], [metrics_h]
+            out = self._merge_heads(quantized)
+            if mask is not None:
+                out = torch.where(mask[:, None], out, vectors.float())
+        loss: dict[str, torch.Tensor] = {}
+        for part in losses:
+            for name, value in part.items():
+                loss[name] = loss[name] + value / len(losses) if name in loss else value / len(losses)
+        metrics = {
+            name: torch.stack([m[name] for m in metric_sets]).mean() for name in ("usage", "perplexity")
+        }
+        metrics["dead_codes"] = torch.stack([m["dead_codes"] for m in metric_sets]).sum()
+        return out, codes, loss, metrics
 
     def forward(
         self, latents: torch.Tensor, mask: torch.Tensor | None = None, *, freeze_codebook: bool = False
@@ -289,6 +394,14 @@ class VectorQuantizer(Quantizer):
         latents, codes (B, *S), -1 where masked)."""
         vectors, lead = flatten_latents(latents, self.dim, self._config.channel_first)
         flat_mask = flatten_mask(mask, lead)
+        if self.head_quantizers is not None:
+            quantized, codes, loss, metrics = self._forward_heads(vectors, flat_mask, freeze_codebook)
+            return QuantizerOutput(
+                unflatten_latents(quantized, lead, self._config.channel_first),
+                codes.reshape(*lead, self._config.heads),
+                loss,
+                metrics,
+            )
         quantized, codes, loss, metrics, _ = self.quantize_vectors(
             vectors, mask=flat_mask, update=self.training and not freeze_codebook, freeze=freeze_codebook
         )
@@ -297,12 +410,27 @@ class VectorQuantizer(Quantizer):
         )
 
     def encode(self, latents: torch.Tensor) -> torch.Tensor:
-        """latents (B, C, *S) or (B, *S, C) -> codes (B, *S) int64.  No state changes."""
+        """latents (B, C, *S) or (B, *S, C) -> codes (B, *S) int64 ((B, *S, heads) with heads > 1).
+        No state changes."""
         vectors, lead = flatten_latents(latents, self.dim, self._config.channel_first)
+        if self.head_quantizers is not None:
+            with torch.no_grad(), full_precision(vectors.device):
+                z = self._split_heads(vectors)
+                codes = [self.head(h).codes_from_vectors(z[:, h]) for h in range(self._config.heads)]
+            return torch.stack(codes, -1).reshape(*lead, self._config.heads)
         return self.codes_from_vectors(vectors).reshape(lead)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes (B, *S) integer -> latents (B, C, *S) or (B, *S, C) float32."""
+        """codes (B, *S) integer ((B, *S, heads) with heads > 1) -> latents (B, C, *S) or (B, *S, C)."""
+        if self.head_quantizers is not None:
+            heads = self._config.heads
+            if codes.ndim < 2 or codes.shape[-1] != heads:
+                raise ValueError(f"codes need a trailing axis of heads={heads}, got {tuple(codes.shape)}")
+            flat = codes.reshape(-1, heads)
+            with full_precision(codes.device):
+                q = torch.stack([self.head(h).vectors_from_codes(flat[:, h]) for h in range(heads)], 1)
+                vectors = self._merge_heads(q)
+            return unflatten_latents(vectors, tuple(codes.shape[:-1]), self._config.channel_first)
         lead = tuple(codes.shape)
         vectors = self.vectors_from_codes(codes.reshape(-1))
         return unflatten_latents(vectors, lead, self._config.channel_first)
