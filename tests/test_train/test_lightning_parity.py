@@ -224,3 +224,33 @@ def test_torch_compile_module_and_submodules_keep_clean_keys(tmp_path):
     trainer = Trainer(max_steps=5, default_root_dir=root, enable_progress_bar=False, logger=False)
     trainer.fit(CompiledInside(), loaders()[0], ckpt_path="last")
     assert trainer.global_step == 5
+
+
+# ---------------------------------------------------------------------------------------------- features
+class PerLoader(Regression):
+    def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        x, y = batch
+        self.log("val/mse", torch.mean((self(x)[0] - y) ** 2))
+
+    def test_step(self, batch, batch_idx, dataloader_idx=0):
+        x, y = batch
+        self.log("test/mean_y", y.mean())
+
+
+def test_several_validation_loaders_report_per_loader():
+    seed_everything(0)
+    module = PerLoader()
+    easy = DataLoader(regression_data(16, seed=1), batch_size=8)
+    hard = DataLoader(
+        torch.utils.data.TensorDataset(torch.randn(8, 8), torch.full((8, 1), 10.0)), batch_size=8
+    )
+    trainer = Trainer(max_steps=4, val_check_interval=4, **QUIET)
+    trainer.fit(module, loaders()[0], {"easy": easy, "hard": hard})
+    assert {"val/mse/easy", "val/mse/hard"} <= set(trainer.callback_metrics)
+    assert trainer.callback_metrics["val/mse/hard"] > 10 * trainer.callback_metrics["val/mse/easy"]
+    metrics = Trainer(**QUIET).test(module, [easy, hard])
+    assert metrics["test/mean_y/dataloader_idx_1"] == pytest.approx(10.0)
+    single = Trainer(**QUIET).validate(module, easy)
+    assert single["val/mse"] == pytest.approx(trainer.callback_metrics["val/mse/easy"], rel=1e-6)
+    with pytest.raises(TypeError, match="dataloader_idx"):
+        Trainer(**QUIET).validate(Regression(), [easy, hard])

@@ -5,6 +5,8 @@ A ``TrainingModule`` is an ``nn.Module`` that owns the networks it trains. The t
 
 - ``training_step(batch, batch_idx)`` -> loss tensor, or a dict with a ``"loss"`` entry, or None (skip);
 - ``validation_step(batch, batch_idx)`` / ``test_step(batch, batch_idx)``: log metrics with ``self.log``;
+  with several loaders (a list or a dict) the step takes ``dataloader_idx`` too, and each loader's values
+  are reduced on their own (``name/dataloader_idx_<i>`` for a list, ``name/<key>`` for a dict);
 - ``configure_optimizers()`` -> an optimizer, a list of them, or dicts (one per optimizer) of the form
   ``{"optimizer": opt, "lr_scheduler": sched | {"scheduler": sched, "interval": "step"|"epoch",
   "frequency": 1, "monitor": "val/loss"}, "gradient_clip_val": 1.0, "gradient_clip_algorithm": "norm"}``;

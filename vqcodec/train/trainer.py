@@ -42,6 +42,7 @@ Semantics worth knowing (Lightning's unless said otherwise):
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import random
@@ -339,6 +340,9 @@ class Trainer:
         self._toggled: dict[int, bool] | None = None
         self._grad_norms: list[torch.Tensor | None] = []
         self._data_seed = 0
+        self.val_loader: list[tuple[str | None, PreparedLoader]] | None = None
+        self.current_dataloader_idx = 0  # the eval loader being run (its dict name, if any)
+        self.current_dataloader_name: str | None = None
 
     # ================================================================== public properties
     @property
@@ -595,7 +599,7 @@ class Trainer:
         for config in self.optimizer_configs:
             config.optimizer.zero_grad(set_to_none=True)
         self.train_loader = self._prepare(train, train=True)
-        self.val_loader = self._prepare(val, train=False)
+        self.val_loader = self._prepare_eval(val)
         self._make_loggers()
         for callback in self.callbacks:
             callback.setup(self, module, "fit")
@@ -968,9 +972,33 @@ class Trainer:
             with self.precision_plugin.autocast():
                 yield
 
+    def _prepare_eval(self, loaders: Any) -> list[tuple[str | None, PreparedLoader]] | None:
+        """One validation/test loader, a list of them or a dict name -> loader -> [(name, loader)]."""
+        if loaders is None:
+            return None
+        if isinstance(loaders, dict):
+            if not loaders:
+                return None
+            items: list[tuple[str | None, Any]] = [(str(k), v) for k, v in loaders.items()]
+        elif isinstance(loaders, (list, tuple)):
+            if not loaders:
+                return None
+            items = [(None, v) for v in loaders]
+        else:
+            items = [(None, loaders)]
+        prepared = [(name, self._prepare(loader, train=False)) for name, loader in items]
+        return [(name, loader) for name, loader in prepared if loader is not None]
+
     def _evaluate(
-        self, module: TrainingModule, loader: PreparedLoader, stage: str, limit: int | None
+        self,
+        module: TrainingModule,
+        loaders: list[tuple[str | None, PreparedLoader]],
+        stage: str,
+        limit: int | float | None,
     ) -> dict[str, float]:
+        """Run the eval step over every loader; values logged in loader i get a suffix when there are
+        several: ``/dataloader_idx_<i>`` for a list (Lightning's names), ``/<name>`` for a dict (vqcodec's;
+        Lightning numbers dict loaders too). Values logged in ``on_*_epoch_end`` keep their names."""
         was_training = module.training
         previous_stage = self.stage
         self.stage = stage
@@ -978,29 +1006,47 @@ class Trainer:
         self._eval_buffer.clear()
         self._active_buffer = self._eval_buffer
         hook = "validation" if stage in ("validate", "fit") else "test"
-        limit = resolve_batch_count(
-            f"limit_{'val' if hook == 'validation' else 'test'}_batches", limit, (loader.batches_per_epoch())
-        )
+        limit_name = f"limit_{'val' if hook == 'validation' else 'test'}_batches"
         step_fn = module.validation_step if hook == "validation" else module.test_step
+        several = len(loaders) > 1
+        if several and "dataloader_idx" not in inspect.signature(step_fn).parameters:
+            raise TypeError(
+                f"{len(loaders)} {hook} loaders were given, but {type(module).__name__}.{hook}_step "
+                "does not take a dataloader_idx argument"
+            )
         for callback in self.callbacks:
             (callback.on_validation_start if hook == "validation" else callback.on_test_start)(self, module)
+        metrics: dict[str, float] = {}
         try:
             if hook == "validation":
                 module.on_validation_epoch_start()
-            loader.set_epoch(0)
             with self._eval_context(), self.strategy.eval_context(module):
-                for batch_idx, batch in enumerate(loader):
-                    if limit is not None and batch_idx >= limit:
-                        break
-                    batch = move_to_device(batch, self.device)
-                    self._current_batch_size = batch_size_of(batch)
-                    step_fn(batch, batch_idx)
+                for index, (name, loader) in enumerate(loaders):
+                    count = resolve_batch_count(limit_name, limit, loader.batches_per_epoch())
+                    self.current_dataloader_idx, self.current_dataloader_name = index, name
+                    extra = {"dataloader_idx": index} if several else {}
+                    loader.set_epoch(0)
+                    for batch_idx, batch in enumerate(loader):
+                        if count is not None and batch_idx >= count:
+                            break
+                        batch = move_to_device(batch, self.device)
+                        self._current_batch_size = batch_size_of(batch)
+                        step_fn(batch, batch_idx, **extra)
+                    part = self._reduce_buffer(self._eval_buffer)  # collective: every rank, every loader
+                    self._eval_buffer.clear()
+                    suffix = (
+                        ""
+                        if not several
+                        else (f"/{name}" if name is not None else f"/dataloader_idx_{index}")
+                    )
+                    metrics.update({key + suffix: value for key, value in part.items()})
                 self._current_batch_size = 1
+                self.current_dataloader_idx, self.current_dataloader_name = 0, None
                 if hook == "validation":
                     module.on_validation_epoch_end()
                 else:
                     module.on_test_epoch_end()
-            metrics = self._reduce_buffer(self._eval_buffer)
+            metrics.update(self._reduce_buffer(self._eval_buffer))
         finally:
             self._active_buffer = None
             self._eval_buffer.clear()
@@ -1042,12 +1088,14 @@ class Trainer:
         _, loader = self._resolve_data(None, dataloader, datamodule, stage)
         if loader is None:
             raise ValueError(f"{stage} needs a DataLoader (or a DataModule providing one)")
-        self._setup_module(module, stage)
-        if ckpt_path:
-            checkpoint = load_checkpoint(ckpt_path)
+        module = self._setup_module(module, stage)
+        resolved = self._resolve_ckpt_path(ckpt_path) if ckpt_path else None
+        if resolved is not None:
+            checkpoint = load_checkpoint(resolved)
             self.strategy.load_model_state_dict(module, checkpoint["state_dict"])
-        prepared = self._prepare(loader, train=False)
-        assert prepared is not None
+        prepared = self._prepare_eval(loader)
+        if not prepared:
+            raise ValueError(f"{stage} needs a DataLoader (or a DataModule providing one)")
         if not self.loggers:
             self._make_loggers()
         limit = self.limit_val_batches if stage == "validate" else self.limit_test_batches
