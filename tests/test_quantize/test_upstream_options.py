@@ -260,3 +260,36 @@ def test_multi_head_codes_layout_exact_decode_and_masks(separate):
     assert bool((masked.codes[~mask] == -1).all()) and torch.equal(masked.codes[mask], codes[mask])
     with pytest.raises(ValueError, match="heads"):
         ResidualVQ(8, 2, 16, heads=2)
+
+
+@pytest.mark.parametrize("preserve_symmetry", [False, True])
+def test_fsq_options_and_indices_match_upstream(preserve_symmetry):
+    upstream = pytest.importorskip("vector_quantize_pytorch")
+    levels = [8, 5, 4]
+    theirs = upstream.FSQ(levels=levels, preserve_symmetry=preserve_symmetry)
+    ours = FSQ(levels, channel_first=False, preserve_symmetry=preserve_symmetry).eval()
+    x = torch.randn(2, 50, 3) * 2
+    their_out, their_indices = theirs(x)
+    codes = ours.encode(x)
+    assert torch.equal(ours.codes_to_indices(codes), their_indices)
+    assert torch.allclose(ours.decode(codes), their_out, atol=1e-6)
+    assert torch.allclose(
+        ours.indices_to_values(their_indices), theirs.indices_to_codes(their_indices), atol=1e-6
+    )
+
+
+def test_fsq_num_codebooks_noise_dropout_and_scale():
+    fsq = FSQ(
+        (5, 3), num_codebooks=2, preserve_symmetry=True, noise_dropout=1.0, scale=0.5, channel_first=False
+    )
+    assert fsq.dim == 4 and fsq.alphabet == (5, 3, 5, 3)
+    x = torch.randn(64, 4)
+    codes = fsq.encode(x)
+    assert fsq.codes_to_indices(codes).shape == (64, 2)
+    assert torch.equal(fsq.indices_to_codes(fsq.codes_to_indices(codes)), codes)
+    clean = fsq.eval()(x).quantized
+    assert torch.equal(clean, fsq.decode(codes)) and float(clean.abs().max()) <= 0.5
+    noisy = fsq.train()(x).quantized
+    assert not torch.equal(noisy, clean) and torch.equal(fsq(x).codes, codes)
+    with pytest.raises(ValueError, match="preserve_symmetry"):
+        FSQ((5, 3), noise_dropout=0.1)

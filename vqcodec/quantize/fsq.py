@@ -35,6 +35,10 @@ class FSQConfig:
     dim: int | None = None
     channel_first: bool = True
     eps: float = 1e-3
+    num_codebooks: int = 1
+    preserve_symmetry: bool = False
+    noise_dropout: float = 0.0
+    scale: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "levels", tuple(int(v) for v in self.levels))
@@ -42,17 +46,31 @@ class FSQConfig:
             raise ValueError(f"levels must be a non-empty sequence of ints >= 2, got {self.levels}")
         if self.dim is not None and self.dim < 1:
             raise ValueError(f"dim must be positive, got {self.dim}")
+        if self.num_codebooks < 1:
+            raise ValueError(f"num_codebooks must be >= 1, got {self.num_codebooks}")
+        if not 0.0 <= self.noise_dropout <= 1.0:
+            raise ValueError(f"noise_dropout must be in [0, 1], got {self.noise_dropout}")
+        if self.noise_dropout > 0 and not self.preserve_symmetry:
+            raise ValueError("noise_dropout needs preserve_symmetry=True (as upstream)")
+        if self.scale <= 0:
+            raise ValueError(f"scale must be > 0, got {self.scale}")
 
 
 class FSQ(Quantizer):
     """Finite scalar quantizer.
 
     Args: ``levels`` (values per channel, e.g. (8, 5, 5, 5)); ``dim`` (latent channels C; when it differs
-    from len(levels) learned in/out projections are added; default len(levels)); ``channel_first``;
-    ``eps`` widens the tanh range slightly so the extreme levels are reachable.
+    from num_codebooks * len(levels) learned in/out projections are added; default that product);
+    ``channel_first``; ``eps`` widens the tanh range slightly so the extreme levels are reachable;
+    ``num_codebooks`` (G): the codebook space holds G groups of len(levels) channels, each with ``levels``;
+    ``preserve_symmetry``: levels spread symmetrically over [-1, 1], ``2 k / (L - 1) - 1`` (upstream's
+    symmetry-preserving bound, any level count incl. 2); ``noise_dropout`` (needs preserve_symmetry): in
+    training each quantized value is, with this probability, offset by U(-0.5, 0.5) (clamped to [-1, 1]);
+    ``scale``: codeword values are multiplied by it (ResidualFSQ uses one scale per stage).
 
-    Shapes: latents (B, C, *S) or (B, *S, C); codes (B, *S, L) int64.  quantized values are
-    ``(code - levels // 2) / (levels // 2)`` per channel (then projected out).  No loss terms.
+    Shapes: latents (B, C, *S) or (B, *S, C); codes (B, *S, G * L) int64, one stream per channel.
+    quantized values are ``(code - levels // 2) / (levels // 2)`` per channel (then projected out).
+    No loss terms.
     """
 
     config_class = FSQConfig
@@ -64,20 +82,36 @@ class FSQ(Quantizer):
         *,
         channel_first: bool = True,
         eps: float = 1e-3,
+        num_codebooks: int = 1,
+        preserve_symmetry: bool = False,
+        noise_dropout: float = 0.0,
+        scale: float = 1.0,
     ) -> None:
-        config = FSQConfig(levels=tuple(levels), dim=dim, channel_first=channel_first, eps=eps)
+        config = FSQConfig(
+            levels=tuple(levels),
+            dim=dim,
+            channel_first=channel_first,
+            eps=eps,
+            num_codebooks=num_codebooks,
+            preserve_symmetry=preserve_symmetry,
+            noise_dropout=noise_dropout,
+            scale=scale,
+        )
         super().__init__(config)
         self.levels = config.levels
-        self.codebook_dim = len(self.levels)
+        self.num_codebooks = num_codebooks
+        self.channel_levels = self.levels * num_codebooks
+        self.codebook_dim = len(self.channel_levels)
         self.dim = dim if dim is not None else self.codebook_dim
         self.project_in: nn.Linear | None = None
         self.project_out: nn.Linear | None = None
         if self.dim != self.codebook_dim:
             self.project_in = nn.Linear(self.dim, self.codebook_dim)
             self.project_out = nn.Linear(self.codebook_dim, self.dim)
-        levels_t = torch.tensor(self.levels, dtype=torch.float32)
+        levels_t = torch.tensor(self.channel_levels, dtype=torch.float32)
         half_l = (levels_t - 1) * (1 + eps) / 2
         offset = torch.where(levels_t.remainder(2) == 0, 0.5, 0.0)
+        self.register_buffer("_levels_f", levels_t, persistent=False)
         self.register_buffer("_half_l", half_l, persistent=False)
         self.register_buffer("_offset", offset, persistent=False)
         self.register_buffer("_shift", torch.atanh(offset / half_l), persistent=False)
@@ -89,41 +123,52 @@ class FSQ(Quantizer):
 
     @property
     def alphabet(self) -> tuple[int, ...]:
-        """levels: one stream per channel."""
-        return self.levels
+        """levels * num_codebooks: one stream per channel."""
+        return self.channel_levels
 
     def forward(self, latents: torch.Tensor) -> QuantizerOutput:
-        """latents (B, C, *S) or (B, *S, C) -> QuantizerOutput(quantized like latents, codes (B, *S, L))."""
-        vectors, lead = flatten_latents(latents, self.dim, self._config.channel_first)
+        """latents (B, C, *S) or (B, *S, C) -> QuantizerOutput(quantized like latents, codes (B, *S, G*L))."""
+        cfg = self._config
+        vectors, lead = flatten_latents(latents, self.dim, cfg.channel_first)
         with full_precision(vectors.device):
             bounded = self._bound(self._project(vectors, self.project_in))
             rounded = torch.round(bounded)
             codes = self._codes_from_rounded(rounded)
-            quantized = self._project(
-                exact_straight_through(rounded.detach(), bounded) / self._half_width, self.project_out
-            )
+            values = self._values(exact_straight_through(rounded.detach(), bounded))
+            if self.training and cfg.noise_dropout > 0:
+                hit = torch.rand_like(values) < cfg.noise_dropout
+                values = torch.where(hit, values + torch.rand_like(values) - 0.5, values).clamp(-1.0, 1.0)
+            quantized = self._project(values * cfg.scale if cfg.scale != 1.0 else values, self.project_out)
         metrics: dict[str, torch.Tensor] = {}
         if self.codebook_size <= MAX_METRIC_CODEBOOK:
             with torch.no_grad():
-                counts = torch.bincount((codes * self._basis).sum(1), minlength=self.codebook_size)
-                health = codebook_health(counts, torch.zeros(1, dtype=torch.bool))
-                metrics = {"usage": health["usage"], "perplexity": health["perplexity"]}
+                packed = self.codes_to_indices(codes).reshape(codes.shape[0], self.num_codebooks)
+                per_group = [
+                    codebook_health(
+                        torch.bincount(packed[:, g], minlength=self.codebook_size),
+                        torch.zeros(1, dtype=torch.bool),
+                    )
+                    for g in range(self.num_codebooks)
+                ]
+                metrics = {
+                    name: torch.stack([h[name] for h in per_group]).mean() for name in ("usage", "perplexity")
+                }
         return QuantizerOutput(
-            unflatten_latents(quantized, lead, self._config.channel_first),
+            unflatten_latents(quantized, lead, cfg.channel_first),
             codes.reshape(*lead, self.codebook_dim),
             {},
             metrics,
         )
 
     def encode(self, latents: torch.Tensor) -> torch.Tensor:
-        """latents (B, C, *S) or (B, *S, C) -> codes (B, *S, L) int64."""
+        """latents (B, C, *S) or (B, *S, C) -> codes (B, *S, G*L) int64."""
         vectors, lead = flatten_latents(latents, self.dim, self._config.channel_first)
         with torch.no_grad(), full_precision(vectors.device):
             rounded = torch.round(self._bound(self._project(vectors, self.project_in)))
             return self._codes_from_rounded(rounded).reshape(*lead, self.codebook_dim)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes (B, *S, L) -> latents (B, C, *S) or (B, *S, C) float32."""
+        """codes (B, *S, G*L) -> latents (B, C, *S) or (B, *S, C) float32."""
         if codes.ndim < 2 or codes.shape[-1] != self.codebook_dim:
             raise ValueError(
                 f"FSQ codes need a trailing axis of {self.codebook_dim}, got {tuple(codes.shape)}"
@@ -132,45 +177,71 @@ class FSQ(Quantizer):
             raise TypeError(f"codes must be an integer tensor, got {codes.dtype}")
         lead = tuple(codes.shape[:-1])
         flat = codes.reshape(-1, self.codebook_dim).long()
-        if flat.numel() and ((flat < 0).any() or (flat >= self._basis.new_tensor(self.levels)).any()):
+        if flat.numel() and ((flat < 0).any() or (flat >= self._levels_f.long()).any()):
             raise ValueError(f"FSQ codes out of range for levels {self.levels}")
         with full_precision(codes.device):
-            rounded = flat.float() - self._half_width
-            vectors = self._project(rounded / self._half_width, self.project_out)
+            values = self._code_values(flat)
+            if self._config.scale != 1.0:
+                values = values * self._config.scale
+            vectors = self._project(values, self.project_out)
         return unflatten_latents(vectors, lead, self._config.channel_first)
 
     def codes_to_indices(self, codes: torch.Tensor) -> torch.Tensor:
-        """Per-channel codes (..., L) -> one mixed-radix index (...) in [0, prod(levels)), first channel
-        least significant (upstream's packing, so indices match vector-quantize-pytorch's)."""
-        return (codes.long() * self._basis).sum(-1)
+        """Per-channel codes (..., G*L) -> one mixed-radix index per codebook (..., G) in
+        [0, prod(levels)), first channel least significant (upstream's packing, so indices match
+        vector-quantize-pytorch's); a single codebook (G = 1) gives (...), as upstream."""
+        grouped = codes.long().reshape(*codes.shape[:-1], self.num_codebooks, len(self.levels))
+        packed = (grouped * self._basis).sum(-1)
+        return packed[..., 0] if self.num_codebooks == 1 else packed
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
-        """Inverse of ``codes_to_indices``: (...) -> per-channel level codes (..., L) int64.
+        """Inverse of ``codes_to_indices``: (...) or (..., G) -> per-channel level codes (..., G*L) int64.
 
         vqcodec's "codes" are always integer symbols; upstream's ``indices_to_codes`` (the float
         codewords) is ``indices_to_values`` here."""
+        grouped = indices.long()[..., None] if self.num_codebooks == 1 else indices.long()
         levels = self._basis.new_tensor(self.levels)
-        return torch.div(indices.long()[..., None], self._basis, rounding_mode="floor") % levels
+        codes = torch.div(grouped[..., None], self._basis, rounding_mode="floor") % levels
+        return codes.reshape(*grouped.shape[:-1], self.codebook_dim)
 
     def indices_to_values(self, indices: torch.Tensor, project_out: bool = True) -> torch.Tensor:
-        """Packed indices (...) -> codewords (..., C) float32: the level values in [-1, 1] per channel,
-        through ``project_out`` when there is one and ``project_out`` (upstream's indices_to_codes)."""
+        """Packed indices (...) (or (..., G)) -> codewords (..., C) float32: the level values in [-1, 1]
+        per channel (times ``scale``), through ``project_out`` when there is one and ``project_out``
+        (upstream's indices_to_codes)."""
         codes = self.indices_to_codes(indices)
         lead = tuple(codes.shape[:-1])
         with full_precision(codes.device):
-            values = (codes.reshape(-1, self.codebook_dim).float() - self._half_width) / self._half_width
+            values = self._code_values(codes.reshape(-1, self.codebook_dim)) * self._config.scale
             if project_out:
                 values = self._project(values, self.project_out)
         return values.reshape(*lead, values.shape[-1])
+
+    def _code_values(self, codes: torch.Tensor) -> torch.Tensor:
+        """Integer level codes (M, G*L) -> values in [-1, 1] (M, G*L)."""
+        if self._config.preserve_symmetry:
+            return codes.float() * (2.0 / (self._levels_f - 1)) - 1.0
+        return (codes.float() - self._half_width) / self._half_width
+
+    def _values(self, rounded: torch.Tensor) -> torch.Tensor:
+        """Rounded bounded values (on the code grid, with gradient) -> level values in [-1, 1]."""
+        if self._config.preserve_symmetry:
+            return rounded * (2.0 / (self._levels_f - 1)) - 1.0
+        return rounded / self._half_width
 
     def _project(self, x: torch.Tensor, layer: nn.Linear | None) -> torch.Tensor:
         return x if layer is None else stable_linear(x, layer.weight, layer.bias)
 
     def _bound(self, z: torch.Tensor) -> torch.Tensor:
-        """(M, L) -> values in (-levels/2, levels/2) that round to the level grid."""
+        """(M, G*L) -> values that round to the level grid: (-levels/2, levels/2) around 0, or with
+        preserve_symmetry [0, L - 1] + 0.5 (upstream's bracket) rounded down, shifted by -0.5 to round."""
+        if self._config.preserve_symmetry:
+            return (self._levels_f - 1) * (torch.tanh(z) + 1) / 2
         return torch.tanh(z + self._shift) * self._half_l - self._offset
 
     def _codes_from_rounded(self, rounded: torch.Tensor) -> torch.Tensor:
-        levels = self._basis.new_tensor(self.levels)
-        codes = (rounded.detach() + self._half_width).long()
+        levels = self._levels_f.long()
+        if self._config.preserve_symmetry:
+            codes = rounded.detach().long()
+        else:
+            codes = (rounded.detach() + self._half_width).long()
         return torch.minimum(codes.clamp_min(0), levels - 1)
