@@ -254,3 +254,33 @@ def test_several_validation_loaders_report_per_loader():
     assert single["val/mse"] == pytest.approx(trainer.callback_metrics["val/mse/easy"], rel=1e-6)
     with pytest.raises(TypeError, match="dataloader_idx"):
         Trainer(**QUIET).validate(Regression(), [easy, hard])
+
+
+def test_max_time_stops_and_sigterm_checkpoints_then_resumes(tmp_path):
+    from vqcodec.train.trainer import TrainingInterrupted, parse_max_time
+
+    assert parse_max_time("00:01:00:30") == 3630 and parse_max_time({"minutes": 2}) == 120
+    with pytest.raises(ValueError, match="DD:HH:MM:SS"):
+        Trainer(max_time="1h")
+    trainer = Trainer(max_steps=50, max_time=0, **QUIET)
+    trainer.fit(Regression(), loaders()[0])
+    assert trainer.global_step == 1  # stopped at the first batch end
+
+    import os
+    import signal
+
+    class Kill(Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if trainer.global_step == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    options = {"default_root_dir": tmp_path, "enable_progress_bar": False, "logger": False}
+    with pytest.raises(TrainingInterrupted, match="SIGTERM at step 3"):
+        Trainer(max_steps=10, callbacks=[Kill()], **options).fit(Regression(), loaders()[0])
+    assert signal.getsignal(signal.SIGTERM) is previous  # handler restored
+    last = tmp_path / "version_0" / "checkpoints" / "last.ckpt"
+    assert load_checkpoint(last)["loop"]["global_step"] == 3
+    resumed = Trainer(max_steps=10, **options)
+    resumed.fit(Regression(), loaders()[0], ckpt_path="last")
+    assert resumed.global_step == 10 and resumed.log_dir == tmp_path / "version_0"

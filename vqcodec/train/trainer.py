@@ -46,9 +46,13 @@ import inspect
 import math
 import os
 import random
+import signal
+import threading
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +161,39 @@ def resolve_batch_count(name: str, value: int | float | None, total: int | None)
     return int(value)
 
 
+class TrainingInterrupted(RuntimeError):
+    """A fit stopped by SIGTERM/SIGINT after writing its checkpoint (``.checkpoint``, ``.signal``)."""
+
+    def __init__(self, signum: int, step: int, checkpoint: str | None):
+        self.signal, self.step, self.checkpoint = signum, step, checkpoint
+        where = f"; checkpoint {checkpoint} (resume with ckpt_path='last')" if checkpoint else ""
+        super().__init__(f"training stopped by {signal.Signals(signum).name} at step {step}{where}")
+
+
+def parse_max_time(value: Any) -> float | None:
+    """``max_time`` as Lightning takes it ("DD:HH:MM:SS", a timedelta, a dict of timedelta fields) or a
+    number of seconds -> seconds."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, dict):
+        seconds = timedelta(**value).total_seconds()
+    elif isinstance(value, str):
+        parts = value.split(":")
+        if len(parts) != 4 or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(f"max_time must look like 'DD:HH:MM:SS', got {value!r}")
+        days, hours, minutes, secs = (int(p) for p in parts)
+        seconds = timedelta(days=days, hours=hours, minutes=minutes, seconds=secs).total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise ValueError(f"max_time must be 'DD:HH:MM:SS', a timedelta, a dict or seconds, got {value!r}")
+    if seconds < 0:
+        raise ValueError(f"max_time must be >= 0, got {value!r}")
+    return seconds
+
+
 def _unwrap_compiled(module: Any) -> Any:
     """``torch.compile(module)`` -> the original module with its ``forward`` compiled the same way.
 
@@ -253,6 +290,7 @@ class Trainer:
         seed: int | None = None,
         deterministic: bool = False,
         version: int | str | bool | None = None,
+        max_time: str | float | dict[str, float] | timedelta | None = None,
     ):
         if accumulate_grad_batches < 1:
             raise ValueError("accumulate_grad_batches must be >= 1")
@@ -295,6 +333,11 @@ class Trainer:
         self.log_every_n_steps = max(1, int(log_every_n_steps))
         self.overfit_batches = overfit_batches
         self.version = version
+        self.max_time = parse_max_time(max_time)
+        self._time_offset = 0.0  # seconds of training before this fit (a resumed run's earlier time)
+        self._fit_clock = time.monotonic()
+        self._signal: int | None = None
+        self.interrupted_by: int | None = None  # the signal that stopped the last fit, if one did
         self._log_dir: Path | None = None
         self.num_sanity_val_steps = int(num_sanity_val_steps)
         self.seed = seed
@@ -498,6 +541,11 @@ class Trainer:
                 val = val if val is not None else datamodule.test_dataloader()
         return train, val
 
+    @property
+    def time_elapsed(self) -> float:
+        """Seconds of training in this run, earlier (resumed) fits included; what ``max_time`` bounds."""
+        return self._time_offset + (time.monotonic() - self._fit_clock)
+
     # ================================================================== run folder
     @property
     def log_dir(self) -> Path:
@@ -574,6 +622,8 @@ class Trainer:
             raise ValueError("fit needs a training DataLoader (or a DataModule with train_dataloader())")
         resolved = self._resolve_ckpt_path(ckpt_path)
         checkpoint = load_checkpoint(resolved) if resolved is not None else None
+        self._fit_clock = time.monotonic()
+        self._time_offset = float(checkpoint["loop"].get("time_elapsed", 0.0)) if checkpoint else 0.0
         self._log_dir = self._resolve_log_dir(resolved)
         self._data_seed = self._default_data_seed()
         if checkpoint is None and self.seed is not None:
@@ -624,9 +674,49 @@ class Trainer:
             if checkpoint is not None:
                 # the very last thing before the loop, so nothing above can shift the random streams
                 self._restore_rng(checkpoint)
-            self._fit_loop(module)
+            with self._stop_on_signals():
+                self._fit_loop(module)
         finally:
             self._finish(module)
+        if self.interrupted_by is not None:
+            callback = self.checkpoint_callback
+            raise TrainingInterrupted(
+                self.interrupted_by, self.global_step, callback.last_model_path if callback else None
+            )
+
+    @contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        """SIGTERM (a scheduler's pre-emption) stops the loop at the next batch end, which writes
+        ``last.ckpt`` and raises ``TrainingInterrupted``; the handler is the previous one again after."""
+        self._signal = self.interrupted_by = None
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            self._signal = signum
+
+        previous = signal.signal(signal.SIGTERM, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def _check_stop(self) -> None:
+        """max_time and signals, agreed on by every rank (one tiny all-reduce per batch when distributed)."""
+        flags = [
+            float(self._signal is not None),
+            float(self.max_time is not None and self.time_elapsed >= self.max_time),
+        ]
+        if self.strategy.is_distributed:
+            flags = self.strategy.all_reduce(torch.tensor(flags, device=self.device), "max").tolist()
+        if flags[0]:
+            self.interrupted_by = self._signal if self._signal is not None else int(signal.SIGTERM)
+            self.should_stop = True
+            self.print(f"{signal.Signals(self.interrupted_by).name}: stopping at step {self.global_step}")
+        elif flags[1]:
+            self.should_stop = True
+            self.print(f"max_time reached: stopping at step {self.global_step}")
 
     def _settings(self) -> dict[str, Any]:
         return {
@@ -710,6 +800,7 @@ class Trainer:
                     val_overall and progress.total_batches % val_overall == 0
                 ):
                     self._run_validation(module)
+                self._check_stop()
                 if self._done():
                     exhausted = False
                     break
@@ -1153,6 +1244,7 @@ class Trainer:
                 "micro_step": self._micro_step,
                 "optimizer_steps": list(self._optimizer_steps),
                 "total_batches": self.progress.total_batches,
+                "time_elapsed": self.time_elapsed,
                 "data_seed": self._data_seed,
                 "world_size": self.world_size,
                 "samples_in_epoch": (
@@ -1252,4 +1344,12 @@ class Trainer:
         return self.strategy.full_module(self.module)
 
 
-__all__ = ["Trainer", "batch_size_of", "move_to_device", "resolve_batch_count", "seed_everything"]
+__all__ = [
+    "Trainer",
+    "TrainingInterrupted",
+    "parse_max_time",
+    "batch_size_of",
+    "move_to_device",
+    "resolve_batch_count",
+    "seed_everything",
+]

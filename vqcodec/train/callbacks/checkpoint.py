@@ -1,11 +1,11 @@
 """``ModelCheckpoint``: the last checkpoint, and the best k by a monitored metric, written atomically.
 
 Files under ``dirpath`` (default ``<trainer.log_dir>/checkpoints``, inside the run's versioned folder):
-``last.ckpt`` (after every validation, every ``every_n_train_steps`` optimizer steps and at the end of
-training) and, with ``monitor``, ``best-step=<step>-<metric>=<value>.ckpt`` for the ``save_top_k`` best
-values (``mode`` "min"/"max"); worse ones are deleted. ``best_model_path`` / ``best_model_score`` name
-the best so far. Every rank calls the save (gathering sharded state is collective); rank 0 writes and
-deletes.
+``last.ckpt`` (after every validation, every ``every_n_train_steps`` optimizer steps, at the end of
+training and when SIGTERM stops it) and, with ``monitor``, ``best-step=<step>-<metric>=<value>.ckpt``
+for the ``save_top_k`` best values (``mode`` "min"/"max"); worse ones are deleted. ``best_model_path`` /
+``best_model_score`` name the best so far. Every rank calls the save (gathering sharded state is
+collective); rank 0 writes and deletes.
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ class ModelCheckpoint(Callback):
         self.save_last_checkpoint(trainer)
 
     def on_train_end(self, trainer: Trainer, module: TrainingModule) -> None:
-        if self.save_on_train_end:
+        # a run stopped by SIGTERM always leaves last.ckpt, to resume from
+        if self.save_on_train_end or trainer.interrupted_by is not None:
             self.save_last_checkpoint(trainer)
 
     def _update_best(self, trainer: Trainer) -> None:
