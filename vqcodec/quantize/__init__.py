@@ -1,6 +1,7 @@
 """vqcodec.quantize: drop-in quantizer modules with one interface.
 
-Public: VectorQuantizer, ResidualVQ, FSQ, LFQ (all ``Quantizer`` subclasses), QuantizerOutput, their frozen
+Public: VectorQuantizer, ResidualVQ, FSQ, LFQ, ResidualFSQ, ResidualLFQ, GroupedResidualVQ/FSQ/LFQ (all
+``Quantizer`` subclasses; see docs/migrating-from-vector-quantize-pytorch.md), QuantizerOutput, their frozen
 config dataclasses, and helpers to save/rebuild a quantizer from its config alone:
 ``config_to_dict(cfg) -> dict`` (JSON-able, with a "type" key), ``config_from_dict(d) -> cfg`` and
 ``build_quantizer(cfg) -> Quantizer``.  Latent and code layouts are specified in ``base.py``.
@@ -13,8 +14,17 @@ from typing import Any
 
 from vqcodec.quantize.base import Quantizer, QuantizerOutput
 from vqcodec.quantize.fsq import FSQ, FSQConfig
+from vqcodec.quantize.grouped import (
+    GroupedResidualFSQ,
+    GroupedResidualFSQConfig,
+    GroupedResidualLFQ,
+    GroupedResidualLFQConfig,
+    GroupedResidualVQ,
+    GroupedResidualVQConfig,
+)
 from vqcodec.quantize.lfq import LFQ, LFQConfig
 from vqcodec.quantize.residual import ResidualVQ, ResidualVQConfig
+from vqcodec.quantize.residual_scalar import ResidualFSQ, ResidualFSQConfig, ResidualLFQ, ResidualLFQConfig
 from vqcodec.quantize.vq import VectorQuantizer, VectorQuantizerConfig
 
 _BY_CONFIG: dict[type, type[Quantizer]] = {
@@ -22,6 +32,11 @@ _BY_CONFIG: dict[type, type[Quantizer]] = {
     ResidualVQConfig: ResidualVQ,
     FSQConfig: FSQ,
     LFQConfig: LFQ,
+    ResidualFSQConfig: ResidualFSQ,
+    ResidualLFQConfig: ResidualLFQ,
+    GroupedResidualVQConfig: GroupedResidualVQ,
+    GroupedResidualFSQConfig: GroupedResidualFSQ,
+    GroupedResidualLFQConfig: GroupedResidualLFQ,
 }
 _BY_NAME: dict[str, type] = {cls.__name__: cfg for cfg, cls in _BY_CONFIG.items()}
 
@@ -72,6 +87,16 @@ __all__ = [
     "FSQConfig",
     "LFQ",
     "LFQConfig",
+    "ResidualFSQ",
+    "ResidualFSQConfig",
+    "ResidualLFQ",
+    "ResidualLFQConfig",
+    "GroupedResidualVQ",
+    "GroupedResidualVQConfig",
+    "GroupedResidualFSQ",
+    "GroupedResidualFSQConfig",
+    "GroupedResidualLFQ",
+    "GroupedResidualLFQConfig",
     "build_quantizer",
     "config_to_dict",
     "config_from_dict",
