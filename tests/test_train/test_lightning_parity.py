@@ -284,3 +284,34 @@ def test_max_time_stops_and_sigterm_checkpoints_then_resumes(tmp_path):
     resumed = Trainer(max_steps=10, **options)
     resumed.fit(Regression(), loaders()[0], ckpt_path="last")
     assert resumed.global_step == 10 and resumed.log_dir == tmp_path / "version_0"
+
+
+class EpochLogged(Regression):
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.log("both", float(batch_idx), on_step=True, on_epoch=True)
+        self.log("per_epoch", float(batch_idx), on_step=False, on_epoch=True, reduce_fx=torch.max)
+        self.log("mine", float(batch_idx), sync_dist=False)
+        return loss
+
+
+def test_log_on_step_on_epoch_names_and_reductions(tmp_path):
+    from vqcodec.train.loggers import read_csv_metrics
+
+    trainer = Trainer(
+        max_epochs=2, log_every_n_steps=4, default_root_dir=tmp_path, enable_progress_bar=False, logger="csv"
+    )
+    trainer.fit(EpochLogged(), loaders()[0])  # 8 batches per epoch
+    metrics = read_csv_metrics(tmp_path / "version_0" / "metrics.csv")
+    assert metrics["per_epoch"] == [(8, 7.0), (16, 7.0)]  # once per epoch, max over it
+    assert metrics["both_epoch"] == [(8, 3.5), (16, 3.5)]  # the epoch mean
+    assert [s for s, _ in metrics["both_step"]] == [4, 8, 12, 16]
+    assert metrics["both_step"][0][1] == 1.5  # the window mean of batches 0-3
+    assert "both" not in metrics and metrics["mine"][1] == (8, 5.5)
+    with pytest.raises(ValueError, match="on_step=True"):
+
+        class StepInVal(Regression):
+            def validation_step(self, batch, batch_idx):
+                self.log("v", 1.0, on_step=True)
+
+        Trainer(**QUIET).validate(StepInVal(), loaders()[1])

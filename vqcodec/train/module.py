@@ -249,14 +249,39 @@ class TrainingModule(nn.Module):
         prog_bar: bool = False,
         batch_size: int | None = None,
         reduce: str = "mean",
+        on_step: bool | None = None,
+        on_epoch: bool | None = None,
+        sync_dist: bool | None = None,
+        reduce_fx: Any = None,
     ) -> None:
-        """Record a scalar. Training values are averaged over the logging window and over ranks;
-        validation/test values over the epoch (weighted by ``batch_size`` when given) and over ranks.
-        ``reduce`` is "mean", "sum", "max" or "min" (how ranks are combined)."""
+        """Record a scalar, with Lightning's keywords.
+
+        Training (defaults ``on_step=True, on_epoch=False``): ``on_step`` values reach the loggers every
+        ``log_every_n_steps`` steps, ``on_epoch`` values at the end of the epoch (reduced over it);
+        with both, the names get ``_step`` / ``_epoch`` suffixes. Validation/test values are reduced
+        over the epoch (weighted by ``batch_size``, default the batch's size); ``on_step=True`` there
+        raises. ``prog_bar`` shows the value in the progress output. ``reduce`` (or Lightning's
+        ``reduce_fx``: "mean", "sum", "max", "min" or torch.mean/sum/max/min) combines values.
+
+        Deliberate differences from Lightning: an ``on_step`` value is the mean over the logging window
+        (Lightning logs the latest step's value), and ``sync_dist`` defaults to True: values are reduced
+        over ranks (one packed all-reduce per window); ``sync_dist=False`` keeps each rank's own value,
+        and rank 0's reaches the loggers."""
         trainer = self.__dict__.get("_trainer_ref")
         if trainer is None:
             return
-        trainer._log(name, value, prog_bar=prog_bar, batch_size=batch_size, reduce=reduce)
+        if reduce_fx is not None:
+            reduce = getattr(reduce_fx, "__name__", reduce_fx)
+        trainer._log(
+            name,
+            value,
+            prog_bar=prog_bar,
+            batch_size=batch_size,
+            reduce=reduce,
+            on_step=on_step,
+            on_epoch=on_epoch,
+            sync_dist=sync_dist,
+        )
 
     def log_dict(self, values: dict[str, Any], **kwargs: Any) -> None:
         for name, value in values.items():

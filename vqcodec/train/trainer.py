@@ -233,6 +233,7 @@ class _MetricBuffer:
         self.values: dict[str, tuple[list[torch.Tensor], list[float]]] = {}
         self.ops: dict[str, str] = {}
         self.prog_bar: set[str] = set()
+        self.local: set[str] = set()  # sync_dist=False: not reduced over ranks
 
     def add(self, name: str, value: torch.Tensor, weight: float, op: str) -> None:
         entry = self.values.get(name)
@@ -258,6 +259,7 @@ class _MetricBuffer:
     def clear(self) -> None:
         self.values.clear()
         self.ops.clear()
+        self.local.clear()
 
 
 class Trainer:
@@ -376,6 +378,7 @@ class Trainer:
         self._optimizer_steps: list[int] = []
         self._train_buffer = _MetricBuffer()
         self._eval_buffer = _MetricBuffer()
+        self._epoch_buffer = _MetricBuffer()  # training values logged with on_epoch=True
         self._active_buffer: _MetricBuffer | None = None
         self._current_batch_size = 1
         self._reporter: ProgressReporter | None = None
@@ -824,6 +827,7 @@ class Trainer:
         module.on_train_epoch_end()
         for callback in self.callbacks:
             callback.on_train_epoch_end(self, module)
+        self._flush_epoch_metrics()
         epoch = self.current_epoch
         self.current_epoch += 1
         self.progress.batch_in_epoch = 0
@@ -970,9 +974,46 @@ class Trainer:
         self._toggled = None
 
     # ================================================================== logging
-    def _log(self, name: str, value: Any, *, prog_bar: bool, batch_size: int | None, reduce: str) -> None:
+    def _log(
+        self,
+        name: str,
+        value: Any,
+        *,
+        prog_bar: bool,
+        batch_size: int | None,
+        reduce: str,
+        on_step: bool | None = None,
+        on_epoch: bool | None = None,
+        sync_dist: bool | None = None,
+    ) -> None:
         if reduce not in ("mean", "sum", "max", "min"):
             raise ValueError(f"reduce must be mean, sum, max or min, got {reduce!r}")
+        evaluating = self._active_buffer is self._eval_buffer or (
+            self._active_buffer is None and self.stage != "fit"
+        )
+        if evaluating:
+            if on_step:
+                raise ValueError(
+                    f"self.log({name!r}, on_step=True) in validation/test: vqcodec reduces evaluation "
+                    "values over the epoch only"
+                )
+            if on_epoch is False:
+                raise ValueError(f"self.log({name!r}, on_epoch=False) in validation/test would log nothing")
+            keys: tuple[tuple[str, _MetricBuffer | None], ...] = ((name, None),)
+        else:
+            step = True if on_step is None else on_step
+            epoch = False if on_epoch is None else on_epoch
+            if not step and not epoch:
+                raise ValueError(f"self.log({name!r}): on_step and on_epoch both False would log nothing")
+            both = step and epoch  # Lightning's names: <name>_step and <name>_epoch
+            keys = tuple(
+                k
+                for k in (
+                    (name + "_step" if both else name, None) if step else None,
+                    (name + "_epoch" if both else name, self._epoch_buffer) if epoch else None,
+                )
+                if k is not None
+            )
         if torch.is_tensor(value):
             if value.numel() != 1:
                 raise ValueError(f"self.log({name!r}) needs a scalar, got shape {tuple(value.shape)}")
@@ -984,21 +1025,42 @@ class Trainer:
             if batch_size is not None
             else (float(self._current_batch_size) if self._active_buffer is self._eval_buffer else 1.0)
         )
-        self._log_value(name, value, weight=weight, op=reduce, prog_bar=prog_bar)
+        local = sync_dist is False
+        for key, target in keys:
+            self._log_value(
+                key, value, weight=weight, op=reduce, prog_bar=prog_bar, buffer=target, local=local
+            )
 
     def _log_value(
-        self, name: str, value: torch.Tensor, *, weight: float, op: str, prog_bar: bool = False
+        self,
+        name: str,
+        value: torch.Tensor,
+        *,
+        weight: float,
+        op: str,
+        prog_bar: bool = False,
+        buffer: _MetricBuffer | None = None,
+        local: bool = False,
     ) -> None:
-        buffer = self._active_buffer
+        if buffer is None:
+            buffer = self._active_buffer
         if buffer is None:
             buffer = self._eval_buffer if self.stage != "fit" else self._train_buffer
         buffer.add(name, value, weight, op)
         if prog_bar:
             buffer.prog_bar.add(name)
+        if local:
+            buffer.local.add(name)
 
     def _reduce_buffer(self, buffer: _MetricBuffer) -> dict[str, float]:
-        """Collective when distributed: every rank must call it at the same point."""
-        names = sorted(buffer.values)
+        """Collective when distributed: every rank must call it at the same point. ``sync_dist=False``
+        values are this rank's own (no collective; rank 0's reach the loggers)."""
+        result: dict[str, float] = {}
+        for name in sorted(buffer.local & set(buffer.values)):
+            total, weight = buffer.summary(name)
+            op = buffer.ops[name]
+            result[name] = float(total) / max(weight, 1e-12) if op == "mean" else float(total)
+        names = sorted(n for n in buffer.values if n not in buffer.local)
         if self.strategy.is_distributed:
             import torch.distributed as dist
 
@@ -1009,8 +1071,7 @@ class Trainer:
                 ops.update(zip(rank_names, rank_ops))
             names = sorted(ops)
         else:
-            ops = dict(buffer.ops)
-        result: dict[str, float] = {}
+            ops = {n: buffer.ops[n] for n in names}
         for op in ("mean", "sum", "max", "min"):
             keys = [n for n in names if ops[n] == op]
             if not keys:
@@ -1045,6 +1106,16 @@ class Trainer:
                 self.progress_metrics,
                 self.max_steps if self.max_steps >= 0 else None,
             )
+
+    def _flush_epoch_metrics(self) -> None:
+        buffer = self._epoch_buffer
+        if not buffer.values and not self.strategy.is_distributed:
+            return
+        metrics = self._reduce_buffer(buffer)
+        self.progress_metrics.update({k: v for k, v in metrics.items() if k in buffer.prog_bar})
+        buffer.clear()
+        self.callback_metrics.update(metrics)
+        self.log_metrics(metrics)
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         """Send already-reduced values to the loggers (rank 0); callbacks use this."""
