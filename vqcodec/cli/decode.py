@@ -7,7 +7,9 @@
 The output format follows the output's extension (PNG, JPEG, WebP, TIFF, BMP, AVIF, ...
 whatever Pillow writes), or ``--format`` (needed for stdout, where PNG is the default).
 PNG, TIFF, BMP and lossless WebP keep the decoded pixels exactly; JPEG, lossy WebP and AVIF
-are written at quality 95 (JPEG cannot hold alpha: it is dropped with a warning).
+are written at ``-q/--quality`` (1..100, default 95; JPEG cannot hold alpha: it is dropped
+with a warning). Without an output name the extension is appended (``photo.vqc`` ->
+``photo.vqc.png``), so the default can never replace the picture the file was made from.
 A ``.vqc`` whose header says video is handed to ``vqcodec.cli._video.decode_video(args)``
 with ``args.input`` / ``args.output`` naming one file each.
 """
@@ -26,7 +28,8 @@ from typing import Any
 from vqcodec.cli import CommandError, _batch, add_output_options
 from vqcodec.cli._batch import Job, Outcome
 
-LOSSY_SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}, "AVIF": {"quality": 95}}
+LOSSY_FORMATS = ("JPEG", "WEBP", "AVIF")
+DEFAULT_OUTPUT_QUALITY = 95
 NO_ALPHA_FORMATS = ("JPEG",)
 
 
@@ -49,10 +52,18 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--model", metavar="NAME", help="decode with this model name or bundle path (must match the file)"
     )
+    p.add_argument(
+        "-q",
+        "--quality",
+        type=int,
+        metavar="N",
+        help=f"quality 1..100 of a lossy output (JPEG, WebP, AVIF; default {DEFAULT_OUTPUT_QUALITY})",
+    )
     add_output_options(p)
     p.add_argument(
         "-j", "--jobs", type=int, default=1, metavar="WORKERS", help="files decoded in parallel (default 1)"
     )
+    _batch.add_threads_option(p)
     video = _batch.video_module()
     if video is not None:
         video.add_video_options(p)
@@ -62,6 +73,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
+    _batch.check_counts(args)
+    if args.quality is not None and not 1 <= args.quality <= 100:
+        raise CommandError(f"-q/--quality (of a JPEG/WebP/AVIF output) must be in 1..100, got {args.quality}")
     inputs, output = _batch.split_paths(list(args.paths), args.output, output_is_vqc=False)
     fmt = _explicit_format(args.format)
     medias = {path: media_of(path) for path in inputs}
@@ -73,22 +87,34 @@ def run(args: argparse.Namespace) -> int:
             return getattr(module, "DEFAULT_DECODE_SUFFIX", ".y4m")
         return ext
 
-    jobs = _batch.plan_jobs(inputs, output, suffix_for=suffix_for)
+    jobs = _batch.plan_jobs(inputs, output, suffix_for=suffix_for, append_suffix=True)
+    for job in jobs:
+        if job.error is None and job.output != "-" and fmt is None and medias.get(job.input) != "video":
+            try:
+                _format_from_path(job.output)
+            except CommandError as exc:
+                job.error, job.error_names_file = str(exc), True
+    _batch.preflight(jobs, args.force)
     stream = _batch.message_stream(jobs)
     videos = {id(j) for j in jobs if medias.get(j.input) == "video"}
-    if len(jobs) > len(videos):
-        _batch.configure_threads(args.jobs)
+    # torch (and its thread setting) only once a job really runs
+    runtime = _batch.LazyModel(args.model, threads=args.threads, workers=1 if videos else args.jobs)
 
     def work(job: Job) -> Outcome:
+        runtime.configure()
         if id(job) in videos:
             return _batch.run_video("decode", args, job)
         return decode_one(job, args, fmt)
 
     with _batch.cli_warnings(args.quiet):
         progress = not args.quiet and len(jobs) > 1 and sys.stderr.isatty()
-        outcomes = _batch.run_jobs(
-            jobs, work, workers=1 if videos else args.jobs, progress=progress, desc="decode"
+        ticker = _batch.Ticker(
+            f"decoding {jobs[0].input}", enabled=len(jobs) == 1 and not args.quiet and not videos
         )
+        with ticker:
+            outcomes = _batch.run_jobs(
+                jobs, work, workers=1 if videos else args.jobs, progress=progress, desc="decode"
+            )
     return _batch.report(
         "decode",
         outcomes,
@@ -124,12 +150,11 @@ def media_of(path: str) -> str | None:
 
 
 def decode_one(job: Job, args: argparse.Namespace, fmt: str | None) -> Outcome:
-    from vqcodec._io import atomic_output
     from vqcodec.codec.image import decode_image_result
     from vqcodec.codec.media import make_output
 
     start = time.perf_counter()
-    _batch.check_output_free(job, args.force)
+    _batch.check_output(job, args.force)
     save_format = fmt or (_format_from_path(job.output) if job.output != "-" else "PNG")
     if job.input == "-":
         data = sys.stdin.buffer.read()
@@ -141,8 +166,13 @@ def decode_one(job: Job, args: argparse.Namespace, fmt: str | None) -> Outcome:
     if save_format in NO_ALPHA_FORMATS and image.mode in ("RGBA", "LA"):
         warnings.warn(f"{save_format} has no alpha channel: alpha dropped from {job.output}", stacklevel=1)
         image = image.convert(image.mode[:-1])
-    with atomic_output(job.output, force=args.force, inputs=(job.input,)) as f:
-        image.save(f, format=save_format, **LOSSY_SAVE_OPTIONS.get(save_format, {}))
+    options = {}
+    if save_format in LOSSY_FORMATS:
+        options["quality"] = args.quality if args.quality is not None else DEFAULT_OUTPUT_QUALITY
+    elif args.quality is not None:
+        _batch.warn(f"-q/--quality is for JPEG, WebP and AVIF outputs; {save_format} is written lossless")
+    with _batch.output_file(job, args.force) as f:
+        image.save(f, format=save_format, **options)
         size = f.tell() if job.output != "-" else 0
     header = decoded.header
     return Outcome(

@@ -5,7 +5,9 @@
     vqcodec encode *.png -o out/ -j 2 --json
     cat photo.png | vqcodec encode - - > photo.vqc
 
-``-q`` is the quality level here (as in every image tool), so quiet is ``--quiet``.
+``-q`` is the quality level (in every vqcodec command), so quiet is ``--quiet``.
+Arguments, inputs and the output are checked before torch is imported or a model loaded,
+so a mistake costs milliseconds; the model is loaded once for the whole batch.
 Video inputs (by extension, or a Y4M stream on stdin) are handed to
 ``vqcodec.cli._video.encode_video(args)`` with ``args.input`` / ``args.output`` naming one
 file each; every other option keeps its name from this parser.
@@ -15,12 +17,13 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import os
 import sys
 import time
 from typing import Any
 
-from vqcodec.cli import _batch
+from vqcodec.cli import CommandError, _batch
 from vqcodec.cli._batch import Job, Outcome
 
 Y4M_MAGIC = b"YUV4MPEG2"
@@ -48,7 +51,12 @@ def register(subparsers: Any) -> None:
         metavar="NAME",
         help="bundled model name or .safetensors bundle path (see 'vqcodec models')",
     )
-    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors (no progress, no summary)")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail (exit 1, nothing written) when a --bpp or --psnr target cannot be met",
+    )
     _batch.add_batch_options(p)
     video = _batch.video_module()
     if video is not None:
@@ -56,31 +64,59 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Everything that can be checked without torch or a model, before any work.
+
+    The quality range comes from the model registry (or a bundle's JSON header); a level the
+    model does not have is refused here in milliseconds instead of after the model load.
+    """
+    _batch.check_counts(args)
+    if args.quality is not None:
+        levels = _batch.quick_levels(args.model)
+        if args.quality < 1 or (levels is not None and args.quality > levels):
+            span = f"1..{levels}" if levels is not None else ">= 1"
+            raise CommandError(f"-q/--quality must be in {span}, got {args.quality}")
+    for name in ("bpp", "psnr"):
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise CommandError(f"--{name} target must be a positive number, got {value}")
+
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    inputs, output = _batch.split_paths(list(args.paths), args.output, output_is_vqc=True)
+    check_args(args)
+    paths = list(args.paths)
+    if args.output is None and len(paths) > 2 and paths[-1].lower().endswith(".vqc"):
+        last = paths[-1]
+        if not os.path.exists(last) or _batch.is_vqc_file(last):
+            raise CommandError(
+                f"{last}: a .vqc file holds one picture or one clip; to encode {len(paths) - 1} inputs "
+                "give a folder: -o DIR/"
+            )
+    inputs, output = _batch.split_paths(paths, args.output, output_is_vqc=True)
     jobs = _batch.plan_jobs(inputs, output, suffix_for=lambda _: ".vqc")
+    _batch.preflight(jobs, args.force)
     stream = _batch.message_stream(jobs)
-    videos = {id(j) for j in jobs if _is_video_input(j.input)}
-    images = [j for j in jobs if id(j) not in videos]
-    model = None
+    videos = {id(j) for j in jobs if j.error is None and _is_video_input(j.input)}
+    images = [j for j in jobs if id(j) not in videos and j.error is None]
     if images:
-        from vqcodec.codec.image import resolve_model
-
-        model = resolve_model(args.model)  # fail once, early, for an unknown model
-        _batch.configure_threads(args.jobs)
+        _batch.check_model_name(args.model)  # an unknown name fails once, early, without torch
+    model = _batch.LazyModel(args.model, threads=args.threads, workers=args.jobs if not videos else 1)
 
     def work(job: Job) -> Outcome:
         if id(job) in videos:
+            model.configure()
             return _batch.run_video("encode", args, job)
         return encode_one(job, args, model)
 
+    single = len(jobs) == 1
     with _batch.cli_warnings(args.quiet):
         progress = not args.quiet and len(jobs) > 1 and sys.stderr.isatty()
-        outcomes = _batch.run_jobs(
-            jobs, work, workers=args.jobs if not videos else 1, progress=progress, desc="encode"
-        )
+        ticker = _batch.Ticker(f"encoding {jobs[0].input}", enabled=single and not args.quiet and not videos)
+        with ticker:
+            outcomes = _batch.run_jobs(
+                jobs, work, workers=args.jobs if not videos else 1, progress=progress, desc="encode"
+            )
     return _batch.report(
         "encode",
         outcomes,
@@ -92,23 +128,33 @@ def run(args: argparse.Namespace) -> int:
     )
 
 
-def encode_one(job: Job, args: argparse.Namespace, model: Any) -> Outcome:
-    from vqcodec._io import atomic_output
+def encode_one(job: Job, args: argparse.Namespace, model: _batch.LazyModel) -> Outcome:
     from vqcodec.codec.image import encode_image_result
     from vqcodec.codec.media import open_image_file
 
     start = time.perf_counter()
-    _batch.check_output_free(job, args.force)
+    _batch.check_output(job, args.force)
     if job.input == "-":
         data = sys.stdin.buffer.read()
+        if not data:
+            raise CommandError("stdin: empty input")
         bytes_in, source = len(data), io.BytesIO(data)
         image = open_image_file(source)
     else:
         bytes_in = os.path.getsize(job.input)
+        if _batch.is_vqc_file(job.input):
+            _batch.warn(
+                f"{job.input} is already a .vqc file: it is decoded and coded again (more loss); "
+                "'vqcodec decode' gives the picture back"
+            )
         with open(job.input, "rb") as f:
             image = open_image_file(f)
-    result = encode_image_result(image, args.quality, bpp=args.bpp, psnr=args.psnr, model=model)
-    with atomic_output(job.output, force=args.force, inputs=(job.input,)) as f:
+    if image.mode == "CMYK":
+        _batch.warn("CMYK picture converted to RGB without colour management (the ink values are lost)")
+    # the model (and torch) only once the picture has been read: a bad file costs no model load
+    result = encode_image_result(image, args.quality, bpp=args.bpp, psnr=args.psnr, model=model.get())
+    _check_target(job, args, result)
+    with _batch.output_file(job, args.force) as f:
         f.write(result.data)
     info = {
         "width": result.width,
@@ -130,6 +176,26 @@ def encode_one(job: Job, args: argparse.Namespace, model: Any) -> Outcome:
         seconds=time.perf_counter() - start,
         info=info,
     )
+
+
+def _check_target(job: Job, args: argparse.Namespace, result: Any) -> None:
+    """A --bpp / --psnr target the model cannot meet: a warning, or with --strict an error."""
+    message = None
+    if args.bpp is not None and result.bpp > args.bpp:
+        message = (
+            f"--bpp {args.bpp:g} cannot be met: the lowest level (quality {result.quality}) "
+            f"takes {result.bpp:.4f} bpp"
+        )
+    elif args.psnr is not None and result.psnr is not None and result.psnr < args.psnr:
+        message = (
+            f"--psnr {args.psnr:g} cannot be met: the top level (quality {result.quality}) "
+            f"reaches {result.psnr:.2f} dB"
+        )
+    if message is None:
+        return
+    if args.strict:
+        raise CommandError(f"{message} (--strict: nothing written)")
+    _batch.warn(message)
 
 
 def _line(o: Outcome) -> str:

@@ -36,10 +36,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vqcodec.codec import limits
-from vqcodec.errors import FormatError
+from vqcodec.errors import FormatError, VQCError
 
 if TYPE_CHECKING:
     import torch
@@ -89,15 +89,57 @@ class SourceImage:
 # input
 
 
+class ImageFileError(VQCError, UnidentifiedImageError):
+    """An input file that is not a picture Pillow can read (empty, truncated, another format).
+
+    A :class:`~vqcodec.errors.VQCError` and, like Pillow's own error, an ``OSError``
+    (``PIL.UnidentifiedImageError``), so callers catching either keep working.
+    """
+
+
+class AnimatedImageError(VQCError, ValueError):
+    """An animated GIF / APNG / WebP given as a still picture: coding frame 0 would lose the rest."""
+
+
+def _source_name(src: Any) -> str:
+    if isinstance(src, (str, os.PathLike)):
+        return os.fspath(src)  # type: ignore[return-value]
+    name = getattr(src, "name", None)
+    return name if isinstance(name, str) else "input"
+
+
 def open_image_file(src: Any) -> Image.Image:
     """Open an image file (path or binary file object) with Pillow and load it.
 
     The declared size is checked against :data:`limits.MAX_IMAGE_PIXELS` before the
     pixels are decoded; 16-bit PNGs (which Pillow reduces to 8 bits per channel for
     RGB) raise a :class:`PrecisionWarning`; EXIF orientation is applied so the
-    picture is coded the way viewers show it.
+    picture is coded the way viewers show it. A file Pillow cannot identify raises
+    :class:`ImageFileError` naming it; an animated picture (more than one frame) raises
+    :class:`AnimatedImageError`, since only its first frame would be kept.
     """
-    image = Image.open(src)
+    name = _source_name(src)
+    try:
+        image = Image.open(src)
+    except UnidentifiedImageError:
+        empty = False
+        if isinstance(src, (str, os.PathLike)):
+            empty = os.path.getsize(src) == 0
+        elif hasattr(src, "seek") and hasattr(src, "tell"):
+            try:
+                empty = src.seek(0, os.SEEK_END) == 0
+            except OSError:
+                empty = False
+        what = "an empty file" if empty else "not a picture Pillow can read (PNG, JPEG, WebP, TIFF...)"
+        raise ImageFileError(f"{name}: {what}") from None
+    frames = int(getattr(image, "n_frames", 1) or 1)
+    # animation formats only: a multi-page TIFF or a camera's MPO (JPEG + preview) is a picture
+    if frames > 1 and getattr(image, "is_animated", False) and image.format in ("GIF", "PNG", "WEBP"):
+        raise AnimatedImageError(
+            f"{name}: animated {image.format or 'image'} with {frames} frames; only still pictures "
+            "are coded as images (convert it to a video first, e.g. ffmpeg -i in.gif clip.y4m, "
+            "or extract one frame)"
+        )
     limits.check_pixels(image.width, image.height, what="input image")
     # Pillow unpacks 16-bit RGB(A) PNGs to 8 bits silently; the tile's raw mode tells
     rawmodes = [str(t[3]) for t in (getattr(image, "tile", None) or []) if len(t) > 3]
