@@ -315,3 +315,37 @@ def test_log_on_step_on_epoch_names_and_reductions(tmp_path):
                 self.log("v", 1.0, on_step=True)
 
         Trainer(**QUIET).validate(StepInVal(), loaders()[1])
+
+
+class Remembered(Regression):
+    def __init__(self, hidden: int = 16, lr: float = 0.05, note: str = "x"):
+        super().__init__(hidden, lr=lr)
+        self.save_hyperparameters(ignore=["note"])
+
+    def predict_step(self, batch, batch_idx, dataloader_idx=0):
+        return self(batch[0])[0]
+
+
+def test_predict_save_hyperparameters_and_load_from_checkpoint(tmp_path):
+    seed_everything(0)
+    module = Remembered(hidden=12, lr=0.02)
+    assert module.hparams == {"hidden": 12, "lr": 0.02}
+    trainer = Trainer(max_steps=3, default_root_dir=tmp_path, enable_progress_bar=False, logger=False)
+    trainer.fit(module, loaders()[0])
+    loaded = Remembered.load_from_checkpoint(trainer.checkpoint_callback.last_model_path)
+    assert loaded.encoder[0].out_features == 12 and not loaded.training
+    val = loaders()[1]
+    predictions = Trainer(**QUIET).predict(loaded, val)
+    x = torch.cat([batch[0] for batch in val])
+    with torch.no_grad():
+        expected = module(x)[0]
+    assert len(predictions) == 2 and torch.allclose(torch.cat(predictions), expected)
+    two = Trainer(**QUIET).predict(loaded, [val, val])
+    assert len(two) == 2 and torch.equal(torch.cat(two[1]), torch.cat(predictions))
+    with pytest.raises(TypeError, match="save_hyperparameters"):
+
+        class Needs(Regression):
+            def __init__(self, width):
+                super().__init__(width)
+
+        Needs.load_from_checkpoint(trainer.checkpoint_callback.last_model_path)

@@ -29,7 +29,9 @@ under its plain name, so checkpoints of compiled and uncompiled runs are interch
 
 from __future__ import annotations
 
+import inspect
 import math
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -207,6 +209,49 @@ class TrainingModule(nn.Module):
             return tensor.device
         return torch.device("cpu")
 
+    # ------------------------------------------------------------------ hyperparameters
+    def save_hyperparameters(self, *names: str, ignore: Iterable[str] = ()) -> None:
+        """Record the calling ``__init__``'s arguments (all, or ``names``) as ``self.hparams`` (a dict;
+        also in ``hparams.json`` and every checkpoint), so ``load_from_checkpoint`` can rebuild the module.
+        Values should be plain data (numbers, strings, lists, dicts): modules and tensors belong in
+        ``ignore``."""
+        frame = inspect.currentframe()
+        caller = frame.f_back if frame is not None else None
+        if caller is None:
+            raise RuntimeError("save_hyperparameters must be called from __init__")
+        info = inspect.getargvalues(caller)
+        values: dict[str, Any] = {n: info.locals[n] for n in info.args if n != "self"}
+        if info.keywords:
+            values.update(info.locals[info.keywords])
+        unknown = [n for n in names if n not in values]
+        if unknown:
+            raise ValueError(f"save_hyperparameters: {unknown[0]!r} is not an argument of __init__")
+        skip = set(ignore)
+        chosen = {k: v for k, v in values.items() if (not names or k in names) and k not in skip}
+        self.hparams = dict(chosen)
+        object.__setattr__(self, "hparams_initial", dict(chosen))
+
+    @classmethod
+    def load_from_checkpoint(
+        cls, checkpoint_path: str | os.PathLike[str], *, strict: bool = True, **overrides: Any
+    ) -> TrainingModule:
+        """A module of this class built from the checkpoint's ``save_hyperparameters`` arguments (updated
+        by ``overrides``) with the checkpoint's ``state_dict`` loaded (EMA runs: the averaged weights),
+        on the CPU, in eval mode."""
+        from vqcodec.train.checkpoint import load_checkpoint
+
+        checkpoint = load_checkpoint(checkpoint_path)
+        arguments = {**(checkpoint.get("init_args") or {}), **overrides}
+        try:
+            module = cls(**arguments)
+        except TypeError as error:
+            raise TypeError(
+                f"cannot build {cls.__name__} from {checkpoint_path}: {error} (call "
+                "self.save_hyperparameters() in __init__, or pass the arguments to load_from_checkpoint)"
+            ) from error
+        module.load_state_dict(checkpoint["state_dict"], strict=strict)
+        return module.eval()
+
     # ------------------------------------------------------------------ hooks to override
     def training_step(self, batch: Any, batch_idx: int) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement training_step")
@@ -216,6 +261,10 @@ class TrainingModule(nn.Module):
 
     def test_step(self, batch: Any, batch_idx: int) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement test_step")
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Any:
+        """What ``trainer.predict`` returns per batch; by default ``self(batch)`` (as Lightning)."""
+        return self(batch)
 
     def configure_optimizers(self) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement configure_optimizers")

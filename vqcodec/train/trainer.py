@@ -1279,6 +1279,51 @@ class Trainer:
         """Run ``test_step`` over the loader; returns the reduced metrics."""
         return self._run_eval_stage(module, dataloader, datamodule, ckpt_path, "test")
 
+    def predict(
+        self,
+        module: TrainingModule,
+        dataloaders: Any = None,
+        ckpt_path: Any = None,
+        *,
+        datamodule: Any = None,
+    ) -> list[Any]:
+        """``predict_step`` over every batch (eval mode, no grad, the trainer's precision), in order.
+
+        Returns the outputs per batch; for a list/dict of loaders, one such list per loader. Under DDP each
+        rank predicts its own shard of the data and returns those (as Lightning; nothing is gathered).
+        """
+        self._setup_environment()
+        if dataloaders is None and datamodule is not None:
+            datamodule.setup("predict")
+            dataloaders = getattr(datamodule, "predict_dataloader", lambda: None)()
+        loaders = self._prepare_eval(dataloaders)
+        if not loaders:
+            raise ValueError("predict needs a DataLoader (or a DataModule with predict_dataloader())")
+        module = self._setup_module(module, "predict")
+        resolved = self._resolve_ckpt_path(ckpt_path) if ckpt_path else None
+        if resolved is not None:
+            self.strategy.load_model_state_dict(module, load_checkpoint(resolved)["state_dict"])
+        several = len(loaders) > 1
+        was_training = module.training
+        module.eval()
+        outputs: list[list[Any]] = []
+        try:
+            with self._eval_context(), self.strategy.eval_context(module):
+                for index, (_, loader) in enumerate(loaders):
+                    extra = {"dataloader_idx": index} if several else {}
+                    loader.set_epoch(0)
+                    results = []
+                    for batch_idx, batch in enumerate(loader):
+                        batch = move_to_device(batch, self.device)
+                        results.append(module.predict_step(batch, batch_idx, **extra))
+                    outputs.append(results)
+        finally:
+            if was_training:
+                module.train()
+            self.stage = "fit"
+            self.strategy.teardown_module(module)
+        return outputs if several else outputs[0]
+
     # ================================================================== checkpoints
     def _gather_rng(self) -> list[Any]:
         assert self.accelerator is not None
@@ -1329,6 +1374,7 @@ class Trainer:
             "callback_metrics": dict(self.callback_metrics),
             "trainer": self._settings(),
             "hyper_parameters": getattr(module, "hparams", None),
+            "init_args": module.__dict__.get("hparams_initial"),  # save_hyperparameters' arguments
             "datamodule": self.datamodule.state_dict() if self.datamodule is not None else None,
         }
         for callback in self.callbacks:
