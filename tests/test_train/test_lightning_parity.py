@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -349,3 +350,44 @@ def test_predict_save_hyperparameters_and_load_from_checkpoint(tmp_path):
                 super().__init__(width)
 
         Needs.load_from_checkpoint(trainer.checkpoint_callback.last_model_path)
+
+
+class TinyAutoencoder(TrainingModule):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        return torch.sigmoid(self.net(x))
+
+    def training_step(self, batch, batch_idx):
+        return torch.mean((self(batch) - batch) ** 2)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_image_logger_writes_originals_over_reconstructions_as_png(tmp_path):
+    from PIL import Image
+
+    from vqcodec.train.callbacks import ImageLogger
+
+    seed_everything(0)
+    crops = torch.rand(8, 3, 8, 8)
+    images = ImageLogger(crops[:3], every_n_steps=2)
+    trainer = Trainer(
+        max_steps=5, callbacks=[images], default_root_dir=tmp_path, enable_progress_bar=False, logger="csv"
+    )
+    trainer.fit(TinyAutoencoder(), DataLoader(crops, batch_size=2))
+    assert images.logged_steps == [2, 4, 5]  # the interval, then the end of training
+    folder = tmp_path / "version_0" / "images" / "images" / "reconstruction"
+    assert sorted(p.name for p in folder.iterdir()) == ["step=2.png", "step=4.png", "step=5.png"]
+    png = torch.from_numpy(np.array(Image.open(folder / "step=5.png"))).float()
+    assert png.shape == (18, 28, 3)  # 2 rows of 8 + a gap; 3 columns of 8 + 2 gaps
+    png = png.permute(2, 0, 1) / 255
+    assert torch.allclose(png[:, :8, :8], crops[0], atol=1 / 255)
+    with torch.no_grad():
+        expected = trainer.module(crops[:1])[0]
+    assert torch.allclose(png[:, 10:, :8], expected, atol=1 / 255)
+    with pytest.raises(ValueError, match="images must be"):
+        ImageLogger(torch.rand(3, 8, 8))

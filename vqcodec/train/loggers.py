@@ -1,7 +1,8 @@
 """Loggers and progress output (rank 0 only; the trainer reduces values over ranks first).
 
 - ``CSVLogger``: always on; appends ``time,step,epoch,metric,value`` rows to ``<dir>/metrics.csv``
-  (long format, so new metric names never rewrite the file and a resumed run keeps appending).
+  (long format, so new metric names never rewrite the file and a resumed run keeps appending), and
+  writes logged images as PNG under ``<dir>/images/``.
 - ``TensorBoardLogger``: when the ``tensorboard`` package is installed (``torch.utils.tensorboard``);
   ``make_loggers`` adds it automatically then, under ``<dir>/tensorboard``.
 - ``ProgressReporter``: a tqdm bar with the loss and steps/s when stderr is a terminal, otherwise one
@@ -22,6 +23,9 @@ from typing import Any, TextIO
 class Logger:
     def log_metrics(self, metrics: dict[str, float], step: int, epoch: int = 0) -> None:
         raise NotImplementedError
+
+    def log_image(self, name: str, image: Any, step: int) -> None:
+        """``image``: a (3, H, W) or (1, H, W) float tensor in [0, 1]; loggers without images ignore it."""
 
     def log_hyperparams(self, params: dict[str, Any]) -> None:
         pass
@@ -61,6 +65,12 @@ class CSVLogger(Logger):
             self._file.flush()  # type: ignore[union-attr]
             self._last_flush = now
 
+    def log_image(self, name: str, image: Any, step: int) -> None:
+        """PNG at ``<dir>/images/<name>/step=<step>.png`` (``/`` in the name makes sub-folders)."""
+        path = self.save_dir / "images" / Path(*name.split("/")) / f"step={step}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        to_pil(image).save(path)
+
     def log_hyperparams(self, params: dict[str, Any]) -> None:
         self.save_dir.mkdir(parents=True, exist_ok=True)
         (self.save_dir / "hparams.json").write_text(json.dumps(params, indent=2, default=str) + "\n")
@@ -80,6 +90,39 @@ def read_csv_metrics(path: str | os.PathLike[str]) -> dict[str, list[tuple[int, 
     return out
 
 
+def to_pil(image: Any) -> Any:
+    """A (C, H, W) float tensor in [0, 1] (C = 1 or 3) -> a PIL image (values clamped, rounded)."""
+    import torch
+    from PIL import Image
+
+    if not torch.is_tensor(image) or image.ndim != 3 or image.shape[0] not in (1, 3):
+        shape = tuple(image.shape) if torch.is_tensor(image) else type(image).__name__
+        raise ValueError(f"an image to log must be a (1 or 3, H, W) tensor, got {shape}")
+    pixels = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    if pixels.shape[0] == 1:
+        return Image.fromarray(pixels[0].numpy(), mode="L")
+    return Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy(), mode="RGB")
+
+
+def image_grid(rows: list[Any], pad: int = 2) -> Any:
+    """Rows of (N, C, H, W) batches (same shapes) -> one (C, H', W') image, a row per batch, white gaps."""
+    import torch
+
+    lines = []
+    for batch in rows:
+        n, c, h, w = batch.shape
+        line = torch.ones(c, h, n * w + (n - 1) * pad, dtype=torch.float32)
+        for i in range(n):
+            line[:, :, i * (w + pad) : i * (w + pad) + w] = batch[i].detach().float().cpu()
+        lines.append(line)
+    width = lines[0].shape[2]
+    gap = torch.ones(lines[0].shape[0], pad, width)
+    out = [lines[0]]
+    for line in lines[1:]:
+        out += [gap, line]
+    return torch.cat(out, dim=1)
+
+
 def tensorboard_available() -> bool:
     try:
         import tensorboard  # noqa: F401
@@ -97,6 +140,9 @@ class TensorBoardLogger(Logger):
     def log_metrics(self, metrics: dict[str, float], step: int, epoch: int = 0) -> None:
         for name, value in metrics.items():
             self.writer.add_scalar(name, value, step)
+
+    def log_image(self, name: str, image: Any, step: int) -> None:
+        self.writer.add_image(name, image.detach().float().clamp(0, 1).cpu(), step)
 
     def log_hyperparams(self, params: dict[str, Any]) -> None:
         self.writer.add_text("hparams", json.dumps(params, indent=2, default=str))
@@ -184,7 +230,9 @@ __all__ = [
     "Logger",
     "ProgressReporter",
     "TensorBoardLogger",
+    "image_grid",
     "make_loggers",
     "read_csv_metrics",
     "tensorboard_available",
+    "to_pil",
 ]

@@ -1117,6 +1117,12 @@ class Trainer:
         self.callback_metrics.update(metrics)
         self.log_metrics(metrics)
 
+    def log_image(self, name: str, image: torch.Tensor, step: int | None = None) -> None:
+        """Send a (C, H, W) image in [0, 1] to the loggers (rank 0; CSV: a PNG, TensorBoard: add_image)."""
+        step = self.global_step if step is None else step
+        for logger in self.loggers:
+            logger.log_image(name, image, step)
+
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         """Send already-reduced values to the loggers (rank 0); callbacks use this."""
         if not metrics:

@@ -1,4 +1,5 @@
-"""Trainer callbacks: checkpointing, early stopping, LR monitor, EMA of weights, codebook health.
+"""Trainer callbacks: checkpointing, early stopping, LR monitor, EMA of weights, codebook health,
+reconstruction images (``ImageLogger``, built in code: it needs an image batch).
 
 ``make_callback(name, **options)`` builds one by its config name (``checkpoint``, ``early_stopping``,
 ``lr_monitor``, ``ema``, ``codebook_health``), which is how ``[callbacks.<name>]`` tables in a recipe
@@ -14,6 +15,7 @@ from vqcodec.train.callbacks.checkpoint import ModelCheckpoint
 from vqcodec.train.callbacks.codebook import CodebookHealth
 from vqcodec.train.callbacks.early_stopping import EarlyStopping
 from vqcodec.train.callbacks.ema import EMA
+from vqcodec.train.callbacks.images import ImageLogger
 from vqcodec.train.callbacks.lr_monitor import LearningRateMonitor
 
 CALLBACKS: dict[str, type[Callback]] = {
@@ -37,6 +39,7 @@ __all__ = [
     "Callback",
     "CodebookHealth",
     "EarlyStopping",
+    "ImageLogger",
     "LearningRateMonitor",
     "ModelCheckpoint",
     "make_callback",
