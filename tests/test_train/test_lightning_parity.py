@@ -391,3 +391,35 @@ def test_image_logger_writes_originals_over_reconstructions_as_png(tmp_path):
     assert torch.allclose(png[:, 10:, :8], expected, atol=1 / 255)
     with pytest.raises(ValueError, match="images must be"):
         ImageLogger(torch.rand(3, 8, 8))
+
+
+def test_epoch_and_time_based_checkpoints(tmp_path):
+    saved: list[tuple[int, int]] = []
+
+    class Watch(ModelCheckpoint):
+        def save_last_checkpoint(self, trainer):
+            before = self._last_saved_step
+            super().save_last_checkpoint(trainer)
+            if self._last_saved_step != before:
+                saved.append((trainer.progress.epoch, trainer.global_step))
+
+    every_epoch = Watch(every_n_epochs=2, save_on_train_end=False)
+    Trainer(
+        max_epochs=5,
+        callbacks=[every_epoch],
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        logger=False,
+    ).fit(Regression(), loaders()[0])  # 8 batches per epoch
+    assert saved == [(2, 16), (4, 32)]
+    checkpoint = load_checkpoint(every_epoch.last_model_path)
+    assert checkpoint["loop"]["epoch"] == 4 and checkpoint["loop"]["batch_in_epoch"] == 0
+
+    saved.clear()
+    timed = Watch(train_time_interval=1e-9, save_on_train_end=False)
+    Trainer(
+        max_steps=3, callbacks=[timed], default_root_dir=tmp_path, enable_progress_bar=False, logger=False
+    ).fit(Regression(), loaders()[0])
+    assert [step for _, step in saved] == [1, 2, 3]
+    with pytest.raises(ValueError, match="train_time_interval"):
+        ModelCheckpoint(train_time_interval=0)

@@ -1,11 +1,12 @@
 """``ModelCheckpoint``: the last checkpoint, and the best k by a monitored metric, written atomically.
 
 Files under ``dirpath`` (default ``<trainer.log_dir>/checkpoints``, inside the run's versioned folder):
-``last.ckpt`` (after every validation, every ``every_n_train_steps`` optimizer steps, at the end of
-training and when SIGTERM stops it) and, with ``monitor``, ``best-step=<step>-<metric>=<value>.ckpt``
-for the ``save_top_k`` best values (``mode`` "min"/"max"); worse ones are deleted. ``best_model_path`` /
-``best_model_score`` name the best so far. Every rank calls the save (gathering sharded state is
-collective); rank 0 writes and deletes.
+``last.ckpt`` (after every validation, every ``every_n_train_steps`` optimizer steps, when the next
+epoch begins after every ``every_n_epochs`` epochs, after ``train_time_interval`` seconds (or a
+timedelta) since the last save, at the end of training and when SIGTERM stops it) and, with
+``monitor``, ``best-step=<step>-<metric>=<value>.ckpt`` for the ``save_top_k`` best values (``mode``
+"min"/"max"); worse ones are deleted. ``best_model_path`` / ``best_model_score`` name the best so far.
+Every rank calls the save (gathering sharded state is collective); rank 0 writes and deletes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,10 +36,21 @@ class ModelCheckpoint(Callback):
         save_top_k: int = 1,
         save_last: bool = True,
         every_n_train_steps: int | None = None,
+        every_n_epochs: int | None = None,
+        train_time_interval: float | timedelta | None = None,
         save_on_train_end: bool = True,
     ):
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        if every_n_epochs is not None and every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        if isinstance(train_time_interval, timedelta):
+            train_time_interval = train_time_interval.total_seconds()
+        if train_time_interval is not None and train_time_interval <= 0:
+            raise ValueError(f"train_time_interval must be > 0 seconds, got {train_time_interval}")
+        self.every_n_epochs = every_n_epochs
+        self.train_time_interval = train_time_interval
+        self._last_time = time.monotonic()
         self.dirpath = Path(dirpath) if dirpath is not None else None
         self.monitor = monitor
         self.mode = mode
@@ -65,6 +79,7 @@ class ModelCheckpoint(Callback):
         if not self.save_last or self.dirpath is None or trainer.global_step == self._last_saved_step:
             return
         self._last_saved_step = trainer.global_step
+        self._last_time = time.monotonic()
         path = self.dirpath / "last.ckpt"
         trainer.save_checkpoint(path)
         self.last_model_path = str(path)
@@ -74,6 +89,25 @@ class ModelCheckpoint(Callback):
     ) -> None:
         n = self.every_n_train_steps
         if n and trainer.progress.crossed(n):
+            self.save_last_checkpoint(trainer)
+        if self.train_time_interval and trainer.progress.stepped_this_batch:
+            due = time.monotonic() - self._last_time >= self.train_time_interval
+            if trainer.strategy.is_distributed:  # clocks differ: rank 0 decides for every rank
+                due = bool(trainer.strategy.broadcast_object(due))
+            if due:
+                self._last_saved_step = -1
+                self.save_last_checkpoint(trainer)
+
+    def on_train_epoch_start(self, trainer: Trainer, module: TrainingModule) -> None:
+        # every_n_epochs saves when the next epoch begins: the finished epoch's validation and epoch
+        # schedulers are done and its position is 0, so a resume starts exactly there
+        epoch = trainer.progress.epoch
+        if (
+            self.every_n_epochs
+            and epoch
+            and epoch % self.every_n_epochs == 0
+            and trainer.progress.batch_in_epoch == 0
+        ):
             self.save_last_checkpoint(trainer)
 
     def on_validation_end(self, trainer: Trainer, module: TrainingModule) -> None:
