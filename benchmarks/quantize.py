@@ -15,6 +15,15 @@
    for the codec's decoder).  MSE is per latent dimension; NMSE is MSE / variance in dB.
 
 Prints tables and writes benchmarks/results/quantize.json.
+
+``--vs-upstream``: side by side with lucidrains' vector-quantize-pytorch (``pip install .[bench]``), same
+inputs and settings, CPU, one interleaved run (the two libraries alternate within every repeat):
+encode vectors/s (upstream: eval-mode forward under no_grad, its fastest code path) and training
+forward+backward steps/s for VQ (K=1024, d=64 and 256), RVQ-8 (K=1024, d=64), FSQ (8,5,5,5) and LFQ
+(K=1024) behind a d=64 projection; the extra peak RSS of one training step (fresh subprocess per library
+and row); and reconstruction MSE on held-out real image latents after the same number of k-means + EMA
+steps (VQ K=256 and RVQ-8 K=256 on 16-d PCA patch latents).  Writes
+benchmarks/results/quantize_vs_upstream.json.
 """
 
 from __future__ import annotations
@@ -292,6 +301,227 @@ def _print_table(title: str, rows: list[dict], columns: list[str]) -> None:
         print(" | ".join(cells))
 
 
+# ----------------------------------------------------------------------------- vs vector-quantize-pytorch
+
+UPSTREAM = REPO / "benchmarks" / "results" / "quantize_vs_upstream.json"
+VS_ROWS = ("VQ d=64", "VQ d=256", "RVQ-8 d=64", "FSQ 8555 d=64", "LFQ K=1024 d=64")
+
+
+def _pair(row: str) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(vqcodec module, upstream module) with the same settings, both taking (B, N, d)."""
+    import vector_quantize_pytorch as vqp
+
+    from vqcodec.quantize import LFQ
+
+    torch.manual_seed(0)
+    common = dict(decay=0.99, commitment_weight=0.25)
+    if row.startswith("VQ"):
+        d = int(row.split("=")[1])
+        return (
+            VectorQuantizer(d, 1024, channel_first=False, **common),
+            vqp.VectorQuantize(dim=d, codebook_size=1024, **common),
+        )
+    if row.startswith("RVQ"):
+        return (
+            ResidualVQ(64, 8, 1024, channel_first=False, **common),
+            vqp.ResidualVQ(dim=64, num_quantizers=8, codebook_size=1024, **common),
+        )
+    if row.startswith("FSQ"):
+        return FSQ((8, 5, 5, 5), dim=64, channel_first=False), vqp.FSQ(levels=[8, 5, 5, 5], dim=64)
+    return (
+        LFQ(64, 1024, channel_first=False),
+        vqp.LFQ(dim=64, codebook_size=1024, entropy_loss_weight=0.1, commitment_loss_weight=0.25),
+    )
+
+
+def _loss_of(out) -> torch.Tensor:
+    """Summed auxiliary loss of either library's training output."""
+    if hasattr(out, "total_loss"):
+        return out.total_loss
+    if len(out) < 3:  # upstream FSQ returns (quantized, indices): no loss
+        return out[0].new_zeros(())
+    loss = out[2]
+    return loss.sum() if loss.numel() > 1 else loss.reshape(())
+
+
+def _vs_functions(row: str, lib: str, module: torch.nn.Module, x: torch.Tensor):
+    def encode():
+        module.eval()
+        with torch.no_grad():
+            return module.encode(x) if lib == "vqcodec" else module(x)[1]
+
+    def train_step():
+        module.train()
+        xg = x.detach().requires_grad_(True)
+        out = module(xg)
+        quantized = out.quantized if lib == "vqcodec" else out[0]
+        ((quantized - x).pow(2).mean() + _loss_of(out)).backward()
+
+    return encode, train_step
+
+
+def vs_upstream_speed(num: int, repeats: int) -> list[dict]:
+    rows = []
+    for row in VS_ROWS:
+        ours, theirs = _pair(row)
+        x = torch.randn(1, num, 64 if "256" not in row else 256)
+        fns = {
+            "vqcodec": _vs_functions(row, "vqcodec", ours, x),
+            "upstream": _vs_functions(row, "upstream", theirs, x),
+        }
+        times: dict[tuple[str, str], float] = {}
+        for kind in (0, 1):
+            for lib in fns:  # warm-up (also runs the first training step's initialisation)
+                fns[lib][kind]()
+            for _ in range(repeats):
+                for lib in fns:  # interleaved: both libraries see the same machine state
+                    start = time.perf_counter()
+                    fns[lib][kind]()
+                    elapsed = time.perf_counter() - start
+                    times[(lib, str(kind))] = min(times.get((lib, str(kind)), math.inf), elapsed)
+        enc = {lib: num / times[(lib, "0")] for lib in fns}
+        steps = {lib: 1.0 / times[(lib, "1")] for lib in fns}
+        rows.append(
+            {
+                "row": row,
+                "N": num,
+                "vqcodec_encode_vps": enc["vqcodec"],
+                "upstream_encode_vps": enc["upstream"],
+                "encode_ratio": enc["vqcodec"] / enc["upstream"],
+                "vqcodec_train_steps_s": steps["vqcodec"],
+                "upstream_train_steps_s": steps["upstream"],
+                "train_ratio": steps["vqcodec"] / steps["upstream"],
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def _vs_probe(row: str, lib: str, num: int) -> dict:
+    """Fresh process: extra peak RSS of the first training forward+backward (module and input built)."""
+    ours, theirs = _pair(row)
+    module = ours if lib == "vqcodec" else theirs
+    x = torch.randn(1, num, 64 if "256" not in row else 256)
+    _, train_step = _vs_functions(row, lib, module, x)
+    # no warm-up step: its freed memory would stay cached by the allocator and hide the peak
+    base = _reset_peak_rss()
+    train_step()
+    return {"row": row, "lib": lib, "N": num, "extra_peak_MiB": (_peak_rss() - base) / 2**20}
+
+
+def vs_upstream_memory(num: int, threads: int) -> list[dict]:
+    rows = []
+    for row in VS_ROWS:
+        result = {"row": row, "N": num}
+        for lib in ("vqcodec", "upstream"):
+            cmd = [sys.executable, __file__, "--vs-probe", row, lib, str(num), "--threads", str(threads)]
+            for _attempt in range(2):  # one retry: a probe can be killed when the shared machine is busy
+                out = subprocess.run(cmd, capture_output=True, text=True)
+                if out.returncode == 0:
+                    break
+            if out.returncode != 0:
+                raise RuntimeError(f"memory probe {row} / {lib} failed: {out.stderr.strip()[-400:]}")
+            result[f"{lib}_peak_MiB"] = json.loads(out.stdout.strip().splitlines()[-1])["extra_peak_MiB"]
+        result["memory_ratio"] = result["vqcodec_peak_MiB"] / max(result["upstream_peak_MiB"], 1e-9)
+        rows.append(result)
+    return rows
+
+
+def vs_upstream_mse(steps: int, batch: int) -> list[dict]:
+    """Held-out MSE after the same k-means init + EMA steps, on PCA patch latents (Gaussian without data)."""
+    import vector_quantize_pytorch as vqp
+
+    data = image_latents(48, 16)
+    source = "image PCA latents"
+    if data is None:
+        source = "gaussian"
+        data = (gaussian_data(16, 1 << 16, 0), gaussian_data(16, 1 << 14, 1))
+    train, test = data
+    rows = []
+    settings = dict(
+        decay=0.99, commitment_weight=0.25, kmeans_init=True, kmeans_iters=10, threshold_ema_dead_code=2
+    )
+    for name in ("VQ K=256", "RVQ-8 K=256"):
+        torch.manual_seed(0)
+        if name.startswith("VQ"):
+            ours = VectorQuantizer(16, 256, channel_first=False, **settings)
+            theirs = vqp.VectorQuantize(dim=16, codebook_size=256, **settings)
+        else:
+            ours = ResidualVQ(16, 8, 256, channel_first=False, **settings)
+            theirs = vqp.ResidualVQ(dim=16, num_quantizers=8, codebook_size=256, **settings)
+        generator = torch.Generator().manual_seed(0)
+        ours.train()
+        theirs.train()
+        for _ in range(steps):  # identical batches for both
+            pick = torch.randint(train.shape[0], (batch,), generator=generator)
+            with torch.no_grad():
+                ours(train[pick][None])
+                theirs(train[pick][None])
+        ours.eval()
+        theirs.eval()
+        with torch.no_grad():
+            mse_ours = float((ours.decode(ours.encode(test[None])) - test[None]).pow(2).mean())
+            mse_theirs = float((theirs(test[None])[0] - test[None]).pow(2).mean())
+        rows.append(
+            {
+                "row": name,
+                "data": source,
+                "ema_steps": steps,
+                "vqcodec_mse": mse_ours,
+                "upstream_mse": mse_theirs,
+                "mse_ratio": mse_ours / mse_theirs,
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def vs_upstream(args: argparse.Namespace) -> None:
+    import vector_quantize_pytorch  # noqa: F401  (clear error when the bench extra is missing)
+
+    num = args.vs_n
+    results = {
+        "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": args.threads},
+        "upstream_version": _upstream_version(),
+        "speed": vs_upstream_speed(num, args.repeats),
+        "memory": vs_upstream_memory(num, args.threads),
+        "mse": vs_upstream_mse(args.vs_steps, 4096),
+    }
+    _print_table(
+        f"vs vector-quantize-pytorch: speed (CPU, N={num}, ratio = vqcodec / upstream, > 1 is faster)",
+        results["speed"],
+        [
+            "row",
+            "vqcodec_encode_vps",
+            "upstream_encode_vps",
+            "encode_ratio",
+            "vqcodec_train_steps_s",
+            "upstream_train_steps_s",
+            "train_ratio",
+        ],
+    )
+    _print_table(
+        "peak memory of one training step",
+        results["memory"],
+        ["row", "vqcodec_peak_MiB", "upstream_peak_MiB", "memory_ratio"],
+    )
+    _print_table(
+        "held-out MSE after the same EMA steps (< 1 is better)",
+        results["mse"],
+        ["row", "data", "ema_steps", "vqcodec_mse", "upstream_mse", "mse_ratio"],
+    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    out = args.output if args.output != RESULTS else UPSTREAM
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {out}")
+
+
+def _upstream_version() -> str:
+    from importlib.metadata import version
+
+    return version("vector-quantize-pytorch")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller N and fewer steps (development)")
@@ -301,8 +531,21 @@ def main() -> None:
     parser.add_argument("--memory-n", type=int, default=1 << 18)
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--probe", nargs=4, metavar=("METHOD", "N", "D", "DEVICE"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--vs-upstream", action="store_true", help="side by side with vector-quantize-pytorch"
+    )
+    parser.add_argument("--vs-n", type=int, default=1 << 16, help="vectors per batch for --vs-upstream")
+    parser.add_argument("--vs-steps", type=int, default=200, help="EMA steps for the --vs-upstream MSE rows")
+    parser.add_argument("--vs-probe", nargs=3, metavar=("ROW", "LIB", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.vs_probe:
+        row, lib, num = args.vs_probe
+        print(json.dumps(_vs_probe(row, lib, int(num))))
+        return
+    if args.vs_upstream:
+        vs_upstream(args)
+        return
     if args.probe:
         method, num, dim, device = args.probe
         print(json.dumps(_probe(method, int(num), int(dim), device)))
