@@ -45,7 +45,7 @@ def test_default_output_names_and_output_option(pngs, tmp_path):
     assert main(["encode", str(pngs[1]), "--model", M, "--quiet"]) == 0
     assert pngs[1].with_suffix(".vqc").is_file()
     target = tmp_path / "named.tif"
-    assert main(["decode", str(pngs[1].with_suffix(".vqc")), "-o", str(target), "--model", M, "-q"]) == 0
+    assert main(["decode", str(pngs[1].with_suffix(".vqc")), "-o", str(target), "--model", M, "--quiet"]) == 0
     assert Image.open(target).format == "TIFF" and Image.open(target).mode == "RGBA"
 
 
@@ -59,9 +59,10 @@ def test_refuses_to_overwrite_without_force_and_never_writes_over_an_input(pngs,
     assert vqc.read_bytes() == before
     assert main(["encode", str(pngs[2]), str(vqc), "--model", M, "--quiet", "-f"]) == 0
     assert vqc.read_bytes() != before
-    assert main(["decode", str(vqc), "-o", str(pngs[0]), "--model", M, "-q", "-f"]) == 0  # another file: fine
+    # another file: fine
+    assert main(["decode", str(vqc), "-o", str(pngs[0]), "--model", M, "--quiet", "-f"]) == 0
     kept = vqc.read_bytes()
-    assert main(["decode", str(vqc), "-o", str(vqc), "--model", M, "-q", "-f", "--format", "png"]) == 1
+    assert main(["decode", str(vqc), "-o", str(vqc), "--model", M, "--quiet", "-f", "--format", "png"]) == 1
     assert "input" in capsys.readouterr().err
     assert vqc.read_bytes() == kept
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]

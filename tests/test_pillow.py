@@ -115,11 +115,15 @@ def test_damaged_and_foreign_files(tmp_path):
     # not a .vqc at all: Pillow's usual error
     with pytest.raises(UnidentifiedImageError):
         Image.open(io.BytesIO(b"\x89VQC\r\n\x1a\n" + b"\0" * 4))
-    # a damaged payload: opening works (header is fine), decoding raises vqcodec's error
+    # a damaged payload: opening works (header is fine), decoding raises an OSError (what Pillow
+    # callers catch) that is also vqcodec's error, with the format error as its cause
     broken = bytearray(good)
     broken[-40] ^= 0xFF
-    with Image.open(io.BytesIO(bytes(broken))) as opened, pytest.raises(vqcodec.VQCError):
+    with Image.open(io.BytesIO(bytes(broken))) as opened, pytest.raises(OSError) as info:
         opened.load()
+    assert isinstance(info.value, vqcodec.pillow.VqcDecodeError) and isinstance(info.value, vqcodec.VQCError)
+    assert isinstance(info.value.__cause__, vqcodec.errors.FormatError)
+    assert str(info.value.__cause__) in str(info.value)
 
 
 def test_decompression_bomb_check_uses_the_header(monkeypatch):

@@ -37,6 +37,8 @@ from typing import IO, Any
 
 from PIL import Image, ImageFile
 
+from vqcodec.errors import VQCError
+
 FORMAT = "VQC"
 EXTENSIONS = (".vqc",)
 MIME = "image/x-vqc"
@@ -46,6 +48,12 @@ MODES = {"rgb24": "RGB", "rgba32": "RGBA", "gray8": "L", "graya16": "LA"}
 # model). None: the model the file names, from the bundled registry. Pillow's open() takes no
 # options, so this is a module setting, like PIL.AvifImagePlugin.DECODE_CODEC_CHOICE.
 DECODE_MODEL: Any = None
+
+
+class VqcDecodeError(VQCError, OSError):
+    """A ``.vqc`` whose header opened but whose data cannot be decoded (damaged, truncated, wrong
+    model). An ``OSError``, as Pillow callers expect from ``load()`` on a broken file, and a
+    ``VQCError``; the original error is its ``__cause__``."""
 
 
 def _accept(prefix: bytes) -> bool:
@@ -132,12 +140,17 @@ class VqcImageFile(ImageFile.ImageFile):
         self.fp.seek(pos)
 
     def _decode_pixels(self, data: bytes) -> bytes:
-        if self._header.media == "image":
-            from vqcodec.codec.image import decode_image
+        try:
+            if self._header.media == "image":
+                from vqcodec.codec.image import decode_image
 
-            array = decode_image(data, output="numpy", model=DECODE_MODEL)
-        else:
-            array = _video_frame(io.BytesIO(data), self._frame)
+                array = decode_image(data, output="numpy", model=DECODE_MODEL)
+            else:
+                array = _video_frame(io.BytesIO(data), self._frame)
+        except VQCError as exc:
+            if isinstance(exc, OSError):
+                raise
+            raise VqcDecodeError(f"cannot decode .vqc data: {exc}") from exc
         return bytes(array.tobytes())
 
 
@@ -226,4 +239,4 @@ def register() -> None:
     _registered = True
 
 
-__all__ = ["FORMAT", "MIME", "VqcImageFile", "register"]
+__all__ = ["FORMAT", "MIME", "VqcDecodeError", "VqcImageFile", "register"]

@@ -256,9 +256,9 @@ def preflight(jobs: list[Job], force: bool) -> None:
                 job.error, job.error_names_file = str(exc), True
     if len(jobs) == 1 and jobs[0].error is not None:
         job = jobs[0]
-        if job.error_names_file or job.input == "-":
-            raise CommandError(str(job.error))
-        raise CommandError(f"{job.input}: {job.error}")
+        named = job.error_names_file
+        refused = Outcome(job.input, job.output, ok=False, error=job.error, error_names_file=named)
+        raise CommandError(error_text(refused, single=True))
 
 
 def quick_levels(model: str | None, media: str = "image") -> int | None:
@@ -438,9 +438,9 @@ def _note_failure(bar: Any, outcome: Outcome | None, progress: bool) -> None:
         bar.write(f"vqcodec: error: {error_text(outcome)}", file=sys.stderr)
 
 
-def error_text(o: Outcome) -> str:
-    """The failure as one line naming the file at fault."""
-    if o.error_names_file or o.input == "-" or str(o.error).startswith(f"{o.input}: "):
+def error_text(o: Outcome, *, single: bool = False) -> str:
+    """The failure as one line naming the file at fault (and, in a batch, always the input)."""
+    if (o.error_names_file and single) or o.input == "-" or str(o.error).startswith(f"{o.input}: "):
         return str(o.error)
     return f"{o.input}: {o.error}"
 
@@ -488,7 +488,7 @@ def report(
         if not o.ok:
             # a single failure goes through the dispatcher's one-line error; batches print each
             if single:
-                raise CommandError(error_text(o))
+                raise CommandError(error_text(o, single=True))
             print(f"vqcodec: error: {error_text(o)}", file=sys.stderr)
         elif not quiet and (single or len(outcomes) <= 20):
             text = line(o)
