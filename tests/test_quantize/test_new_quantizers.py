@@ -11,8 +11,11 @@ from vqcodec.quantize import (
     GroupedResidualFSQ,
     GroupedResidualLFQ,
     GroupedResidualVQ,
+    RandomProjectionQuantizer,
     ResidualFSQ,
     ResidualLFQ,
+    ResidualSimVQ,
+    SimVQ,
     build_quantizer,
     config_from_dict,
     config_to_dict,
@@ -24,6 +27,8 @@ MODULES = [
     lambda: GroupedResidualVQ(8, 2, 16, groups=2, kmeans_init=True),
     lambda: GroupedResidualFSQ((5, 3), 2, dim=8, groups=2),
     lambda: GroupedResidualLFQ(8, 2, groups=2),
+    lambda: SimVQ(6, 32),
+    lambda: ResidualSimVQ(6, 3, 32, quantize_dropout=True),
 ]
 
 
@@ -36,11 +41,11 @@ def test_codes_alphabet_exact_decode_rates_and_config(make):
     module.eval()
     out = module(x)
     codes = module.encode(x)
-    assert torch.equal(codes, out.codes) and codes.shape[:-1] == (2, 4, 4)
-    assert codes.shape[-1] == len(module.alphabet)
-    assert all(
-        int(codes[..., i].max()) < a and int(codes[..., i].min()) >= 0 for i, a in enumerate(module.alphabet)
-    )
+    streams = codes[..., None] if codes.ndim == 3 else codes  # single-stream quantizers: (B, H, W)
+    assert torch.equal(codes, out.codes) and streams.shape[:-1] == (2, 4, 4)
+    assert streams.shape[-1] == len(module.alphabet)
+    for i, size in enumerate(module.alphabet):
+        assert 0 <= int(streams[..., i].min()) and int(streams[..., i].max()) < size
     assert torch.equal(module.decode(codes), out.quantized)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.equal(module.encode(x), codes)
@@ -79,3 +84,32 @@ def test_grouped_vq_groups_are_independent_residual_vqs():
         assert torch.equal(codes.unflatten(-1, (2, 2))[:, g], alone)
     with pytest.raises(ValueError, match="divisible"):
         GroupedResidualVQ(9, 2, 16, groups=2)
+
+
+def test_simvq_trains_its_implicit_codebook_through_the_transform():
+    torch.manual_seed(0)
+    sim = SimVQ(4, 64, channel_first=False).train()
+    x = torch.randn(256, 4) * 3
+    start = float((sim(x).quantized - x).pow(2).mean())
+    optimiser = torch.optim.Adam(sim.parameters(), lr=0.05)
+    for _ in range(60):
+        optimiser.zero_grad()
+        sim(x).total_loss.backward()
+        optimiser.step()
+    assert float((sim(x).quantized - x).pow(2).mean()) < start / 2
+    assert list(dict(sim.named_parameters())) == ["code_transform.weight"]  # the Gaussian codebook is frozen
+    sim.eval()
+    assert torch.equal(sim.decode(sim.encode(x[None])), sim(x[None]).quantized)
+
+
+def test_random_projection_quantizer_is_a_fixed_cosine_target():
+    rpq = RandomProjectionQuantizer(16, 32, 8, num_codebooks=2, channel_first=False, seed=1)
+    x = torch.randn(2, 50, 16)
+    codes = rpq.encode(x)
+    assert codes.shape == (2, 50, 2) and rpq.alphabet == (32, 32)
+    again = RandomProjectionQuantizer(16, 32, 8, num_codebooks=2, channel_first=False, seed=1)
+    assert torch.equal(again.encode(x), codes) and torch.equal(rpq.encode(x * 5.0 + 0.0), codes)
+    z = torch.nn.functional.normalize(torch.nn.functional.layer_norm(x, (16,)) @ rpq.rand_projs[0], dim=-1)
+    assert torch.equal((z @ rpq.codebooks[0].t()).argmax(-1), codes[..., 0])
+    out = rpq(x)
+    assert out.loss == {} and out.quantized.shape == (2, 50, 2, 8)

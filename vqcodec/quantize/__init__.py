@@ -1,6 +1,7 @@
 """vqcodec.quantize: drop-in quantizer modules with one interface.
 
-Public: VectorQuantizer, ResidualVQ, FSQ, LFQ, ResidualFSQ, ResidualLFQ, GroupedResidualVQ/FSQ/LFQ (all
+Public: VectorQuantizer, ResidualVQ, FSQ, LFQ, ResidualFSQ, ResidualLFQ, GroupedResidualVQ/FSQ/LFQ, SimVQ,
+ResidualSimVQ, RandomProjectionQuantizer (all
 ``Quantizer`` subclasses; see docs/migrating-from-vector-quantize-pytorch.md), QuantizerOutput, their frozen
 config dataclasses, and helpers to save/rebuild a quantizer from its config alone:
 ``config_to_dict(cfg) -> dict`` (JSON-able, with a "type" key), ``config_from_dict(d) -> cfg`` and
@@ -25,6 +26,14 @@ from vqcodec.quantize.grouped import (
 from vqcodec.quantize.lfq import LFQ, LFQConfig
 from vqcodec.quantize.residual import ResidualVQ, ResidualVQConfig
 from vqcodec.quantize.residual_scalar import ResidualFSQ, ResidualFSQConfig, ResidualLFQ, ResidualLFQConfig
+from vqcodec.quantize.sim_vq import (
+    RandomProjectionQuantizer,
+    RandomProjectionQuantizerConfig,
+    ResidualSimVQ,
+    ResidualSimVQConfig,
+    SimVQ,
+    SimVQConfig,
+)
 from vqcodec.quantize.vq import VectorQuantizer, VectorQuantizerConfig
 
 _BY_CONFIG: dict[type, type[Quantizer]] = {
@@ -37,6 +46,9 @@ _BY_CONFIG: dict[type, type[Quantizer]] = {
     GroupedResidualVQConfig: GroupedResidualVQ,
     GroupedResidualFSQConfig: GroupedResidualFSQ,
     GroupedResidualLFQConfig: GroupedResidualLFQ,
+    SimVQConfig: SimVQ,
+    ResidualSimVQConfig: ResidualSimVQ,
+    RandomProjectionQuantizerConfig: RandomProjectionQuantizer,
 }
 _BY_NAME: dict[str, type] = {cls.__name__: cfg for cfg, cls in _BY_CONFIG.items()}
 
@@ -97,6 +109,12 @@ __all__ = [
     "GroupedResidualFSQConfig",
     "GroupedResidualLFQ",
     "GroupedResidualLFQConfig",
+    "SimVQ",
+    "SimVQConfig",
+    "ResidualSimVQ",
+    "ResidualSimVQConfig",
+    "RandomProjectionQuantizer",
+    "RandomProjectionQuantizerConfig",
     "build_quantizer",
     "config_to_dict",
     "config_from_dict",
