@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from vqcodec.quantize import LFQ, ResidualVQ, VectorQuantizer
+from vqcodec.quantize import LFQ, GroupedResidualVQ, ResidualVQ, VectorQuantizer
 from vqcodec.train.launch import exit_now, shutdown_distributed
 
 STEPS = 6
@@ -36,6 +36,18 @@ def _build() -> dict[str, torch.nn.Module]:
         "vq": VectorQuantizer(
             8, 48, codebook_dim=4, use_cosine_sim=True, kmeans_init=True, dead_code_after_steps=2, decay=0.9
         ),
+        # fed a padding mask (see _run): masked statistics, affine batch statistics, multi-head codebooks
+        "masked": VectorQuantizer(
+            8,
+            16,
+            codebook_dim=4,
+            heads=2,
+            separate_codebook_per_head=True,
+            affine_param=True,
+            kmeans_init=True,
+            threshold_ema_dead_code=1.0,
+        ),
+        "grouped": GroupedResidualVQ(8, 2, 16, groups=2, kmeans_init=True, dead_code_after_steps=2),
     }
 
 
@@ -53,8 +65,11 @@ def _run(models: dict[str, torch.nn.Module], rank: int | None) -> dict[str, dict
         if rank is not None:
             start = sum(BATCH_PER_RANK[:rank])
             batch = batch[start : start + BATCH_PER_RANK[rank]]
-        for model in models.values():
-            model(batch)
+        for name, model in models.items():
+            if name == "masked":
+                model(batch, mask=batch[:, 0] > -0.5)  # a data-dependent mask: ranks mask different counts
+            else:
+                model(batch)
         # LFQ's codebook-entropy term is over the whole (all-rank) batch: recover it as the difference
         # of two penalties, with and without it
         with_codebook_term = LFQ(dim=6, codebook_size=8, num_codebooks=2, **LFQ_OPTIONS)
