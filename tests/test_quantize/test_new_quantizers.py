@@ -11,6 +11,7 @@ from vqcodec.quantize import (
     GroupedResidualFSQ,
     GroupedResidualLFQ,
     GroupedResidualVQ,
+    LatentQuantize,
     RandomProjectionQuantizer,
     ResidualFSQ,
     ResidualLFQ,
@@ -28,6 +29,7 @@ MODULES = [
     lambda: GroupedResidualFSQ((5, 3), 2, dim=8, groups=2),
     lambda: GroupedResidualLFQ(8, 2, groups=2),
     lambda: SimVQ(6, 32),
+    lambda: LatentQuantize((5, 4, 3), dim=6),
     lambda: ResidualSimVQ(6, 3, 32, quantize_dropout=True),
 ]
 
@@ -113,3 +115,20 @@ def test_random_projection_quantizer_is_a_fixed_cosine_target():
     assert torch.equal((z @ rpq.codebooks[0].t()).argmax(-1), codes[..., 0])
     out = rpq(x)
     assert out.loss == {} and out.quantized.shape == (2, 50, 2, 8)
+
+
+def test_latent_quantize_learns_its_grid_values():
+    torch.manual_seed(0)
+    lq = LatentQuantize((3, 4), channel_first=False).train()
+    assert torch.allclose(lq.values[0, :3], torch.tensor([-0.5, 0.0, 0.5]))
+    x = torch.cat([torch.full((64, 1), 0.3), torch.full((64, 1), -0.1)], 1) + 0.01 * torch.randn(64, 2)
+    codes = lq.encode(x)
+    assert codes.shape == (64, 2) and int(codes[:, 0].max()) < 3
+    optimiser = torch.optim.SGD(lq.parameters(), lr=5.0)
+    before = float((lq(x).quantized - x).pow(2).mean())
+    for _ in range(40):
+        optimiser.zero_grad()
+        lq(x).loss["commitment"].backward()
+        optimiser.step()
+    assert float((lq(x).quantized - x).pow(2).mean()) < before / 10
+    assert torch.equal(lq.indices_to_codes(lq.codes_to_indices(codes)), codes)

@@ -1,7 +1,7 @@
 """vqcodec.quantize: drop-in quantizer modules with one interface.
 
 Public: VectorQuantizer, ResidualVQ, FSQ, LFQ, ResidualFSQ, ResidualLFQ, GroupedResidualVQ/FSQ/LFQ, SimVQ,
-ResidualSimVQ, RandomProjectionQuantizer (all
+ResidualSimVQ, RandomProjectionQuantizer, LatentQuantize (all
 ``Quantizer`` subclasses; see docs/migrating-from-vector-quantize-pytorch.md), QuantizerOutput, their frozen
 config dataclasses, and helpers to save/rebuild a quantizer from its config alone:
 ``config_to_dict(cfg) -> dict`` (JSON-able, with a "type" key), ``config_from_dict(d) -> cfg`` and
@@ -23,6 +23,7 @@ from vqcodec.quantize.grouped import (
     GroupedResidualVQ,
     GroupedResidualVQConfig,
 )
+from vqcodec.quantize.latent_quantize import LatentQuantize, LatentQuantizeConfig
 from vqcodec.quantize.lfq import LFQ, LFQConfig
 from vqcodec.quantize.residual import ResidualVQ, ResidualVQConfig
 from vqcodec.quantize.residual_scalar import ResidualFSQ, ResidualFSQConfig, ResidualLFQ, ResidualLFQConfig
@@ -47,6 +48,7 @@ _BY_CONFIG: dict[type, type[Quantizer]] = {
     GroupedResidualFSQConfig: GroupedResidualFSQ,
     GroupedResidualLFQConfig: GroupedResidualLFQ,
     SimVQConfig: SimVQ,
+    LatentQuantizeConfig: LatentQuantize,
     ResidualSimVQConfig: ResidualSimVQ,
     RandomProjectionQuantizerConfig: RandomProjectionQuantizer,
 }
@@ -110,6 +112,8 @@ __all__ = [
     "GroupedResidualLFQ",
     "GroupedResidualLFQConfig",
     "SimVQ",
+    "LatentQuantize",
+    "LatentQuantizeConfig",
     "SimVQConfig",
     "ResidualSimVQ",
     "ResidualSimVQConfig",
