@@ -132,3 +132,27 @@ def test_latent_quantize_learns_its_grid_values():
         optimiser.step()
     assert float((lq(x).quantized - x).pow(2).mean()) < before / 10
     assert torch.equal(lq.indices_to_codes(lq.codes_to_indices(codes)), codes)
+
+
+def test_multiscale_vq_tokens_exact_decode_and_refinement():
+    from vqcodec.quantize import MultiScaleVQ
+
+    torch.manual_seed(0)
+    msvq = MultiScaleVQ(4, 64, scales=(1, 2, 4, 8), kmeans_init=True, shared_codebook=False)
+    x = torch.nn.functional.interpolate(torch.randn(3, 4, 4, 4), size=(8, 8), mode="bilinear")
+    out = msvq.train()(x)
+    assert out.codes.shape == (3, 1 + 4 + 16 + 64) and "commitment" in out.loss
+    assert [g.shape for g in msvq.split_codes(out.codes)][-1] == (3, 8, 8)
+    before = {k: v.clone() for k, v in msvq.state_dict().items()}
+    msvq.eval()
+    codes = msvq.encode(x)
+    assert all(torch.equal(v, msvq.state_dict()[k]) for k, v in before.items())
+    assert torch.equal(codes, msvq(x).codes) and torch.equal(msvq.decode(codes), msvq(x).quantized)
+    coarse = codes.clone()
+    coarse[:, 5:] = -1  # only the two coarsest levels
+    assert (msvq.decode(coarse) - x).pow(2).mean() > (msvq.decode(codes) - x).pow(2).mean()
+    rebuilt = build_quantizer(config_from_dict(json.loads(json.dumps(config_to_dict(msvq.config)))))
+    rebuilt.load_state_dict(msvq.state_dict())
+    assert torch.equal(rebuilt.eval().encode(x), codes)
+    with pytest.raises(ValueError, match="decrease"):
+        MultiScaleVQ(4, 64, scales=(4, 2))

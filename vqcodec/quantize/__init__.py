@@ -1,7 +1,7 @@
 """vqcodec.quantize: drop-in quantizer modules with one interface.
 
 Public: VectorQuantizer, ResidualVQ, FSQ, LFQ, ResidualFSQ, ResidualLFQ, GroupedResidualVQ/FSQ/LFQ, SimVQ,
-ResidualSimVQ, RandomProjectionQuantizer, LatentQuantize (all
+ResidualSimVQ, RandomProjectionQuantizer, LatentQuantize, MultiScaleVQ (all
 ``Quantizer`` subclasses; see docs/migrating-from-vector-quantize-pytorch.md), QuantizerOutput, their frozen
 config dataclasses, and helpers to save/rebuild a quantizer from its config alone:
 ``config_to_dict(cfg) -> dict`` (JSON-able, with a "type" key), ``config_from_dict(d) -> cfg`` and
@@ -25,6 +25,7 @@ from vqcodec.quantize.grouped import (
 )
 from vqcodec.quantize.latent_quantize import LatentQuantize, LatentQuantizeConfig
 from vqcodec.quantize.lfq import LFQ, LFQConfig
+from vqcodec.quantize.multiscale import MultiScaleVQ, MultiScaleVQConfig
 from vqcodec.quantize.residual import ResidualVQ, ResidualVQConfig
 from vqcodec.quantize.residual_scalar import ResidualFSQ, ResidualFSQConfig, ResidualLFQ, ResidualLFQConfig
 from vqcodec.quantize.sim_vq import (
@@ -49,6 +50,7 @@ _BY_CONFIG: dict[type, type[Quantizer]] = {
     GroupedResidualLFQConfig: GroupedResidualLFQ,
     SimVQConfig: SimVQ,
     LatentQuantizeConfig: LatentQuantize,
+    MultiScaleVQConfig: MultiScaleVQ,
     ResidualSimVQConfig: ResidualSimVQ,
     RandomProjectionQuantizerConfig: RandomProjectionQuantizer,
 }
@@ -87,6 +89,8 @@ def config_from_dict(data: dict[str, Any]) -> Any:
         raise ValueError(f"unknown {name} config fields: {sorted(unknown)}")
     if "levels" in values:
         values["levels"] = tuple(values["levels"])
+    if "scales" in values:
+        values["scales"] = tuple(tuple(s) for s in values["scales"])
     return config_class(**values)
 
 
@@ -113,6 +117,8 @@ __all__ = [
     "GroupedResidualLFQConfig",
     "SimVQ",
     "LatentQuantize",
+    "MultiScaleVQ",
+    "MultiScaleVQConfig",
     "LatentQuantizeConfig",
     "SimVQConfig",
     "ResidualSimVQ",
