@@ -25,7 +25,7 @@ def describe() -> list[dict[str, Any]]:
     for info in list_models():
         config = dict(info.config or {})
         config = dict(config.get("image", config))  # a video model's levels are its image network's
-        stages = config.get("quality_stages")
+        stages = config.get("quality_stages", config.get("steps"))  # RVQ stages or scalar steps per level
         path = info.path
         rows.append(
             {
@@ -33,7 +33,8 @@ def describe() -> list[dict[str, Any]]:
                 "media": info.media,
                 "default": bool(info.default),
                 "quality_levels": len(stages) if isinstance(stages, (list, tuple)) else None,
-                "stride": 2 ** len(config["encoder_channels"]) if "encoder_channels" in config else None,
+                "stride": 2 ** len(config["encoder_channels"]) if "encoder_channels" in config
+                else 8 if config.get("kind") == "image-sq" else None,
                 "file": info.file,
                 "size_bytes": path.stat().st_size if path.is_file() else None,
                 "sha256": info.sha256,

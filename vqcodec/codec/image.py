@@ -204,7 +204,7 @@ def write_image_file(
 
     if (alpha_data is not None) != (pixel_format in ("rgba32", "graya16")):
         raise ValueError(f"pixel format {pixel_format} {'needs' if alpha_data is None else 'has no'} alpha")
-    payload = model.prior.encode(codes)
+    payload = model.compress(codes, quality)
     params = {
         "alpha": ALPHA_CHUNK.decode() if alpha_data is not None else None,
         "codes": [int(x) for x in codes.shape],
@@ -355,7 +355,7 @@ def _decode(src: Any, model: Any) -> DecodedImage:
             f"pixel format {header.pixel_format} and the ALPH chunk do not agree", field="codec_params.alpha"
         )
     try:
-        codes = codec_model.prior.decode(payload, shape=(s, h, w))
+        codes = codec_model.decompress(payload, (s, h, w), header.quality)
     except VQCError:
         raise
     except (ValueError, IndexError, OverflowError, RuntimeError, TypeError) as exc:
@@ -368,7 +368,7 @@ def _decode(src: Any, model: Any) -> DecodedImage:
     alphabet = getattr(codec_model, "alphabet", None)
     if alphabet and codes.size and (int(codes.min()) < 0 or int(codes.max()) >= int(min(alphabet[:s]))):
         raise FormatError("payload decoded to codes outside the model's codebook", field="frame payload")
-    rgb = media.decode_tiled(codec_model, codes)[: header.height, : header.width]
+    rgb = media.decode_tiled(codec_model.at_quality(header.quality), codes)[: header.height, : header.width]
     alpha = _decode_alpha(alpha_data, header.width, header.height) if alpha_data is not None else None
     return DecodedImage(
         rgb=np.ascontiguousarray(rgb),

@@ -4,6 +4,7 @@ numpy + constriction only (never torch).  Public API:
   cdf:      quantize_pmf(probs (T, K), precision=16) -> (T, K) int64 freqs
   coder:    encode_symbols(symbols (N,), tables (N,), freqs (T, K)) -> bytes,
             decode_symbols(data, tables, freqs) -> (N,) int32
+  coefficients: CoefficientContextPrior (signed transform coefficients, payload kind 3)
   priors:   FactorizedPrior, SpatialContextPrior (fit / encode / decode / ideal_bits /
             state_dict / config), load_prior(config, arrays)
   fit:      fit_prior(codes, alphabet, kind="auto"|"factorized"|"spatial_context", references=None)
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from vqcodec.entropy.cdf import quantize_pmf
 from vqcodec.entropy.coder import CodingTables, decode_symbols, encode_symbols
+from vqcodec.entropy.coefficients import CoefficientContextPrior
 from vqcodec.entropy.fit import fit_prior, load_prior_file, save_prior_file
 from vqcodec.entropy.payload import PayloadHeader, parse_header, split_payload
 from vqcodec.entropy.priors import CodePrior, FactorizedPrior, SpatialContextPrior, load_prior
@@ -30,6 +32,7 @@ __all__ = [
     "CodePrior",
     "FactorizedPrior",
     "SpatialContextPrior",
+    "CoefficientContextPrior",
     "load_prior",
     "fit_prior",
     "load_prior_file",

@@ -3,7 +3,8 @@
 Byte layout (formats/vqc-v1.md, section "Entropy payload"; names below match the spec):
 
     offset 0  u8      PAYLOAD_VERSION (1)
-    offset 1  u8      prior kind (PRIOR_FACTORIZED = 1, PRIOR_SPATIAL_CONTEXT = 2)
+    offset 1  u8      prior kind (PRIOR_FACTORIZED = 1, PRIOR_SPATIAL_CONTEXT = 2,
+                      PRIOR_COEFFICIENT_CONTEXT = 3)
     offset 2  u8      flags: bit 0 FLAG_REFERENCE (coded conditionally on a reference frame's
                       codes); other bits must be 0
     offset 3  varint  streams S' (codes stored: the first S' streams of the prior)
@@ -27,12 +28,15 @@ from vqcodec.errors import FormatError, LimitError, TruncatedError, UnsupportedV
 PAYLOAD_VERSION = 1
 PRIOR_FACTORIZED = 1
 PRIOR_SPATIAL_CONTEXT = 2
-KNOWN_PRIORS = (PRIOR_FACTORIZED, PRIOR_SPATIAL_CONTEXT)
+PRIOR_COEFFICIENT_CONTEXT = 3
+KNOWN_PRIORS = (PRIOR_FACTORIZED, PRIOR_SPATIAL_CONTEXT, PRIOR_COEFFICIENT_CONTEXT)
 FLAG_REFERENCE = 0x01
 KNOWN_FLAGS = FLAG_REFERENCE
 VARINT_MAX_BYTES = 5  # values < 2**35; every field is checked against tighter limits anyway
 #: Safety limits on declared sizes; callers also pass the shape they expect.
 MAX_STREAMS = 64
+#: Transform priors code one stream per coefficient (192 for 8x8 RGB blocks).
+MAX_COEFFICIENT_STREAMS = 256
 MAX_SIDE = 1 << 16
 MAX_SYMBOLS = 1 << 28
 
@@ -106,8 +110,9 @@ def parse_header(data: bytes | memoryview, offset: int = 0) -> PayloadHeader:
     width, pos = read_varint(data, pos, "width")
     start = pos
     body_length, pos = read_varint(data, pos, "body_length")
-    if not (1 <= streams <= MAX_STREAMS):
-        raise FormatError(f"stream count {streams} outside 1..{MAX_STREAMS}", offset=offset + 3,
+    max_streams = MAX_COEFFICIENT_STREAMS if kind == PRIOR_COEFFICIENT_CONTEXT else MAX_STREAMS
+    if not (1 <= streams <= max_streams):
+        raise FormatError(f"stream count {streams} outside 1..{max_streams}", offset=offset + 3,
                           field="streams")
     if height > MAX_SIDE or width > MAX_SIDE or streams * height * width > MAX_SYMBOLS:
         raise LimitError(f"payload declares {streams}x{height}x{width} codes, over the limit")
@@ -129,6 +134,8 @@ __all__ = [
     "PAYLOAD_VERSION",
     "PRIOR_FACTORIZED",
     "PRIOR_SPATIAL_CONTEXT",
+    "PRIOR_COEFFICIENT_CONTEXT",
+    "MAX_COEFFICIENT_STREAMS",
     "FLAG_REFERENCE",
     "MAX_STREAMS",
     "MAX_SIDE",

@@ -33,6 +33,7 @@ import numpy.typing as npt
 from vqcodec.entropy import context as ctx
 from vqcodec.entropy.cdf import MAX_PRECISION, pack_freqs, quantize_pmf, unpack_freqs
 from vqcodec.entropy.coder import CodingTables, SymbolDecoder, encode_batches
+from vqcodec.entropy.coefficients import CoefficientContextPrior
 from vqcodec.entropy.payload import (
     FLAG_REFERENCE,
     PRIOR_FACTORIZED,
@@ -676,7 +677,8 @@ def _bits(freqs: npt.NDArray[np.int64], symbols: npt.NDArray[np.int64]) -> float
 
 
 PRIOR_CLASSES: dict[str, Any] = {FactorizedPrior.name: FactorizedPrior,
-                                 SpatialContextPrior.name: SpatialContextPrior}
+                                 SpatialContextPrior.name: SpatialContextPrior,
+                                 CoefficientContextPrior.name: CoefficientContextPrior}
 
 
 def load_prior(config: dict[str, Any], arrays: dict[str, np.ndarray]) -> CodePrior:
@@ -688,7 +690,7 @@ def load_prior(config: dict[str, Any], arrays: dict[str, np.ndarray]) -> CodePri
     if int(config.get("format_version", -1)) != PRIOR_FORMAT_VERSION:
         raise ValueError(f"prior format_version {config.get('format_version')} is not {PRIOR_FORMAT_VERSION}")
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
-    prior: CodePrior = cls.from_arrays(config, arrays)
+    prior: Any = cls.from_arrays(config, arrays)
     return prior
 
 

@@ -32,6 +32,7 @@ from torch import nn
 
 from vqcodec.errors import FormatError, ModelMismatchError
 from vqcodec.models.config import ImageCodecConfig
+from vqcodec.models.image_sq import ScalarImageCodec, ScalarImageCodecConfig, group_for_quality
 
 BUNDLE_FORMAT = "vqcodec-bundle-1"
 MODEL_PREFIX = "model."
@@ -71,6 +72,8 @@ def build_network(config: Any) -> nn.Module:
         from vqcodec.models.image import ImageCodec
 
         return ImageCodec(config)
+    if isinstance(config, ScalarImageCodecConfig):
+        return ScalarImageCodec(config)
     if getattr(config, "kind", None) == "video":
         from vqcodec.models.video import VideoCodec
 
@@ -83,6 +86,8 @@ def config_from_dict(data: Mapping[str, Any]) -> Any:
     kind = data.get("kind", "image")
     if kind == "image":
         return ImageCodecConfig.from_dict(dict(data))
+    if kind == "image-sq":
+        return ScalarImageCodecConfig.from_dict(dict(data))
     if kind == "video":
         from vqcodec.models.video import VideoCodecConfig
 
@@ -139,9 +144,42 @@ class CodecModel:
         return int(self.config.stages_for_quality(quality))
 
     @property
-    def alphabet(self) -> tuple[int, ...]:
-        """Symbols per code stream: one stream per RVQ stage, ``codebook_size`` symbols each."""
+    def scalar(self) -> bool:
+        """True for scalar-quantized models (signed codes, one stream per coefficient)."""
+        return isinstance(self.config, ScalarImageCodecConfig)
+
+    @property
+    def alphabet(self) -> tuple[int, ...] | None:
+        """Symbols per code stream: one stream per RVQ stage, ``codebook_size`` symbols each;
+        None for scalar models, whose signed codes have no fixed alphabet."""
+        if self.scalar:
+            return None
         return (int(self.config.codebook_size),) * int(self.config.num_quantizers)
+
+    def compress(self, codes: np.ndarray, quality: int) -> bytes:
+        """Codes (S, h, w) of level ``quality`` -> entropy payload (the model owns its bitstream)."""
+        if self.prior is None:
+            raise ValueError(f"model {self.name!r} has no entropy prior")
+        if self.scalar:
+            return bytes(self.prior.encode(codes, group=self._group(quality)))
+        return bytes(self.prior.encode(codes))
+
+    def decompress(self, payload: bytes, shape: tuple[int, int, int], quality: int) -> np.ndarray:
+        """Entropy payload -> codes (S, h, w) int32 of level ``quality`` (FormatError if damaged)."""
+        if self.prior is None:
+            raise ValueError(f"model {self.name!r} has no entropy prior")
+        if self.scalar:
+            return np.asarray(self.prior.decode(payload, shape=shape, group=self._group(quality)))
+        return np.asarray(self.prior.decode(payload, shape=shape))
+
+    def _group(self, quality: int) -> int:
+        self.config.step_for_quality(quality)  # ValueError outside 1..levels
+        return group_for_quality(quality, self.quality_levels, int(self.prior.num_groups))
+
+    def at_quality(self, quality: int) -> CodecModel:
+        """A view whose ``from_codes(codes)`` decodes codes of level ``quality`` (scalar models need
+        the level's step size; RVQ codes carry their level in their stage count)."""
+        return _QualityView(self, quality) if self.scalar else self
 
     def code_bits(self) -> list[torch.Tensor] | None:
         """What each code of each stage costs under the prior's context-free tables, in bits:
@@ -165,13 +203,31 @@ class CodecModel:
         with torch.inference_mode():
             return self.network.to_codes(pixels.float(), quality, **rate)
 
-    def from_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes (B, S, h, w) -> pixels (B, 3, h*stride, w*stride) float in [0, 1]."""
+    def from_codes(self, codes: torch.Tensor, quality: int | None = None) -> torch.Tensor:
+        """Codes (B, S, h, w) -> pixels (B, 3, h*stride, w*stride) float in [0, 1].
+
+        ``quality`` is required for scalar models (it gives the step size) and ignored otherwise.
+        """
         with torch.inference_mode():
+            if self.scalar:
+                if quality is None:
+                    raise ValueError("scalar-quantized codes decode only with their quality level")
+                return self.network.from_codes(codes, quality)
             return self.network.from_codes(codes)
 
     def __repr__(self) -> str:
         return f"CodecModel(name={self.name!r}, sha256={self.sha256.hex()[:16]}..., media={self.media!r})"
+
+
+class _QualityView(CodecModel):
+    """A CodecModel bound to one quality level (shares everything with the model it wraps)."""
+
+    def __init__(self, model: CodecModel, quality: int):  # noqa: D107 - no CodecModel.__init__: a view
+        self.__dict__.update(model.__dict__)
+        self._quality = quality
+
+    def from_codes(self, codes: torch.Tensor, quality: int | None = None) -> torch.Tensor:
+        return super().from_codes(codes, self._quality if quality is None else quality)
 
 
 def save_bundle(

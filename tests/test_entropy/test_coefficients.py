@@ -1,0 +1,95 @@
+"""CoefficientContextPrior (payload kind 3): exact round trips, escapes, corruption, bad arguments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vqcodec.entropy import load_prior
+from vqcodec.entropy.coefficients import ESCAPE, MAX_MAGNITUDE, CoefficientContextPrior, magnitude_symbols
+from vqcodec.errors import FormatError, VQCError
+
+CHANNELS = 24
+
+
+def _codes(rng, h, w, scale=2.0):
+    decay = np.exp(-np.arange(CHANNELS) / 6.0)[:, None, None]
+    return np.round(rng.laplace(size=(CHANNELS, h, w)) * scale * decay).astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def prior():
+    rng = np.random.default_rng(0)
+    return CoefficientContextPrior.fit([[_codes(rng, 9, 7) for _ in range(12)] for _ in range(2)])
+
+
+def test_magnitude_symbols_match_the_documented_exp_golomb_split():
+    values = np.array([0, 1, -13, 14, 15, -16, 17, 100, -MAX_MAGNITUDE])
+    symbols, k, mantissa = magnitude_symbols(values)
+    a = np.abs(values)
+    assert list(symbols[:3]) == [0, 1, 13]
+    big = a >= ESCAPE
+    assert np.array_equal(a[big], ESCAPE - 1 + (1 << k[big]) + mantissa[big])
+    assert np.all(mantissa[big] < (1 << k[big])) and np.all(symbols[big] == ESCAPE + k[big])
+
+
+@pytest.mark.parametrize("shape", [(9, 7), (1, 1), (2, 5), (16, 3)])
+def test_round_trip_is_exact_including_escapes_and_zero_tails(prior, shape):
+    rng = np.random.default_rng(sum(shape))
+    codes = _codes(rng, *shape)
+    codes[0, 0, 0] = MAX_MAGNITUDE
+    codes[1, -1, -1] = -ESCAPE
+    codes[CHANNELS - 5 :] = 0  # an all-zero tail is not coded
+    for group in (0, 1):
+        payload = prior.encode(codes, group=group)
+        assert np.array_equal(prior.decode(payload, (CHANNELS, *shape), group=group), codes)
+
+
+def test_all_zero_codes_cost_almost_nothing(prior):
+    zeros = np.zeros((CHANNELS, 8, 8), dtype=np.int64)
+    payload = prior.encode(zeros, group=0)
+    assert len(payload) < 24 and not prior.decode(payload, zeros.shape, group=0).any()
+
+
+def test_ideal_bits_track_the_payload_size(prior):
+    codes = _codes(np.random.default_rng(5), 12, 12)
+    payload = prior.encode(codes, group=1)
+    assert abs(prior.ideal_bits(codes, group=1) / 8 - len(payload)) < 0.05 * len(payload) + 16
+
+
+def test_tables_survive_state_dict_and_config(prior):
+    again = load_prior(prior.config(), prior.state_dict())
+    codes = _codes(np.random.default_rng(7), 6, 6)
+    assert again.encode(codes, group=0) == prior.encode(codes, group=0)
+
+
+def test_corrupted_and_truncated_payloads_raise_vqc_errors(prior):
+    codes = _codes(np.random.default_rng(9), 9, 7)
+    payload = prior.encode(codes, group=0)
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        broken = bytearray(payload)
+        broken[int(rng.integers(0, len(broken)))] ^= 1 << int(rng.integers(0, 8))
+        try:
+            out = prior.decode(bytes(broken), codes.shape, group=0)
+        except VQCError:
+            continue
+        assert out.shape == codes.shape  # a flip the coder cannot detect still gives codes
+    for cut in (0, 3, len(payload) // 2, len(payload) - 1):
+        with pytest.raises(VQCError):
+            prior.decode(payload[:cut], codes.shape, group=0)
+    with pytest.raises(FormatError, match="after the payload"):
+        prior.decode(payload + b"\0", codes.shape, group=0)
+
+
+def test_bad_arguments_are_value_errors(prior):
+    codes = np.zeros((CHANNELS, 2, 2), dtype=np.int64)
+    with pytest.raises(ValueError, match="group"):
+        prior.encode(codes, group=2)
+    with pytest.raises(ValueError, match="codes must be"):
+        prior.encode(codes[:3], group=0)
+    with pytest.raises(ValueError, match="lie in"):
+        prior.encode(codes + MAX_MAGNITUDE + 1, group=0)
+    payload = prior.encode(codes, group=0)
+    with pytest.raises(FormatError, match="expected"):
+        prior.decode(payload, (CHANNELS, 3, 2), group=0)

@@ -1,0 +1,89 @@
+"""The scalar-quantized image codec: config, transform, quantizer, bundle and codec round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import vqcodec
+from vqcodec.entropy.coefficients import CoefficientContextPrior
+from vqcodec.models.bundle import load_bundle, save_bundle
+from vqcodec.models.image_sq import ScalarImageCodec, ScalarImageCodecConfig, group_for_quality
+from vqcodec.train.recipes.image_sq import training_codes
+
+CONFIG = ScalarImageCodecConfig(steps=(0.8, 0.2, 0.01), decoder_channels=(8, 8, 4), decoder_blocks=(0, 0, 0))
+
+
+def _pixels(seed=0, size=32):
+    g = torch.Generator().manual_seed(seed)
+    y, x = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    smooth = torch.stack([x, y, x + y]).float() / (2 * size)
+    return (smooth + 0.05 * torch.rand(3, size, size, generator=g)).clamp(0, 1)[None]
+
+
+@pytest.fixture(scope="module")
+def network():
+    net = ScalarImageCodec(CONFIG).eval()
+    with pytest.raises(ValueError, match="at least 192 blocks"):
+        net.initialise_transform(_pixels(0))
+    net.initialise_transform(torch.cat([_pixels(s, 64) for s in range(8)]))
+    return net
+
+
+def test_config_validates_and_round_trips_through_json():
+    assert ScalarImageCodecConfig.from_dict(CONFIG.to_dict()) == CONFIG
+    with pytest.raises(ValueError, match="decreasing"):
+        ScalarImageCodecConfig(steps=(0.1, 0.2))
+    with pytest.raises(ValueError, match="rounding"):
+        ScalarImageCodecConfig(rounding=0.7)
+    with pytest.raises(ValueError, match="unknown"):
+        ScalarImageCodecConfig.from_dict({"steps": [1.0], "bogus": 1})
+    assert CONFIG.stages_for_quality(2) == 192 and CONFIG.quality_levels == 3
+    with pytest.raises(ValueError, match="quality"):
+        CONFIG.step_for_quality(4)
+
+
+def test_transform_is_orthonormal_and_a_fine_step_is_nearly_lossless(network):
+    basis = network.basis.double()
+    assert torch.allclose(basis @ basis.T, torch.eye(192, dtype=torch.float64), atol=1e-5)
+    pixels = _pixels(3)
+    codes = network.to_codes(pixels, 3)
+    assert codes.shape == (1, 192, 4, 4) and codes.dtype == torch.int64
+    out = network.from_codes(codes, 3)
+    assert torch.mean((out - pixels) ** 2) < 1e-4  # step 0.01: far above 40 dB
+    coarse = network.from_codes(network.to_codes(pixels, 1), 1)
+    assert torch.mean((coarse - pixels) ** 2) > torch.mean((out - pixels) ** 2)
+
+
+def test_dead_zone_rounding_rounds_towards_zero(network):
+    c = torch.tensor([0.6, -0.6, 0.66, 1.64, -1.66]).reshape(1, 5, 1, 1)
+    assert network.quantize(c, 1.0, rounding=0.35).flatten().tolist() == [0, 0, 1, 1, -2]
+    assert network.quantize(c, 1.0, rounding=0.5).flatten().tolist() == [1, -1, 1, 2, -2]
+
+
+def test_groups_split_the_levels_evenly():
+    assert [group_for_quality(q, 20, 4) for q in range(1, 21)] == [g for g in range(4) for _ in range(5)]
+
+
+def test_bundle_and_codec_round_trip(network, tmp_path):
+    crops = (torch.cat([_pixels(s) for s in range(6)]) * 255).to(torch.uint8)
+    prior = CoefficientContextPrior.fit(training_codes(network, crops))  # one table group per level
+    path = tmp_path / "tiny-sq.safetensors"
+    save_bundle(path, network, prior, CONFIG, "tiny scalar codec", name="tiny-sq")
+    loaded, loaded_prior, config, _ = load_bundle(path)
+    assert config == CONFIG and loaded_prior.num_groups == 3
+    image = (_pixels(11, 40)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)[:37, :29]
+    previous = None
+    for quality in (1, 2, 3):
+        data = vqcodec.encode_image(image, quality=quality, model=str(path))
+        decoded = vqcodec.decode_image(data, output="numpy", model=str(path))
+        assert decoded.shape == image.shape
+        error = float(np.mean((decoded.astype(float) - image) ** 2))
+        assert previous is None or error < previous
+        previous = error
+    assert previous < 2.0
+    result = vqcodec.codec.image.decode_image_result(data, model=str(path))
+    assert result.codes.shape == (192, 5, 4)
+    with pytest.raises(vqcodec.VQCError):
+        vqcodec.decode_image(data[:-30], model=str(path))

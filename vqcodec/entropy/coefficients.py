@@ -1,0 +1,384 @@
+"""Context-modelled coding of signed transform coefficients (payload prior kind 3).
+
+Codes of one image: an int array (C, H, W) of signed integers (C = 192 coefficients of 8x8 RGB
+blocks for ``image-sq20``), quantized at one quality level; ``group`` (0..num_groups-1) selects
+the tables fitted for that level's group. Only the first ``C'`` coefficients are coded, where
+channels ``C' .. C-1`` are zero everywhere (``C'`` >= 1 is the payload's stream count).
+
+Symbols (all integer arithmetic, identical in encoder and decoder):
+- magnitude symbol ``m``: ``|v|`` when ``|v| < ESCAPE``; else ``ESCAPE + k`` with
+  ``k = floor(log2(|v| - ESCAPE + 1))`` (Exp-Golomb order 0), 0 <= k <= MAX_EXTRA_BITS - 1;
+- for ``m >= ESCAPE``: ``k`` mantissa bits ``|v| - ESCAPE + 1 - 2**k`` (uniform table of 2**k);
+- for ``v != 0``: one sign bit (1 = negative; uniform table of 2).
+
+Order: channel by channel (0 .. C'-1); in each channel, first the blocks with (row + col) even
+(pass 0), then the odd ones (pass 1), each pass in raster order; then every sign bit (in the
+same order), then every mantissa (same order). Contexts use magnitude symbols only, so signs and
+mantissas can follow all magnitudes.
+
+Context of a magnitude symbol at channel c, block (i, j), with ``n = min(m, 15)``:
+- ``nbr``: pass 1: the sum of n over the 4 neighbours in channel c (all from pass 0);
+  pass 0: the sum over the 4 neighbours of channel c - 1, plus 2 n at (i, j) in channel c - 1
+  (0 for c = 0); neighbours outside the picture count 0; bucketed by ``NBR_BUCKETS``;
+- ``recent``: how many of channels max(0, c-16) .. c-1 are nonzero at (i, j), bucketed by
+  ``RECENT_BUCKETS``;
+- the table is ``(((group * CK + ck(c)) * 2 + pass) * NB + nbr) * NR + recent`` with
+  ``ck(c) = c`` for c < 64 and ``64 + (c - 64) // 8`` above (high channels share statistics).
+Everything is integer, so the tables the decoder selects are exactly the encoder's on every
+machine; the tables themselves are integers stored in the model (cdf.py, coder.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from vqcodec.entropy.cdf import pack_freqs, quantize_pmf, unpack_freqs
+from vqcodec.entropy.coder import CodingTables, SymbolDecoder, encode_batches
+from vqcodec.entropy.payload import PRIOR_COEFFICIENT_CONTEXT, build_payload, split_payload
+from vqcodec.errors import FormatError
+
+I64 = npt.NDArray[np.int64]
+
+ESCAPE = 14
+MAX_EXTRA_BITS = 16
+ALPHABET = ESCAPE + MAX_EXTRA_BITS  # magnitude symbols
+#: largest magnitude the symbols can express
+MAX_MAGNITUDE = ESCAPE - 2 + (1 << MAX_EXTRA_BITS)
+CLIP = 15
+RECENT_WINDOW = 16
+NBR_BUCKETS = np.array([0, 1, 2, 3, 4, 4, 5, 5, 5, 6, 6, 6, 6, 6] + [7] * (4 * CLIP * 3 + 1), dtype=np.int64)
+RECENT_BUCKETS = np.array([0, 1, 2, 3, 3, 4, 4, 4, 5, 5, 5, 5] + [6] * (RECENT_WINDOW - 11), dtype=np.int64)
+NB = int(NBR_BUCKETS.max()) + 1
+NR = int(RECENT_BUCKETS.max()) + 1
+DIRECT_CHANNELS = 64
+SHARED_CHANNELS = 8
+PRECISION = 16
+FORMAT_VERSION = 1
+#: mantissas are coded in chunks of at most this many raw bits (uniform tables fit the alphabet)
+CHUNK_BITS = 4
+CHUNKS = -(-(MAX_EXTRA_BITS - 1) // CHUNK_BITS)
+
+
+def channel_keys(channels: int) -> I64:
+    c = np.arange(channels, dtype=np.int64)
+    return np.where(c < DIRECT_CHANNELS, c, DIRECT_CHANNELS + (c - DIRECT_CHANNELS) // SHARED_CHANNELS)
+
+
+def magnitude_symbols(codes: I64) -> tuple[I64, I64, I64]:
+    """Signed codes -> (magnitude symbols, extra-bit counts k, mantissas), all shaped like codes."""
+    a = np.abs(codes)
+    big = a >= ESCAPE
+    e = np.where(big, a - ESCAPE + 1, 1)
+    k = np.floor(np.log2(e.astype(np.float64))).astype(np.int64)  # exact for e < 2**52
+    # float log2 can be off by one next to powers of two: fix with integer comparisons
+    k = k - (np.left_shift(1, k) > e) + (np.left_shift(1, k + 1) <= e)
+    symbols = np.where(big, ESCAPE + k, a)
+    return symbols, np.where(big, k, 0), np.where(big, e - np.left_shift(1, k), 0)
+
+
+def _neighbour_sum(n: I64) -> I64:
+    """(..., H, W) -> sum of the 4 neighbours (zero outside)."""
+    out = np.zeros_like(n)
+    out[..., 1:, :] += n[..., :-1, :]
+    out[..., :-1, :] += n[..., 1:, :]
+    out[..., :, 1:] += n[..., :, :-1]
+    out[..., :, :-1] += n[..., :, 1:]
+    return out
+
+
+def _flat_row() -> I64:
+    """A valid (not fitted) table row: near-uniform frequencies summing to 2**PRECISION."""
+    row = np.full(ALPHABET, (1 << PRECISION) // ALPHABET, dtype=np.int64)
+    row[0] += (1 << PRECISION) - int(row.sum())
+    return row
+
+
+def _mosaics(codes_list: Sequence[npt.ArrayLike], per_side: int = 16
+             ) -> list[tuple[I64, npt.NDArray[np.bool_]]]:
+    """Many small code arrays (C, h, w) -> mosaics (C, H, W) with one zero block between tiles,
+    and the mask of positions that belong to a tile. Zeros around a tile are exactly what the
+    contexts see outside a picture, so counting over a mosaic equals counting tile by tile, up to
+    the checkerboard phase of each tile (statistically the same); one pass over a mosaic is
+    ~100x faster than over its tiles."""
+    out = []
+    by_shape: dict[tuple[int, ...], list[I64]] = {}
+    for codes in codes_list:
+        a = np.asarray(codes, dtype=np.int64)
+        by_shape.setdefault(a.shape, []).append(a)
+    for (c, h, w), arrays in by_shape.items():
+        for start in range(0, len(arrays), per_side * per_side):
+            chunk = arrays[start : start + per_side * per_side]
+            rows = -(-len(chunk) // per_side)
+            cols = min(per_side, len(chunk))
+            mosaic = np.zeros((c, rows * (h + 1), cols * (w + 1)), dtype=np.int64)
+            valid = np.zeros(mosaic.shape[1:], dtype=bool)
+            for index, a in enumerate(chunk):
+                r, q = divmod(index, per_side)
+                mosaic[:, r * (h + 1) : r * (h + 1) + h, q * (w + 1) : q * (w + 1) + w] = a
+                valid[r * (h + 1) : r * (h + 1) + h, q * (w + 1) : q * (w + 1) + w] = True
+            out.append((mosaic, valid))
+    return out
+
+
+class CoefficientContextPrior:
+    """Integer context tables for signed coefficient codes; see the module docstring."""
+
+    kind = PRIOR_COEFFICIENT_CONTEXT
+    name = "coefficient_context"
+
+    def __init__(self, channels: int, num_groups: int, freqs: npt.ArrayLike):
+        self.channels = int(channels)
+        self.num_groups = int(num_groups)
+        self.keys = channel_keys(self.channels)
+        self.num_keys = int(self.keys.max()) + 1
+        self.context_tables = self.num_groups * self.num_keys * 2 * NB * NR
+        f = np.asarray(freqs, dtype=np.int64)
+        if f.shape != (self.context_tables, ALPHABET):
+            raise ValueError(f"freqs must be ({self.context_tables}, {ALPHABET}), got {f.shape}")
+        # uniform tables of 2**b symbols, b = 1..CHUNK_BITS, for raw bits (signs use b = 1)
+        table = np.zeros((self.context_tables + CHUNK_BITS, ALPHABET), dtype=np.int64)
+        table[: self.context_tables] = f
+        for b in range(1, CHUNK_BITS + 1):
+            table[self.context_tables + b - 1, : 1 << b] = 1 << (PRECISION - b)
+        self.freqs = f
+        self.tables = CodingTables(table)
+
+    @property
+    def num_streams(self) -> int:
+        return self.channels
+
+    # --- contexts ------------------------------------------------------------------------------
+
+    def _pass_masks(self, height: int, width: int) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        i, j = np.mgrid[0:height, 0:width]
+        odd = (i + j) % 2 == 1
+        return ~odd, odd
+
+    def _table_base(self, group: int, c: int, pass_index: int) -> int:
+        return int(((group * self.num_keys + int(self.keys[c])) * 2 + pass_index) * NB * NR)
+
+    def _contexts(self, n: I64, recent: I64, c: int, pass_index: int, where: npt.NDArray[np.bool_],
+                  group: int) -> I64:
+        """Table indices of channel c's pass ``pass_index`` positions (n: (C, H, W) clipped so far)."""
+        if pass_index == 1:
+            nbr = _neighbour_sum(n[c])[where]
+        elif c > 0:
+            nbr = _neighbour_sum(n[c - 1])[where] + 2 * n[c - 1][where]
+        else:
+            nbr = np.zeros(int(where.sum()), dtype=np.int64)
+        rb = RECENT_BUCKETS[recent[where]]
+        nb = NBR_BUCKETS[np.minimum(nbr, NBR_BUCKETS.size - 1)]
+        return self._table_base(group, c, pass_index) + nb * NR + rb
+
+    def _check_group(self, group: int) -> int:
+        integer = isinstance(group, (int, np.integer)) and not isinstance(group, bool)
+        if not integer or not 0 <= group < self.num_groups:
+            raise ValueError(f"group must be in 0..{self.num_groups - 1}, got {group!r}")
+        return int(group)
+
+    def _magnitude_batches(self, symbols: I64, group: int) -> list[tuple[I64, I64]]:
+        """(symbols, tables) per (channel, pass), as the decoder will ask for them."""
+        c_count, h, w = symbols.shape
+        n = np.minimum(symbols, CLIP)
+        nonzero = (symbols > 0).astype(np.int64)
+        masks = self._pass_masks(h, w)
+        recent = np.zeros((h, w), dtype=np.int64)
+        batches = []
+        for c in range(c_count):
+            for p, where in enumerate(masks):
+                batches.append((symbols[c][where], self._contexts(n, recent, c, p, where, group)))
+            recent = recent + nonzero[c] - (nonzero[c - RECENT_WINDOW] if c >= RECENT_WINDOW else 0)
+        return batches
+
+    def _raw_table(self, bits: I64) -> I64:
+        """Index of the uniform table of 2**bits symbols (1 <= bits <= CHUNK_BITS)."""
+        return self.context_tables - 1 + bits
+
+    def _raw_batches(self, codes: I64, k: I64, mantissa: I64) -> list[tuple[I64, I64]]:
+        """Sign bits, then mantissa chunks j = 0, 1, ... (bits 4j .. 4j+3), each in coding order."""
+        order = self._coding_order(codes.shape)
+        flat_codes, flat_k = codes.reshape(-1)[order], k.reshape(-1)[order]
+        flat_m = mantissa.reshape(-1)[order]
+        signs = (flat_codes[flat_codes != 0] < 0).astype(np.int64)
+        batches = [(signs, self._raw_table(np.ones(signs.shape, dtype=np.int64)))]
+        for j in range(CHUNKS):
+            has = flat_k > CHUNK_BITS * j
+            width = np.minimum(CHUNK_BITS, flat_k[has] - CHUNK_BITS * j)
+            chunk = np.right_shift(flat_m[has], CHUNK_BITS * j) & (np.left_shift(1, width) - 1)
+            batches.append((chunk, self._raw_table(width)))
+        return batches
+
+    def _coding_order(self, shape: tuple[int, ...]) -> I64:
+        """Flat indices of a (C', H, W) array in coding order (channel, pass, raster)."""
+        c_count, h, w = shape
+        even, odd = self._pass_masks(h, w)
+        plane = np.concatenate([np.flatnonzero(even), np.flatnonzero(odd)])
+        return (np.arange(c_count, dtype=np.int64)[:, None] * (h * w) + plane[None, :]).reshape(-1)
+
+    # --- public API ------------------------------------------------------------------------------
+
+    def _check_codes(self, codes: npt.ArrayLike) -> I64:
+        c = np.asarray(codes)
+        if c.ndim != 3 or c.shape[0] != self.channels:
+            raise ValueError(f"codes must be ({self.channels}, H, W), got {c.shape}")
+        if c.size and not np.issubdtype(c.dtype, np.integer):
+            raise ValueError(f"codes must be integers, got {c.dtype}")
+        c = c.astype(np.int64)
+        if c.size and int(np.abs(c).max()) > MAX_MAGNITUDE:
+            raise ValueError(f"codes must lie in -{MAX_MAGNITUDE}..{MAX_MAGNITUDE}")
+        return c
+
+    @staticmethod
+    def coded_channels(codes: I64) -> int:
+        """1 + the last channel with a nonzero code (at least 1)."""
+        used = np.flatnonzero(np.any(codes != 0, axis=(1, 2))) if codes.size else np.zeros(0, np.int64)
+        return int(used[-1]) + 1 if used.size else 1
+
+    def _all_batches(self, codes: I64, group: int) -> list[tuple[I64, I64]]:
+        symbols, k, mantissa = magnitude_symbols(codes)
+        return self._magnitude_batches(symbols, group) + self._raw_batches(codes, k, mantissa)
+
+    def encode(self, codes: npt.ArrayLike, *, group: int) -> bytes:
+        """Codes (C, H, W) signed ints -> payload bytes (header + body)."""
+        c = self._check_codes(codes)
+        g = self._check_group(group)
+        coded = self.coded_channels(c)
+        body = encode_batches(self._all_batches(c[:coded], g), self.tables)
+        return build_payload(self.kind, 0, (coded, int(c.shape[1]), int(c.shape[2])), body)
+
+    def ideal_bits(self, codes: npt.ArrayLike, *, group: int) -> float:
+        """Bits of the body under the integer tables (cross-entropy; raw bits count 1 each)."""
+        c = self._check_codes(codes)
+        g = self._check_group(group)
+        c = c[: self.coded_channels(c)]
+        f = self.tables.freqs
+        total = 0.0
+        for symbols, tables in self._all_batches(c, g):
+            if symbols.size:
+                total += float(PRECISION * symbols.size - np.log2(f[tables, symbols]).sum())
+        return total
+
+    def decode(self, payload: bytes, shape: tuple[int, int, int], *, group: int) -> npt.NDArray[np.int32]:
+        """Payload -> codes (C, H, W) int32; ``shape`` is what the caller expects (C = channels)."""
+        g = self._check_group(group)
+        want = tuple(int(v) for v in shape)
+        if len(want) != 3 or want[0] != self.channels or min(want) < 0:
+            raise ValueError(f"shape must be ({self.channels}, H, W), got {shape}")
+        header, body, end = split_payload(payload)
+        if header.prior_kind != self.kind:
+            raise FormatError(f"payload was made by prior kind {header.prior_kind}, not {self.kind} "
+                              f"({self.name})", offset=1, field="prior_kind")
+        coded, h, w = header.shape
+        if (h, w) != want[1:] or not 1 <= coded <= self.channels:
+            raise FormatError(f"payload holds codes {header.shape}, expected up to {want}", offset=3,
+                              field="shape")
+        if header.flags:
+            raise FormatError(f"flags 0x{header.flags:02x} are not defined for this prior", offset=2,
+                              field="flags")
+        if end != len(payload):
+            raise FormatError(f"{len(payload) - end} bytes after the payload body", offset=end, field="body")
+        try:
+            decoder = SymbolDecoder(body, self.tables)
+            codes = self._decode_body(decoder, coded, h, w, g)
+            decoder.finish()
+        except FormatError as exc:
+            raise FormatError(str(exc).split(" (field")[0], offset=header.header_size, field="body") from exc
+        out = np.zeros(want, dtype=np.int32)
+        out[:coded] = codes
+        return out
+
+    def _decode_body(self, decoder: SymbolDecoder, coded: int, h: int, w: int, group: int) -> I64:
+        symbols = np.zeros((coded, h, w), dtype=np.int64)
+        n = np.zeros((coded, h, w), dtype=np.int64)
+        masks = self._pass_masks(h, w)
+        recent = np.zeros((h, w), dtype=np.int64)
+        for c in range(coded):
+            for p, where in enumerate(masks):
+                tables = self._contexts(n, recent, c, p, where, group)
+                symbols[c][where] = decoder.decode(tables)
+                n[c] = np.minimum(symbols[c], CLIP)  # pass 1's contexts read pass 0's symbols
+            nonzero = (symbols[c] > 0).astype(np.int64)
+            old = (symbols[c - RECENT_WINDOW] > 0).astype(np.int64) if c >= RECENT_WINDOW else 0
+            recent = recent + nonzero - old
+        order = self._coding_order(symbols.shape)
+        flat_symbols = symbols.reshape(-1)[order]
+        nonzero_positions = np.flatnonzero(flat_symbols > 0)
+        signs = decoder.decode(self._raw_table(np.ones(nonzero_positions.shape, dtype=np.int64)))
+        escaped_positions = np.flatnonzero(flat_symbols >= ESCAPE)
+        k = flat_symbols[escaped_positions] - ESCAPE
+        mantissa = np.zeros(k.shape, dtype=np.int64)
+        for j in range(CHUNKS):
+            has = k > CHUNK_BITS * j
+            width = np.minimum(CHUNK_BITS, k[has] - CHUNK_BITS * j)
+            chunk = decoder.decode(self._raw_table(width)).astype(np.int64)
+            mantissa[has] |= np.left_shift(chunk, CHUNK_BITS * j)
+        magnitudes = flat_symbols.copy()
+        magnitudes[escaped_positions] = ESCAPE - 1 + np.left_shift(1, k) + mantissa
+        values = magnitudes.copy()
+        values[nonzero_positions] = np.where(signs == 1, -magnitudes[nonzero_positions],
+                                             magnitudes[nonzero_positions])
+        out = np.empty(coded * h * w, dtype=np.int64)
+        out[order] = values
+        return out.reshape(coded, h, w)
+
+    # --- fitting and storage ----------------------------------------------------------------------
+
+    @classmethod
+    def fit(cls, codes_by_group: Sequence[Sequence[npt.ArrayLike]], *, smoothing: float = 4.0
+            ) -> CoefficientContextPrior:
+        """Fit tables from training codes: ``codes_by_group[g]`` = list of (C, H, W) signed codes.
+
+        Counts are smoothed towards the context's parent (the same table pooled over ``recent``),
+        which is smoothed towards the channel's marginal: sparse contexts borrow their neighbours'
+        statistics instead of falling back to uniform.
+        """
+        channels = int(np.asarray(codes_by_group[0][0]).shape[0])
+        num_groups = len(codes_by_group)
+        # an instance with placeholder tables computes the contexts exactly as coding does
+        keys = channel_keys(channels)
+        num_tables = num_groups * (int(keys.max()) + 1) * 2 * NB * NR
+        proto = cls(channels, num_groups, np.broadcast_to(_flat_row(), (num_tables, ALPHABET)))
+        counts = np.zeros(num_tables * ALPHABET, dtype=np.float64)
+        for g, codes_list in enumerate(codes_by_group):
+            for mosaic, valid in _mosaics(codes_list):
+                symbols, _, _ = magnitude_symbols(mosaic)
+                masks = proto._pass_masks(*mosaic.shape[1:])
+                pairs = proto._magnitude_batches(symbols, g)
+                index = np.concatenate([(tab * ALPHABET + sym)[valid[masks[i % 2]]]
+                                        for i, (sym, tab) in enumerate(pairs)])
+                counts += np.bincount(index, minlength=num_tables * ALPHABET)
+        counts = counts.reshape(num_tables, ALPHABET)
+        grid = counts.reshape(-1, NB, NR, ALPHABET)
+        marginal = grid.sum(axis=(1, 2), keepdims=True)
+        marginal_p = (marginal + 0.01) / (marginal + 0.01).sum(-1, keepdims=True)
+        parent = grid.sum(axis=2, keepdims=True)
+        parent_p = (parent + smoothing * marginal_p) / (parent.sum(-1, keepdims=True) + smoothing)
+        probs = (grid + smoothing * parent_p) / (grid.sum(-1, keepdims=True) + smoothing)
+        freqs = quantize_pmf(probs.reshape(num_tables, ALPHABET), PRECISION)
+        return cls(channels, num_groups, freqs)
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.name, "format_version": FORMAT_VERSION, "channels": self.channels,
+                "num_groups": self.num_groups}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"freqs": pack_freqs(self.freqs)}
+
+    @classmethod
+    def from_arrays(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> CoefficientContextPrior:
+        channels, groups = int(config["channels"]), int(config["num_groups"])
+        if not 1 <= channels <= 256 or not 1 <= groups <= 64:
+            raise ValueError(f"bad coefficient prior config {config}")
+        packed = np.asarray(arrays["freqs"])
+        sizes = np.full(packed.shape[0], ALPHABET, dtype=np.int64)
+        return cls(channels, groups, unpack_freqs(packed, sizes))
+
+    def table_bytes(self) -> int:
+        return int(self.state_dict()["freqs"].nbytes)
+
+
+__all__ = ["CoefficientContextPrior", "magnitude_symbols", "ESCAPE", "MAX_MAGNITUDE"]
