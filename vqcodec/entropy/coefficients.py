@@ -351,7 +351,6 @@ class CoefficientContextPrior:
                 index = np.concatenate([(tab * ALPHABET + sym)[valid[masks[i % 2]]]
                                         for i, (sym, tab) in enumerate(pairs)])
                 counts += np.bincount(index, minlength=num_tables * ALPHABET)
-        counts = counts.reshape(num_tables, ALPHABET)
         grid = counts.reshape(-1, NB, NR, ALPHABET)
         marginal = grid.sum(axis=(1, 2), keepdims=True)
         marginal_p = (marginal + 0.01) / (marginal + 0.01).sum(-1, keepdims=True)
