@@ -59,6 +59,17 @@ _IMAGE_RVQ8_CONFIG: dict[str, Any] = {
 }
 
 
+# the scalar-quantized image model (train/configs/image_sq20.toml)
+_IMAGE_SQ20_CONFIG: dict[str, Any] = {
+    "decoder_blocks": [1, 0, 0],
+    "decoder_channels": [64, 32, 16],
+    "kind": "image-sq",
+    "rounding": 0.35,
+    "steps": [2.4, 1.9468, 1.5791, 1.2809, 1.039, 0.8428, 0.6837, 0.5546, 0.4498, 0.3649,
+              0.296, 0.2401, 0.1947, 0.158, 0.1281, 0.1039, 0.0843, 0.0684, 0.0555, 0.045],
+}
+
+
 REGISTRY: tuple[ModelInfo, ...] = (
     ModelInfo(
         name="image-rvq8",
@@ -68,6 +79,16 @@ REGISTRY: tuple[ModelInfo, ...] = (
         media="image",
         default=True,
         config=_IMAGE_RVQ8_CONFIG,
+    ),
+    ModelInfo(
+        name="image-sq20",
+        file="image-sq20.safetensors",
+        sha256="bd2e50b380059ac743969ba052d46817a1449d6a5a7954293f0b548dce67973d",
+        description="Stride-8 block KLT (192 coefficients), dead-zone scalar quantization, conv refinement, "
+        "20 quality levels up to 40+ dB",
+        media="image",
+        default=False,
+        config=_IMAGE_SQ20_CONFIG,
     ),
     ModelInfo(
         name="video-rvq8",
