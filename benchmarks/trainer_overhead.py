@@ -1,6 +1,6 @@
-"""Trainer overhead: steps/s of ``vqcodec.train.Trainer`` against a hand-written PyTorch loop.
+"""Trainer overhead: steps/s of ``vqcodec.train.Trainer`` and of PyTorch Lightning against a plain loop.
 
-Both run the same small conv autoencoder on the same in-memory 32x32 images, batch size, optimizer
+All three run the same small conv autoencoder on the same in-memory 32x32 images, batch size, optimizer
 (AdamW), gradient clipping and precision; the Trainer keeps CSV logging (every 50 steps), progress and
 checkpoint writing off (disk I/O, not loop overhead). The two are *interleaved step by step* in one
 process (a callback runs one hand-written step after each Trainer step and times both), so load from
@@ -8,12 +8,18 @@ other processes on a shared machine hits both sides alike. The table gives the o
 wall-clock step times and from total process CPU time (steadier on a loaded machine, and the absolute
 CPU microseconds the Trainer adds per step); the JSON also has the ratio of total wall times.
 
+Lightning (``pip install -e .[bench]``; skipped when not installed) runs the same module code as a
+``LightningModule`` with the same settings (CSV logger every 50 steps, no checkpoints, progress bar or
+model summary), paired step by step with its own plain-loop twin the same way. The vqcodec and
+Lightning passes alternate (``--repeats`` rounds), and each framework's overhead is against the plain
+steps interleaved with it, so drift in machine load between passes does not enter the comparison.
+
 A second table compares 2-process DDP (gloo, one thread per process) against one process with the
 same per-process batch: global samples/s, best of ``--repeats`` runs (sequential runs, so on a loaded
 machine this ratio is only indicative). With a CUDA device a bf16 row is added (images/s).
 
-    python benchmarks/trainer_overhead.py            # ~1-2 minutes on 2 CPU cores
-    python benchmarks/trainer_overhead.py --steps 200 --repeats 5
+    python benchmarks/trainer_overhead.py            # a few minutes on 2 CPU cores
+    python benchmarks/trainer_overhead.py --steps 100 --repeats 2 --no-ddp
 
 Writes ``benchmarks/results/trainer_overhead.json``.
 """
@@ -160,6 +166,65 @@ class Interleaved(Callback):
         self.resumed = (time.perf_counter(), time.process_time())
 
 
+def lightning_run(
+    width: int, batch_size: int, precision: str, warmup: int, steps: int, root: str, paired: Interleaved
+) -> None:
+    """The same training as ``trainer_run`` under ``lightning.Trainer`` (fp32 = "32-true")."""
+    import logging
+
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # no banner lines in the table
+
+    class LightningAutoencoder(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = network(width)
+
+        def forward(self, pixels):
+            return self.net(pixels)
+
+        def training_step(self, batch, batch_idx):
+            pixels = batch[0]
+            loss = torch.mean((self(pixels).float() - pixels) ** 2)
+            self.log("train/mse", loss.detach())
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW(self.parameters(), lr=LR)
+
+    class Pair(L.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            paired.on_train_batch_end(trainer, module, outputs, batch, batch_idx)
+
+    seed_everything(0)
+    L.seed_everything(0, verbose=False)
+    trainer = L.Trainer(
+        accelerator="cpu" if paired.device.type == "cpu" else "gpu",
+        devices=1,
+        precision="32-true" if precision == "32" else precision,
+        max_steps=warmup + steps,
+        gradient_clip_val=CLIP,
+        callbacks=[Pair()],
+        logger=CSVLogger(root, name="lightning"),
+        log_every_n_steps=50,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(LightningAutoencoder(), loader(batch_size))
+
+
+def lightning_available() -> bool:
+    try:
+        import lightning  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def trainer_run(
     width: int,
     batch_size: int,
@@ -199,41 +264,62 @@ def _ddp_worker(width: int, batch_size: int, warmup: int, steps: int, root: str,
         Path(out).write_text(json.dumps({"seconds": seconds}))
 
 
-def overhead_rows(args: argparse.Namespace, device: torch.device, precisions: list[str]) -> list[dict]:
+def _row(framework: str, device: torch.device, precision: str, batch_size: int, runs: list) -> dict:
+    """Pool the paired step times of every run of one framework into one table row."""
+    wall_t = torch.tensor([t for r in runs for t in r.trainer_wall], dtype=torch.float64)
+    wall_h = torch.tensor([t for r in runs for t in r.hand_wall], dtype=torch.float64)
+    cpu_t = sum(sum(r.trainer_cpu) for r in runs)
+    cpu_h = sum(sum(r.hand_cpu) for r in runs)
+    trainer_median, hand_median = float(wall_t.median()), float(wall_h.median())
+    return {
+        "framework": framework,
+        "device": device.type,
+        "precision": precision,
+        "batch_size": batch_size,
+        "steps": len(wall_t),
+        "loop_steps_per_s": 1.0 / hand_median,
+        "trainer_steps_per_s": 1.0 / trainer_median,
+        "overhead_pct_wall_median": 100.0 * (trainer_median / hand_median - 1.0),
+        "overhead_pct_wall_total": 100.0 * (float(wall_t.sum()) / float(wall_h.sum()) - 1.0),
+        "overhead_pct_cpu_total": 100.0 * (cpu_t / cpu_h - 1.0),
+        "overhead_us_per_step_cpu": 1e6 * (cpu_t - cpu_h) / len(wall_t),
+        "images_per_s": batch_size / trainer_median,
+    }
+
+
+def overhead_rows(
+    args: argparse.Namespace, device: torch.device, precisions: list[str], with_lightning: bool
+) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as root:
         for precision in precisions:
-            hand = hand_steps(args.width, args.batch_size, precision, device)
-            paired = Interleaved(hand, args.warmup, device)
-            trainer_run(
-                args.width,
-                args.batch_size,
-                precision,
-                args.warmup,
-                args.steps,
-                root,
-                callback=paired,
-                accelerator=device.type,
-            )
-            wall_t = torch.tensor(paired.trainer_wall, dtype=torch.float64)
-            wall_h = torch.tensor(paired.hand_wall, dtype=torch.float64)
-            cpu_t, cpu_h = sum(paired.trainer_cpu), sum(paired.hand_cpu)
-            trainer_median, hand_median = float(wall_t.median()), float(wall_h.median())
-            rows.append(
-                {
-                    "device": device.type,
-                    "precision": precision,
-                    "batch_size": args.batch_size,
-                    "steps": len(paired.trainer_wall),
-                    "loop_steps_per_s": 1.0 / hand_median,
-                    "trainer_steps_per_s": 1.0 / trainer_median,
-                    "overhead_pct_wall_median": 100.0 * (trainer_median / hand_median - 1.0),
-                    "overhead_pct_wall_total": 100.0 * (float(wall_t.sum()) / float(wall_h.sum()) - 1.0),
-                    "overhead_pct_cpu_total": 100.0 * (cpu_t / cpu_h - 1.0),
-                    "overhead_us_per_step_cpu": 1e6 * (cpu_t - cpu_h) / len(paired.trainer_cpu),
-                    "images_per_s": args.batch_size / trainer_median,
-                }
-            )
+            runs: dict[str, list[Interleaved]] = {"vqcodec": [], "lightning": []}
+            for _ in range(args.repeats):  # alternate the frameworks, so load drift hits both
+                paired = Interleaved(
+                    hand_steps(args.width, args.batch_size, precision, device), args.warmup, device
+                )
+                trainer_run(
+                    args.width,
+                    args.batch_size,
+                    precision,
+                    args.warmup,
+                    args.steps,
+                    root,
+                    callback=paired,
+                    accelerator=device.type,
+                )
+                runs["vqcodec"].append(paired)
+                if with_lightning:
+                    paired = Interleaved(
+                        hand_steps(args.width, args.batch_size, precision, device), args.warmup, device
+                    )
+                    lightning_run(
+                        args.width, args.batch_size, precision, args.warmup, args.steps, root, paired
+                    )
+                    runs["lightning"].append(paired)
+            for framework, done in runs.items():
+                if done:
+                    rows.append(_row(framework, device, precision, args.batch_size, done))
     return rows
 
 
@@ -275,33 +361,31 @@ def main() -> int:
     parser.add_argument("--width", type=int, default=32, help="conv channels of the benchmark network")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the overhead table")
     parser.add_argument("--no-ddp", action="store_true")
+    parser.add_argument("--no-lightning", action="store_true", help="skip the Lightning rows")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    rows = overhead_rows(args, torch.device("cpu"), ["32", "bf16-mixed"])
+    with_lightning = not args.no_lightning and lightning_available()
+    if not args.no_lightning and not with_lightning:
+        print("lightning is not installed (pip install -e .[bench]): vqcodec rows only", file=sys.stderr)
+    rows = overhead_rows(args, torch.device("cpu"), ["32", "bf16-mixed"], with_lightning)
     if torch.cuda.is_available():
-        rows += overhead_rows(args, torch.device("cuda"), ["bf16-mixed"])
+        rows += overhead_rows(args, torch.device("cuda"), ["bf16-mixed"], with_lightning)
     print(
-        f"Trainer vs hand-written loop (interleaved step by step, {args.steps} steps, "
-        f"batch {args.batch_size}, {args.threads} thread(s))"
+        f"Trainers vs plain loop (each paired step by step with its own plain loop, {args.repeats} x "
+        f"{args.steps} steps, batch {args.batch_size}, {args.threads} thread(s))"
     )
     print(
-        f"{'device':<6} {'precision':<11} {'loop steps/s':>12} {'trainer steps/s':>15} "
+        f"{'trainer':<9} {'device':<6} {'precision':<11} {'loop steps/s':>12} {'trainer steps/s':>15} "
         f"{'overhead wall':>13} {'overhead CPU':>12} {'CPU us/step':>11}"
     )
     for r in rows:
         print(
-            f"{r['device']:<6} {r['precision']:<11} {r['loop_steps_per_s']:>12.2f} "
+            f"{r['framework']:<9} {r['device']:<6} {r['precision']:<11} {r['loop_steps_per_s']:>12.2f} "
             f"{r['trainer_steps_per_s']:>15.2f} {r['overhead_pct_wall_median']:>+12.2f}% "
             f"{r['overhead_pct_cpu_total']:>+11.2f}% {r['overhead_us_per_step_cpu']:>+11.0f}"
         )
-    ddp = [] if args.no_ddp else ddp_rows(args)
-    if ddp:
-        print("\nDDP (gloo, 1 thread per process, same per-process batch)")
-        print(f"{'processes':>9} {'strategy':<8} {'samples/s':>10} {'speedup':>8}")
-        for r in ddp:
-            print(f"{r['processes']:>9} {r['strategy']:<8} {r['samples_per_s']:>10.1f} {r['speedup']:>7.2f}x")
     result = {
         "benchmark": "trainer_overhead",
         "torch": torch.__version__,
@@ -309,11 +393,20 @@ def main() -> int:
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "threads": args.threads,
+        "lightning": __import__("lightning").__version__ if with_lightning else None,
         "settings": {k: v for k, v in vars(args).items() if k != "output"},
         "overhead": rows,
-        "ddp": ddp,
+        "ddp": [],
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2, default=str) + "\n")  # kept if DDP is cut short
+    ddp = [] if args.no_ddp else ddp_rows(args)
+    if ddp:
+        print("\nDDP (gloo, 1 thread per process, same per-process batch)")
+        print(f"{'processes':>9} {'strategy':<8} {'samples/s':>10} {'speedup':>8}")
+        for r in ddp:
+            print(f"{r['processes']:>9} {r['strategy']:<8} {r['samples_per_s']:>10.1f} {r['speedup']:>7.2f}x")
+    result["ddp"] = ddp
     args.output.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"\nwrote {args.output.relative_to(REPO) if args.output.is_relative_to(REPO) else args.output}")
     return 0
