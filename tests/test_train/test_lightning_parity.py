@@ -423,3 +423,22 @@ def test_epoch_and_time_based_checkpoints(tmp_path):
     assert [step for _, step in saved] == [1, 2, 3]
     with pytest.raises(ValueError, match="train_time_interval"):
         ModelCheckpoint(train_time_interval=0)
+
+
+def test_a_failing_run_writes_on_exception_checkpoint_and_keeps_last(tmp_path):
+    class Fails(Regression):
+        def training_step(self, batch, batch_idx):
+            if self.global_step == 3:
+                raise FloatingPointError("loss went NaN")
+            return super().training_step(batch, batch_idx)
+
+    callback = ModelCheckpoint(every_n_train_steps=2)
+    trainer = Trainer(
+        max_steps=10, callbacks=[callback], default_root_dir=tmp_path, enable_progress_bar=False, logger=False
+    )
+    with pytest.raises(FloatingPointError, match="NaN"):
+        trainer.fit(Fails(), loaders()[0])
+    folder = tmp_path / "version_0" / "checkpoints"
+    assert load_checkpoint(folder / "on_exception.ckpt")["loop"]["global_step"] == 3
+    assert load_checkpoint(folder / "last.ckpt")["loop"]["global_step"] == 2  # the clean boundary
+    assert callback.exception_model_path == str(folder / "on_exception.ckpt")

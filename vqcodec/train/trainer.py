@@ -457,6 +457,9 @@ class Trainer(FitLoop, EvaluationLoop, CheckpointConnector, LoggingConnector):
                 self._restore_rng(checkpoint)
             with self._stop_on_signals():
                 self._fit_loop(module)
+        except BaseException as error:
+            self._on_exception(module, error)
+            raise
         finally:
             self._finish(module)
         if self.interrupted_by is not None:
@@ -464,6 +467,17 @@ class Trainer(FitLoop, EvaluationLoop, CheckpointConnector, LoggingConnector):
             raise TrainingInterrupted(
                 self.interrupted_by, self.global_step, callback.last_model_path if callback else None
             )
+
+    def _on_exception(self, module: TrainingModule, error: BaseException) -> None:
+        """Tell the callbacks (``ModelCheckpoint`` writes ``on_exception.ckpt``). Single process only: a
+        rank that fails alone cannot join the collectives a save needs, so under DDP/FSDP nothing runs."""
+        if self.strategy.is_distributed:
+            return
+        for callback in self.callbacks:
+            try:
+                callback.on_exception(self, module, error)
+            except Exception as inner:  # the original error is the one to report
+                self.print(f"{type(callback).__name__}.on_exception failed: {inner}")
 
     def _settings(self) -> dict[str, Any]:
         return {

@@ -64,6 +64,9 @@ class Callback:
         self, trainer: Trainer, module: TrainingModule, checkpoint: dict[str, Any]
     ) -> None: ...
 
+    def on_exception(self, trainer: Trainer, module: TrainingModule, exception: BaseException) -> None:
+        """``fit`` is failing with ``exception`` (single-process runs only); it is re-raised after."""
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

@@ -3,7 +3,8 @@
 Files under ``dirpath`` (default ``<trainer.log_dir>/checkpoints``, inside the run's versioned folder):
 ``last.ckpt`` (after every validation, every ``every_n_train_steps`` optimizer steps, when the next
 epoch begins after every ``every_n_epochs`` epochs, after ``train_time_interval`` seconds (or a
-timedelta) since the last save, at the end of training and when SIGTERM stops it) and, with
+timedelta) since the last save, at the end of training and when SIGTERM stops it; a single-process
+run that fails writes ``on_exception.ckpt``, best effort, beside it) and, with
 ``monitor``, ``best-step=<step>-<metric>=<value>.ckpt`` for the ``save_top_k`` best values (``mode``
 "min"/"max"); worse ones are deleted. ``best_model_path`` / ``best_model_score`` name the best so far.
 Every rank calls the save (gathering sharded state is collective); rank 0 writes and deletes.
@@ -39,6 +40,7 @@ class ModelCheckpoint(Callback):
         every_n_epochs: int | None = None,
         train_time_interval: float | timedelta | None = None,
         save_on_train_end: bool = True,
+        save_on_exception: bool = True,
     ):
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
@@ -48,6 +50,8 @@ class ModelCheckpoint(Callback):
             train_time_interval = train_time_interval.total_seconds()
         if train_time_interval is not None and train_time_interval <= 0:
             raise ValueError(f"train_time_interval must be > 0 seconds, got {train_time_interval}")
+        self.save_on_exception = save_on_exception
+        self.exception_model_path = ""
         self.every_n_epochs = every_n_epochs
         self.train_time_interval = train_time_interval
         self._last_time = time.monotonic()
@@ -122,6 +126,18 @@ class ModelCheckpoint(Callback):
         # a run stopped by SIGTERM always leaves last.ckpt, to resume from
         if self.save_on_train_end or trainer.interrupted_by is not None:
             self.save_last_checkpoint(trainer)
+
+    def on_exception(self, trainer: Trainer, module: TrainingModule, exception: BaseException) -> None:
+        # best effort, not an exact-resume point (the failed batch was half done): its own file, so
+        # last.ckpt (and ckpt_path="last") keep the last clean step boundary
+        if not self.save_on_exception or self.dirpath is None or trainer.module is None:
+            return
+        if trainer.global_step == 0:
+            return  # nothing trained yet (typically a bug in the first training_step)
+        path = self.dirpath / "on_exception.ckpt"
+        trainer.save_checkpoint(path)
+        self.exception_model_path = str(path)
+        trainer.print(f"{type(exception).__name__} at step {trainer.global_step}: wrote {path}")
 
     def _update_best(self, trainer: Trainer) -> None:
         assert self.dirpath is not None
