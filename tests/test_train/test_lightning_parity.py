@@ -442,3 +442,22 @@ def test_a_failing_run_writes_on_exception_checkpoint_and_keeps_last(tmp_path):
     assert load_checkpoint(folder / "on_exception.ckpt")["loop"]["global_step"] == 3
     assert load_checkpoint(folder / "last.ckpt")["loop"]["global_step"] == 2  # the clean boundary
     assert callback.exception_model_path == str(folder / "on_exception.ckpt")
+
+
+def test_progress_counts_optimizer_steps_and_interval_crossings():
+    from vqcodec.train import Progress
+
+    progress = Progress(global_step=3, step_at_batch_start=1)  # a manual batch that stepped twice
+    assert progress.stepped_this_batch and progress.crossed(2) and progress.crossed(3)
+    assert not progress.crossed(4) and not progress.crossed(None)
+
+    seen: list[tuple[int, int]] = []
+
+    class Watch(Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            seen.append((trainer.progress.global_step, trainer.progress.total_batches))
+
+    Trainer(max_steps=3, accumulate_grad_batches=2, callbacks=[Watch()], **QUIET).fit(
+        Regression(), loaders()[0]
+    )
+    assert seen == [(0, 1), (1, 2), (1, 3), (2, 4), (2, 5), (3, 6)]
