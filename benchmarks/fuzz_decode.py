@@ -523,24 +523,31 @@ def recode(item: CorpusFile, data: bytes, chunks: list[tuple[int, int, bytes]], 
     decoded = decode_image_result(data, model=item.model)
     model = resolve_model(item.model or decoded.header.model_name)
     codes = np.array(decoded.codes, dtype=np.int64)
-    size = int(model.config.codebook_size)
+    # RVQ codes are indices in [0, K); scalar-quantized codes are signed coefficient levels, drawn
+    # here from [-M, M] with M large enough to reach the prior's escape coding
+    if model.scalar:
+        low, high = -4096, 4097
+    else:
+        low, high = 0, int(model.config.codebook_size)
     kind = rng.choice(("points", "uniform", "max", "zero", "stripes"))
     np_rng = np.random.default_rng(rng.randrange(2**32))
     if kind == "points":
         flat = codes.reshape(-1)
         at = np_rng.integers(0, flat.size, size=max(1, flat.size // 8))
-        flat[at] = np_rng.integers(0, size, size=at.size)
+        flat[at] = np_rng.integers(low, high, size=at.size)
     elif kind == "uniform":
-        codes = np_rng.integers(0, size, size=codes.shape)
+        codes = np_rng.integers(low, high, size=codes.shape)
     elif kind == "max":
-        codes[...] = size - 1
+        codes[...] = high - 1
     elif kind == "zero":
         codes[...] = 0
     else:
-        codes[..., ::2] = (codes[..., ::2] + size // 2) % size
+        span = high - low
+        codes[..., ::2] = (codes[..., ::2] - low + span // 2) % span + low
     frame = next(c for c in chunks if c[2] == b"FRAM")
     prefix = chunk_body(data, frame)[:5]
-    return replace_chunk(data, frame, prefix + model.prior.encode(codes.astype(np.int32)))
+    payload = model.compress(codes.astype(np.int32), decoded.header.quality)
+    return replace_chunk(data, frame, prefix + payload)
 
 
 # ---------------------------------------------------------------------------------------------
