@@ -50,7 +50,7 @@ def test_recipe_trains_exports_and_the_bundle_codes_video(data_folder):
         "export.qualities": "[2,4]",
         "export.path": str(out),
     }
-    args = [sys.executable, "-m", "vqcodec", "train", "vqcodec/train/configs/video_rvq8.toml", "-q"]
+    args = [sys.executable, "-m", "vqcodec", "train", "vqcodec/train/configs/video_rvq8.toml", "--quiet"]
     for key, value in overrides.items():
         args += ["--set", f"{key}={value}"]
     env = dict(os.environ, OMP_NUM_THREADS="1")  # a tiny model: one thread is fastest

@@ -79,7 +79,7 @@ def test_overrides_parse_toml_values(tmp_path):
 def test_vqcodec_train_end_to_end_with_export_and_resume(tmp_path, capsys):
     config = write_config(tmp_path)
     root = tmp_path / "run"
-    args = ["train", str(config), "--set", f"trainer.default_root_dir={root}", "-q", "--json"]
+    args = ["train", str(config), "--set", f"trainer.default_root_dir={root}", "--quiet", "--json"]
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["global_step"] == 10 and "val/mse" in summary["metrics"]
@@ -136,7 +136,7 @@ def test_vqcodec_train_under_torchrun(tmp_path):
         "trainer.strategy=ddp",
         "--set",
         "trainer.max_steps=4",
-        "-q",
+        "--quiet",
         "--json",
     ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)

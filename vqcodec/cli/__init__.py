@@ -52,13 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"vqcodec.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"vqcodec.cli.{name}":
-                continue  # command not built yet in this tree
-            raise
-        module.register(sub)
+        importlib.import_module(f"vqcodec.cli.{name}").register(sub)
     return parser
 
 

@@ -82,13 +82,14 @@ def add_batch_options(p: argparse.ArgumentParser) -> None:
 DEFAULT_THREADS = 1
 
 
-def add_threads_option(p: argparse.ArgumentParser) -> None:
+def add_threads_option(p: argparse.ArgumentParser, per: str = "file") -> None:
+    """``--threads N``: torch intra-op threads per ``per`` (a file coded, or a training process)."""
+    workers = " With -j WORKERS the default is 1 thread per worker" if per == "file" else ""
     p.add_argument(
         "--threads",
         type=int,
         metavar="N",
-        help=f"CPU threads per file for the network (default {DEFAULT_THREADS}; 0 = one per core). "
-        "With -j WORKERS the default is 1 thread per worker",
+        help=f"CPU threads per {per} (default {DEFAULT_THREADS}; 0 = one per core).{workers}",
     )
 
 
@@ -121,9 +122,7 @@ def is_dir_target(output: str | None) -> bool:
     return output is not None and output != "-" and (output.endswith(("/", os.sep)) or os.path.isdir(output))
 
 
-def split_paths(
-    paths: list[str], output: str | None, *, output_is_vqc: bool
-) -> tuple[list[str], str | None]:
+def split_paths(paths: list[str], output: str | None, *, output_is_vqc: bool) -> tuple[list[str], str | None]:
     """Resolve the positional forms: ``IN OUT`` where OUT is ``-``, a folder, or a file whose
     ``.vqc`` suffix says it is an output (``output_is_vqc``: encode) or not one (decode)."""
     if output is not None or len(paths) < 2:

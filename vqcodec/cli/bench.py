@@ -27,9 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vqcodec.cli import CommandError
-
-SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+from vqcodec.cli import CommandError, _batch
+from vqcodec.cli.demo import SAMPLES
 
 
 def register(subparsers: Any) -> None:
@@ -58,7 +57,7 @@ def register(subparsers: Any) -> None:
         "--repeat", type=int, default=1, metavar="N", help="time each step N times, keep the fastest"
     )
     p.add_argument("--frames", type=int, default=12, metavar="N", help="frames per video (default 12)")
-    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    _batch.add_threads_option(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=run)
@@ -238,10 +237,8 @@ def run(args: argparse.Namespace) -> int:
     from vqcodec.codec.image import default_quality
     from vqcodec.codec.media import load_image, open_image_file
 
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(max(1, args.threads))
+    _batch.check_counts(args)
+    _batch.configure_threads(args.threads)
     files = [Path(f) for f in args.files] if args.files else default_files()
     for path in files:
         if not path.is_file():

@@ -16,9 +16,13 @@ from typing import Any
 
 from vqcodec.cli import CommandError
 
+#: the sample inputs ship inside the package (package data), so demo and bench work from a wheel;
+#: the repository's top-level ``samples`` is a link to this folder
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
 
 def default_sample() -> Path:
-    return Path(__file__).resolve().parents[2] / "samples" / "scene.png"
+    return SAMPLES / "scene.png"
 
 
 def register(subparsers: Any) -> None:

@@ -14,6 +14,8 @@ import json
 import sys
 from typing import Any
 
+from vqcodec.cli._batch import add_threads_option, check_counts, configure_threads
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -35,8 +37,10 @@ def register(subparsers: Any) -> None:
     group.add_argument("--resume", action="store_true", help="resume the newest run's last.ckpt under <root>")
     p.add_argument("--no-export", action="store_true", help="skip the recipe's export hook after training")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    # -q is a quality level in every other command, so quiet has no short option here either
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--json", action="store_true", help="print a JSON summary at the end")
+    add_threads_option(p, per="process")
     p.set_defaults(func=run)
 
 
@@ -66,12 +70,16 @@ def build_callbacks(config: dict[str, Any]) -> list[Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_counts(args)  # before torch is imported
     import torch.distributed as dist
 
     from vqcodec.train import EMA, Trainer, seed_everything
     from vqcodec.train.config import load_config, recipe_builder, recipe_export_hook
     from vqcodec.train.launch import exit_now, shutdown_distributed
 
+    # one thread per process by default: on a busy 2-core machine torch's default of one thread
+    # per core made training 8.5x slower (benchmarks/cli_speed.py, README "Threads")
+    configure_threads(args.threads)
     config = load_config(args.config, args.overrides)
     if args.print_config:
         print(json.dumps(config, indent=2, default=str))
