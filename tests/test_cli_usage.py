@@ -296,3 +296,79 @@ def test_ticker_shows_progress_only_on_a_terminal(monkeypatch):
     with Ticker("encoding x.png", enabled=False, delay=0.0, period=0.01):  # --quiet
         time.sleep(0.05)
     assert plain.getvalue() == "" and terminal2.getvalue() == ""
+
+
+# --- items 6, 8, 9: audio left behind, video progress, train options ----------------------------
+
+
+def _mp4_with_audio(path: Path) -> None:
+    import av
+
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = 32, 24, "yuv420p"
+        audio = container.add_stream("aac", rate=44100)
+        for t in range(3):
+            frame = av.VideoFrame.from_ndarray(picture(24, 32, 3, seed=t), format="rgb24")
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        samples = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        samples.sample_rate = 44100
+        for packet in [*audio.encode(samples), *audio.encode()]:
+            container.mux(packet)
+
+
+def test_an_mp4_audio_track_is_named_when_it_is_left_behind(tmp_path, capsys):
+    clip = tmp_path / "talk.mp4"
+    _mp4_with_audio(clip)
+    assert main(["encode", str(clip), str(tmp_path / "talk.vqc"), "-q", "2", "--model", M]) == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and "talk.mp4" in err and "audio stream 1 (aac)" in err
+    assert main(["encode", str(clip), str(tmp_path / "q.vqc"), "-q", "2", "--model", M, "--quiet"]) == 0
+    assert capsys.readouterr().err == ""  # --quiet: errors only
+    # a Y4M input has nothing to leave behind
+    y4m = REPO / "samples" / "orbit.y4m"
+    out = tmp_path / "orbit.vqc"
+    assert main(["encode", str(y4m), str(out), "-q", "2", "--model", M, "--frames", "0:2"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_video_progress_line_counts_frames_rate_and_eta():
+    from vqcodec.cli._video import VideoProgress
+
+    terminal = FakeTerminal()
+    clock = iter([0.0, 1.0, 3.0, 3.1, 5.0])
+    progress = VideoProgress("encode clip.mp4", enabled=True, total=100, fps=25.0, stream=terminal)
+    progress._clock = lambda: next(clock)  # type: ignore[method-assign]
+    progress.start = 0.0
+    progress.update(10, 5000)  # t=0: before the delay, nothing shown
+    progress.update(20, 10000)  # t=1: still before the 2 s delay
+    progress.update(30, 15000)  # t=3: shown
+    progress.update(31, 15500)  # t=3.1: within the period, skipped
+    progress.update(50, 25000)  # t=5: shown
+    progress.finish()
+    text = terminal.getvalue()
+    assert "frame 10/" not in text and "frame 31/" not in text
+    assert "\rencode clip.mp4  frame 30/100  10.0 fps  100 kbit/s  ETA 7 s" in text
+    assert "frame 50/100  10.0 fps" in text and "ETA 5 s" in text and text.endswith("\r\x1b[K")
+    # never on a pipe, never with --quiet
+    for stream, enabled in ((io.StringIO(), True), (FakeTerminal(), False)):
+        quiet = VideoProgress("x", enabled=enabled, total=None, stream=stream, delay=0.0, period=0.0)
+        quiet.update(5, 100)
+        quiet.finish()
+        assert stream.getvalue() == ""
+    # an unknown length shows no total and no ETA
+    unknown = VideoProgress("d", enabled=False)
+    assert unknown.line(7, None, unknown.start + 1.0) == "d  frame 7  7.0 fps"
+
+
+def test_train_options_match_the_other_commands(capsys):
+    from vqcodec.cli import build_parser
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]  # type: ignore[union-attr]
+    options = {opt: a.dest for a in train._actions for opt in a.option_strings}
+    assert "-q" not in options and options["--quiet"] == "quiet" and options["--threads"] == "threads"
+    assert main(["train", "missing.toml", "--threads", "-1"]) == 1
+    assert "--threads" in capsys.readouterr().err

@@ -40,6 +40,65 @@ VIDEO_EXTENSIONS = (
 )
 
 
+class VideoProgress:
+    """An ffmpeg-style status line on a terminal while a clip is coded, e.g.
+    ``encode clip.mp4  frame 120/300  12.4 fps  640 kbit/s  ETA 14 s``.
+
+    Shown on stderr only when it is a terminal and ``enabled``, only after ``delay`` seconds
+    (short jobs stay clean), at most every ``period`` seconds; erased when the job ends.
+    """
+
+    def __init__(
+        self,
+        desc: str,
+        *,
+        enabled: bool,
+        total: int | None = None,
+        fps: float = 0.0,
+        delay: float = 2.0,
+        period: float = 0.25,
+        stream: Any = None,
+    ) -> None:
+        import time
+
+        self._clock = time.perf_counter
+        self.stream = stream if stream is not None else sys.stderr
+        self.desc, self.total, self.fps, self.delay, self.period = desc, total, fps, delay, period
+        self.enabled = enabled and bool(getattr(self.stream, "isatty", lambda: False)())
+        self.start = self._clock()
+        self._last = -1.0
+        self.shown = False
+
+    def line(self, frames: int, bytes_so_far: int | None, now: float) -> str:
+        """The status text after ``frames`` frames (and ``bytes_so_far`` bytes written) at ``now``."""
+        elapsed = max(now - self.start, 1e-9)
+        speed = frames / elapsed
+        count = f"{frames}/{self.total}" if self.total else f"{frames}"
+        parts = [self.desc, f"frame {count}", f"{speed:.1f} fps"]
+        if bytes_so_far is not None and frames and self.fps > 0:
+            parts.append(f"{8.0 * bytes_so_far * self.fps / frames / 1000.0:.0f} kbit/s")
+        if self.total and speed > 0 and frames < self.total:
+            parts.append(f"ETA {(self.total - frames) / speed:.0f} s")
+        return "  ".join(parts)
+
+    def update(self, frames: int, bytes_so_far: int | None = None) -> None:
+        if not self.enabled:
+            return
+        now = self._clock()
+        if now - self.start < self.delay or now - self._last < self.period:
+            return
+        self._last = now
+        self.stream.write("\r" + self.line(frames, bytes_so_far, now) + "\x1b[K")
+        self.stream.flush()
+        self.shown = True
+
+    def finish(self) -> None:
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.shown = False
+
+
 def add_video_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("video")
     g.add_argument(
@@ -137,10 +196,28 @@ def encode_video(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{args.output} exists (use --force to overwrite)")
     with open_video(args.input) as reader:
         info = reader.info
+        if reader.dropped_streams and not args.quiet:
+            # a .vqc file holds one video track: say what is left behind instead of dropping it silently
+            print(
+                f"vqcodec: warning: {args.input}: not coded (a .vqc file holds video only): "
+                + ", ".join(reader.dropped_streams),
+                file=sys.stderr,
+            )
         count = 0
         # only a Y4M file's size gives an exact count (container metadata may be approximate)
         if info.frame_count is not None and isinstance(reader, Y4MReader):
             count = max(0, min(info.frame_count, stop if stop is not None else info.frame_count) - start)
+        expected = count or (
+            max(0, min(info.frame_count, stop if stop is not None else info.frame_count) - start)
+            if info.frame_count
+            else None
+        )
+        progress = VideoProgress(
+            f"encode {args.input}",
+            enabled=not args.quiet and not getattr(args, "json", False),
+            total=expected,
+            fps=float(fps or info.fps),
+        )
         with atomic_output(args.output, force=args.force, inputs=(args.input,)) as out:
             encoder = VideoEncoder(
                 out,
@@ -164,10 +241,13 @@ def encode_video(args: argparse.Namespace) -> int:
                     if stop is not None and index >= stop:
                         break
                     encoder.write(frame)
+                    progress.update(encoder.frames_written, encoder.bytes_written)
+                progress.finish()
                 if encoder.frames_written == 0:
                     raise CommandError(f"{args.input}: no frames in the range {start}:{stop if stop else ''}")
                 encoder.close()
             except BaseException:
+                progress.finish()
                 encoder.abandon()
                 raise
     stats = encoder.stats
@@ -241,18 +321,27 @@ def decode_video(args: argparse.Namespace) -> int:
                 if start >= count:
                     raise CommandError(f"--frames starts at {start} but the video has {count} frames")
                 decoder.seek(start)
+        total = decoder.frame_count if decoder.seekable else None
+        if total is not None:
+            total = max(0, min(total, stop if stop is not None else total) - start)
+        progress = VideoProgress(
+            f"decode {args.input}",
+            enabled=not args.quiet and not getattr(args, "json", False),
+            total=total or None,
+            fps=float(info.fps),
+        )
         if kind == "png":
             writer: Any = PNGSequenceWriter(output, info, force=args.force, first_index=start)
-            _copy_frames(decoder, writer, stop)
+            _copy_frames(decoder, writer, stop, progress)
         elif kind == "mp4":
             with atomic_output(output, force=args.force, inputs=(args.input,)) as f:
                 container = {".mkv": "matroska", ".mov": "mov"}.get(os.path.splitext(lower)[1], "mp4")
                 writer = AVWriter(f, info, lossless=getattr(args, "mp4_lossless", False), container=container)
-                _copy_frames(decoder, writer, stop)
+                _copy_frames(decoder, writer, stop, progress)
         else:
             with atomic_output(output, force=args.force, inputs=(args.input,)) as f:
                 writer = Y4MWriter(f, info)
-                _copy_frames(decoder, writer, stop)
+                _copy_frames(decoder, writer, stop, progress)
         stats = decoder.stats
     if not args.quiet and not getattr(args, "json", False):
         shown = writer.frames if hasattr(writer, "frames") else len(writer.written)
@@ -264,14 +353,22 @@ def decode_video(args: argparse.Namespace) -> int:
     return 0
 
 
-def _copy_frames(decoder: Any, writer: Any, stop: int | None) -> None:
+def _copy_frames(decoder: Any, writer: Any, stop: int | None, progress: VideoProgress | None = None) -> None:
     decoder.output = "numpy"
-    for index, rgb in decoder.frames_with_index():
-        if stop is not None and index >= stop:
-            break
-        if rgb.ndim == 2:
-            rgb = rgb[..., None].repeat(3, axis=2)
-        writer.write(rgb)
+    done = 0
+    try:
+        for index, rgb in decoder.frames_with_index():
+            if stop is not None and index >= stop:
+                break
+            if rgb.ndim == 2:
+                rgb = rgb[..., None].repeat(3, axis=2)
+            writer.write(rgb)
+            done += 1
+            if progress is not None:
+                progress.update(done)
+    finally:
+        if progress is not None:
+            progress.finish()
     writer.close()
 
 

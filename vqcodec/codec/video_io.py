@@ -262,6 +262,8 @@ class Y4MReader:
     after the last complete frame.
     """
 
+    dropped_streams: tuple[str, ...] = ()  # a Y4M stream holds one video track and nothing else
+
     def __init__(self, src: Any):
         from vqcodec._io import open_input
 
@@ -399,6 +401,12 @@ class AVReader:
             raise FormatError("the input has no video stream", field="input")
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
+        # what a .vqc file cannot hold (audio, subtitles, extra video): callers warn about it
+        self.dropped_streams = tuple(
+            f"{s.type} stream {s.index} ({s.codec_context.name if s.codec_context else 'unknown codec'})"
+            for s in self._container.streams
+            if s is not self._stream
+        )
         ctx = self._stream.codec_context
         rate = self._stream.average_rate or self._stream.guessed_rate or self._stream.base_rate
         fps = Fraction(rate) if rate else DEFAULT_RAW_FPS
