@@ -38,13 +38,20 @@ TARGET_PIXELS = 1_000_000
 
 
 def prepare_photo(folder: Path) -> Path:
-    """The first training photo, downscaled (Lanczos) to about 1 MP, saved as PNG in ``folder``."""
+    """The first training photo of at least 1 MP (sorted by path), downscaled (Lanczos) to about
+    1 MP, saved as PNG in ``folder``; smaller photos are not upscaled, so they are skipped."""
     from PIL import Image
 
     candidates = sorted(p for p in (DATA / "train").rglob("*") if p.suffix.lower() in (".jpg", ".png"))
-    if not candidates:
-        raise SystemExit(f"no photos under {DATA / 'train'}")
-    with Image.open(candidates[0]) as image:
+    big = []
+    for path in candidates:
+        with Image.open(path) as probe:
+            if probe.width * probe.height >= TARGET_PIXELS:
+                big.append(path)
+                break
+    if not big:
+        raise SystemExit(f"no photo of at least {TARGET_PIXELS} pixels under {DATA / 'train'}")
+    with Image.open(big[0]) as image:
         image = image.convert("RGB")
         scale = (TARGET_PIXELS / (image.width * image.height)) ** 0.5
         if scale < 1:
