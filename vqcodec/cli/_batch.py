@@ -541,25 +541,14 @@ def warn(message: str) -> None:
 
 
 def video_module() -> Any:
-    """The video CLI module (vqcodec/cli/_video.py), or None when this build has no video support."""
+    """The video CLI module (vqcodec/cli/_video.py), imported when a video job needs it."""
     import importlib
 
-    try:
-        return importlib.import_module("vqcodec.cli._video")
-    except ModuleNotFoundError as exc:
-        if exc.name == "vqcodec.cli._video":
-            return None
-        raise
-
-
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".h264", ".264", ".y4m")
+    return importlib.import_module("vqcodec.cli._video")
 
 
 def is_video_path(path: str) -> bool:
-    module = video_module()
-    if module is not None:
-        return bool(module.is_video_path(path))
-    return path.lower().endswith(VIDEO_EXTENSIONS)
+    return bool(video_module().is_video_path(path))
 
 
 def video_args(args: argparse.Namespace, job: Job) -> argparse.Namespace:
@@ -571,8 +560,6 @@ def video_args(args: argparse.Namespace, job: Job) -> argparse.Namespace:
 
 def run_video(kind: str, args: argparse.Namespace, job: Job) -> Outcome:
     module = video_module()
-    if module is None:
-        raise CommandError(f"{job.input}: video support is not available in this build")
     start = time.perf_counter()
     func = module.encode_video if kind == "encode" else module.decode_video
     status = int(func(video_args(args, job)) or 0)

@@ -23,21 +23,9 @@ from fractions import Fraction
 from typing import Any
 
 from vqcodec.cli import CommandError
+from vqcodec.codec.video_io import VIDEO_EXTENSIONS  # torch-free: argument checks stay fast
 
 DEFAULT_DECODE_SUFFIX = ".y4m"
-VIDEO_EXTENSIONS = (
-    ".y4m",
-    ".mp4",
-    ".mkv",
-    ".webm",
-    ".mov",
-    ".avi",
-    ".m4v",
-    ".h264",
-    ".264",
-    ".h265",
-    ".hevc",
-)
 
 
 class VideoProgress:

@@ -64,11 +64,8 @@ def register(subparsers: Any) -> None:
         "-j", "--jobs", type=int, default=1, metavar="WORKERS", help="files decoded in parallel (default 1)"
     )
     _batch.add_threads_option(p)
-    video = _batch.video_module()
-    if video is not None:
-        video.add_video_options(p)
+    _batch.video_module().add_video_options(p)
     p.set_defaults(func=run)
-
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     def suffix_for(path: str) -> str:
         if medias.get(path) == "video":
-            module = _batch.video_module()
-            return getattr(module, "DEFAULT_DECODE_SUFFIX", ".y4m")
+            return str(_batch.video_module().DEFAULT_DECODE_SUFFIX)
         return ext
 
     jobs = _batch.plan_jobs(inputs, output, suffix_for=suffix_for, append_suffix=True)

@@ -58,9 +58,7 @@ def register(subparsers: Any) -> None:
         help="fail (exit 1, nothing written) when a --bpp or --psnr target cannot be met",
     )
     _batch.add_batch_options(p)
-    video = _batch.video_module()
-    if video is not None:
-        video.add_video_options(p)
+    _batch.video_module().add_video_options(p)
     p.set_defaults(func=run)
 
 

@@ -33,8 +33,11 @@ def describe() -> list[dict[str, Any]]:
                 "media": info.media,
                 "default": bool(info.default),
                 "quality_levels": len(stages) if isinstance(stages, (list, tuple)) else None,
-                "stride": 2 ** len(config["encoder_channels"]) if "encoder_channels" in config
-                else 8 if config.get("kind") == "image-sq" else None,
+                "stride": 2 ** len(config["encoder_channels"])
+                if "encoder_channels" in config
+                else 8
+                if config.get("kind") == "image-sq"
+                else None,
                 "file": info.file,
                 "size_bytes": path.stat().st_size if path.is_file() else None,
                 "sha256": info.sha256,
