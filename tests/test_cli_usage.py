@@ -372,3 +372,61 @@ def test_train_options_match_the_other_commands(capsys):
     assert "-q" not in options and options["--quiet"] == "quiet" and options["--threads"] == "threads"
     assert main(["train", "missing.toml", "--threads", "-1"]) == 1
     assert "--threads" in capsys.readouterr().err
+
+
+def test_salvage_decodes_the_complete_frames_of_a_cut_file(vqc, tmp_path, capsys):
+    intact = tmp_path / "intact.png"
+    assert main(["decode", str(vqc), str(intact), "--model", M, "--quiet"]) == 0
+    data = vqc.read_bytes()
+    cut = tmp_path / "cut.vqc"
+    cut.write_bytes(data[:-5])  # the end chunk is cut; the frame is complete
+    out = tmp_path / "cut.png"
+    assert main(["decode", str(cut), str(out), "--model", M]) == 1 and not out.exists()
+    capsys.readouterr()
+    assert main(["decode", str(cut), str(out), "--model", M, "--salvage"]) == 0
+    err = capsys.readouterr().err
+    assert "cut.vqc: salvaged: kept 1 complete frame(s)" in err and "first problem" in err
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(intact)))
+    # a file cut inside its only frame has nothing to salvage: one error line, no output
+    short = tmp_path / "short.vqc"
+    short.write_bytes(data[: len(data) // 2])
+    assert main(["decode", str(short), str(tmp_path / "s.png"), "--model", M, "--salvage"]) == 1
+    assert "vqcodec: error:" in capsys.readouterr().err and not (tmp_path / "s.png").exists()
+
+
+def test_salvage_resyncs_a_damaged_clip_at_its_next_key_frame(tmp_path, capsys):
+    clip = tmp_path / "c.vqc"
+    y4m = REPO / "samples" / "orbit.y4m"
+    assert (
+        main(
+            [
+                "encode",
+                str(y4m),
+                str(clip),
+                "-q",
+                "2",
+                "--model",
+                M,
+                "--frames",
+                "0:6",
+                "--gop",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    from vqcodec.container import ContainerReader
+
+    with ContainerReader(str(clip)) as reader:
+        offsets = [c.offset for c in reader.chunks() if c.type == "FRAM"]
+    data = bytearray(clip.read_bytes())
+    data[offsets[1] + 14] ^= 0xFF  # frame 1 (predicted) is damaged
+    bad = tmp_path / "bad.vqc"
+    bad.write_bytes(bytes(data))
+    out = tmp_path / "bad.y4m"
+    assert main(["decode", str(bad), str(out), "--model", M]) == 1 and not out.exists()
+    capsys.readouterr()
+    assert main(["decode", str(bad), str(out), "--model", M, "--salvage"]) == 0
+    err = capsys.readouterr().err
+    assert "kept 5 complete frame(s); lost frame(s) 1;" in err and "5 frames" in err

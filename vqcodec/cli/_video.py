@@ -290,7 +290,12 @@ def decode_video(args: argparse.Namespace) -> int:
             )
         if kind != "png" and not args.force and os.path.exists(output):
             raise FileExistsError(f"{output} exists (use --force to overwrite)")
-    with VideoDecoder(args.input if args.input != "-" else sys.stdin.buffer, model=args.model) as decoder:
+    source: Any = args.input if args.input != "-" else sys.stdin.buffer
+    if getattr(args, "salvage", False):
+        from vqcodec.cli.decode import salvaged
+
+        source = salvaged(args.input, source)
+    with VideoDecoder(source, model=args.model) as decoder:
         header = decoder.header
         info = VideoInfo(
             width=decoder.width,
@@ -320,16 +325,16 @@ def decode_video(args: argparse.Namespace) -> int:
         )
         if kind == "png":
             writer: Any = PNGSequenceWriter(output, info, force=args.force, first_index=start)
-            _copy_frames(decoder, writer, stop, progress)
+            _copy_frames(decoder, writer, stop, progress, salvage=getattr(args, "salvage", False))
         elif kind == "mp4":
             with atomic_output(output, force=args.force, inputs=(args.input,)) as f:
                 container = {".mkv": "matroska", ".mov": "mov"}.get(os.path.splitext(lower)[1], "mp4")
                 writer = AVWriter(f, info, lossless=getattr(args, "mp4_lossless", False), container=container)
-                _copy_frames(decoder, writer, stop, progress)
+                _copy_frames(decoder, writer, stop, progress, salvage=getattr(args, "salvage", False))
         else:
             with atomic_output(output, force=args.force, inputs=(args.input,)) as f:
                 writer = Y4MWriter(f, info)
-                _copy_frames(decoder, writer, stop, progress)
+                _copy_frames(decoder, writer, stop, progress, salvage=getattr(args, "salvage", False))
         stats = decoder.stats
     if not args.quiet and not getattr(args, "json", False):
         shown = writer.frames if hasattr(writer, "frames") else len(writer.written)
@@ -341,7 +346,18 @@ def decode_video(args: argparse.Namespace) -> int:
     return 0
 
 
-def _copy_frames(decoder: Any, writer: Any, stop: int | None, progress: VideoProgress | None = None) -> None:
+def _copy_frames(
+    decoder: Any,
+    writer: Any,
+    stop: int | None,
+    progress: VideoProgress | None = None,
+    *,
+    salvage: bool = False,
+) -> None:
+    """Decoded frames into ``writer``; with ``salvage``, a frame that fails to decode ends the
+    output there (with a warning) instead of failing the whole job."""
+    from vqcodec.errors import VQCError
+
     decoder.output = "numpy"
     done = 0
     try:
@@ -354,6 +370,10 @@ def _copy_frames(decoder: Any, writer: Any, stop: int | None, progress: VideoPro
             done += 1
             if progress is not None:
                 progress.update(done)
+    except VQCError as exc:
+        if not salvage or done == 0:
+            raise
+        print(f"vqcodec: warning: salvaged: kept {done} decoded frame(s); then: {exc}", file=sys.stderr)
     finally:
         if progress is not None:
             progress.finish()

@@ -63,6 +63,11 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "-j", "--jobs", type=int, default=1, metavar="WORKERS", help="files decoded in parallel (default 1)"
     )
+    p.add_argument(
+        "--salvage",
+        action="store_true",
+        help="from a damaged or cut file, decode every complete frame (a warning says what was lost)",
+    )
     _batch.add_threads_option(p)
     _batch.video_module().add_video_options(p)
     p.set_defaults(func=run)
@@ -152,11 +157,14 @@ def decode_one(job: Job, args: argparse.Namespace, fmt: str | None) -> Outcome:
     start = time.perf_counter()
     _batch.check_output(job, args.force)
     save_format = fmt or (_format_from_path(job.output) if job.output != "-" else "PNG")
+    source: Any
     if job.input == "-":
         data = sys.stdin.buffer.read()
         bytes_in, source = len(data), io.BytesIO(data)
     else:
         bytes_in, source = os.path.getsize(job.input), job.input
+    if args.salvage:
+        source = salvaged(job.input, source)
     decoded = decode_image_result(source, model=args.model)
     image = make_output(decoded.rgb, decoded.alpha, decoded.pixel_format, "pil")
     if save_format in NO_ALPHA_FORMATS and image.mode in ("RGBA", "LA"):
@@ -190,6 +198,16 @@ def decode_one(job: Job, args: argparse.Namespace, fmt: str | None) -> Outcome:
             "media": "image",
         },
     )
+
+
+def salvaged(name: str, source: Any) -> io.BytesIO:
+    """``--salvage``: the complete frames of ``source`` in a new container; warns what was lost."""
+    from vqcodec.container.salvage import salvage
+
+    result = salvage(source)
+    if not result.intact:
+        _batch.warn(f"{name}: salvaged: {result.describe()}")
+    return io.BytesIO(result.data)
 
 
 def _line(o: Outcome) -> str:

@@ -92,6 +92,11 @@ class ContainerReader:
 
     # -- public -----------------------------------------------------------------------------
     @property
+    def body_offset(self) -> int:
+        """Container offset of the first chunk after the HEAD chunk."""
+        return self._body_start
+
+    @property
     def seekable(self) -> bool:
         return self._source.seekable
 
