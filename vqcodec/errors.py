@@ -52,6 +52,16 @@ class UnknownModelError(VQCError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnknownNameError(VQCError, KeyError, ValueError):
+    """A name looked up in a ``vqcodec.registry.Registry`` (strategy, quantizer type, ...) is not there.
+
+    Both a ``KeyError`` (it is a failed lookup) and a ``ValueError`` (it is usually a bad config value).
+    """
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class LimitError(VQCError):
     """A declared size (pixels, frames, bytes) is over a configured safety limit."""
 
@@ -64,5 +74,6 @@ __all__ = [
     "UnsupportedVersionError",
     "ModelMismatchError",
     "UnknownModelError",
+    "UnknownNameError",
     "LimitError",
 ]
