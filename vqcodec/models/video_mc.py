@@ -1,0 +1,662 @@
+"""Motion-compensated hybrid block coding of YCbCr 4:2:0 frames whose reference is exact.
+
+The decoder's reference (the reconstructed frame every later P frame predicts from) is built
+with integer arithmetic only, so it is bit-identical on every machine and nothing drifts
+(formats/vqc-v1.md, "Video payload version 2"):
+
+- planes: Y (H16, W16), Cb and Cr (H16 / 2, W16 / 2) uint8, H16 / W16 the frame size rounded up
+  to 16 (the padding is coded like picture content and cropped on output);
+- macroblocks of 16 x 16 luma + two 8 x 8 chroma samples; per macroblock a mode: skip (predict
+  with the predicted motion vector, no residual), inter (a coded motion-vector difference, then
+  per 8 x 8 block a coded-block flag and levels), intra (no prediction: the block minus 128);
+- motion vectors in quarter-pel luma units; luma half-pel samples from the 6-tap filter
+  (1, -5, 20, 20, -5, 1) with rounding shifts, quarter-pel samples the rounded-up mean of the two
+  nearest half-pel samples, chroma at eighth-pel by 2-tap bilinear integer weights
+  (``(8 - f) * a + f * b``), all on references padded by edge replication;
+- residual levels ``l`` dequantized to ``l * qscale(qp)`` (an integer table) and inverted by
+  the integer 8 x 8 transform ``T8`` in two rounding-shift stages (:func:`inverse_transform`);
+  ``reconstruction = clip(prediction + residual, 0, 255)``.
+
+Only the encoder uses floats (forward transform, motion search, mode decisions); whatever it
+chooses, the decoder's arithmetic is the same integer function of the coded symbols.
+
+Shapes: planes (H, W) uint8 or int32; blocks (N, 8, 8) int32; motion vectors (rows, cols, 2)
+int32 (y, x) in quarter-pel units; macroblock modes (rows, cols) int8.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+I32 = npt.NDArray[np.int32]
+I64 = npt.NDArray[np.int64]
+
+MB = 16
+BLOCK = 8
+#: skip / inter / intra, the macroblock mode symbols
+MODE_SKIP, MODE_INTER, MODE_INTRA = 0, 1, 2
+#: the largest motion-vector component in quarter-pel units (|mv| <= 64 luma pixels)
+MAX_MV = 256
+#: reference padding (luma samples) so that every vector within MAX_MV reads inside the array
+LUMA_PAD = MAX_MV // 4 + MB + 8
+CHROMA_PAD = LUMA_PAD // 2
+#: dequantized coefficients are clipped to this range before the inverse transform (int32 bound)
+COEFF_LIMIT = 1 << 15
+QP_MIN, QP_MAX = 0, 51
+#: qscale(qp) = QSCALE_BASE[qp % 6] << (qp // 6): 10 * 2 ** (qp / 6), rounded, in 1/16 units
+#: of the orthonormal transform (the same step scale as H.264's QP)
+QSCALE_BASE = (10, 11, 13, 14, 16, 18)
+
+#: the 8-point integer transform (HEVC's core matrix): rows ~ 181.02 * orthonormal DCT-II rows
+T8 = np.array(
+    [
+        [64, 64, 64, 64, 64, 64, 64, 64],
+        [89, 75, 50, 18, -18, -50, -75, -89],
+        [83, 36, -36, -83, -83, -36, 36, 83],
+        [75, -18, -89, -50, 50, 89, 18, -75],
+        [64, -64, -64, 64, 64, -64, -64, 64],
+        [50, -89, 18, 75, -75, -18, 89, -50],
+        [36, -83, 83, -36, -36, 83, -83, 36],
+        [18, -50, 75, -89, 89, -75, 50, -18],
+    ],
+    dtype=np.int32,
+)
+_T8_F = T8.astype(np.float64)
+#: luma half-pel filter taps (sum 32)
+HALF_PEL_TAPS = (1, -5, 20, 20, -5, 1)
+
+
+def _zigzag(n: int) -> I64:
+    """Flat indices of an n x n block in zigzag order (JPEG / H.264 frame scan)."""
+    order = sorted(
+        ((i, j) for i in range(n) for j in range(n)),
+        key=lambda p: (p[0] + p[1], p[1] if (p[0] + p[1]) % 2 == 0 else p[0]),
+    )
+    return np.array([i * n + j for i, j in order], dtype=np.int64)
+
+
+ZIGZAG = _zigzag(BLOCK)
+
+
+def qscale(qp: int) -> int:
+    """Integer dequantization scale of ``qp`` in QP_MIN..QP_MAX."""
+    if isinstance(qp, bool) or not isinstance(qp, (int, np.integer)) or not QP_MIN <= qp <= QP_MAX:
+        raise ValueError(f"qp must be an integer in {QP_MIN}..{QP_MAX}, got {qp!r}")
+    return QSCALE_BASE[int(qp) % 6] << (int(qp) // 6)
+
+
+# ---------------------------------------------------------------------------------------------
+# transform
+
+
+def forward_transform(blocks: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Residual blocks (N, 8, 8) -> coefficients (N, 8, 8) float64 in dequantized units
+    (16 x the orthonormal DCT), the scale :func:`inverse_transform` inverts. Encoder only."""
+    x = np.asarray(blocks, dtype=np.float64)
+    return (_T8_F @ x @ _T8_F.T) / 2048.0
+
+
+def inverse_transform(coefficients: npt.ArrayLike) -> I32:
+    """Dequantized integer coefficients (N, 8, 8) -> residual (N, 8, 8) int32, exactly.
+
+    ``tmp = (T8^T @ d + 64) >> 7``, ``r = (tmp @ T8 + 2048) >> 12`` (arithmetic shifts, i.e.
+    floor division by powers of two). With ``|d| <= 2**15`` every sum stays below 2**31.
+    """
+    d = np.clip(np.asarray(coefficients, dtype=np.int32), -COEFF_LIMIT, COEFF_LIMIT)
+    tmp = (T8.T @ d + 64) >> 7
+    return ((tmp @ T8 + 2048) >> 12).astype(np.int32)
+
+
+def quantize(coefficients: npt.NDArray[np.float64], scale: int, rounding: float) -> I32:
+    """Dead-zone scalar quantization (encoder only): ``sign(c) * floor(|c| / scale + rounding)``."""
+    magnitude = np.floor(np.abs(coefficients) / scale + rounding)
+    limit = COEFF_LIMIT // scale
+    return (np.sign(coefficients) * np.minimum(magnitude, limit)).astype(np.int32)
+
+
+def to_blocks(plane: npt.NDArray[np.generic], size: int = BLOCK) -> npt.NDArray[np.generic]:
+    """Plane (H, W) -> blocks (H / size, W / size, size, size) (a copy)."""
+    h, w = plane.shape
+    return plane.reshape(h // size, size, w // size, size).swapaxes(1, 2).copy()
+
+
+def from_blocks(blocks: npt.NDArray[np.integer]) -> I32:
+    """Blocks (R, C, s, s) -> plane (R * s, C * s)."""
+    r, c, s, _ = blocks.shape
+    return np.asarray(blocks.swapaxes(1, 2).reshape(r * s, c * s), dtype=np.int32)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4:2:0 planes
+
+
+def padded_size(width: int, height: int) -> tuple[int, int]:
+    """Coded luma size (W16, H16): each side rounded up to a multiple of 16."""
+    return -(-width // MB) * MB, -(-height // MB) * MB
+
+
+def pad_planes(planes: list[np.ndarray], width: int, height: int) -> list[np.ndarray]:
+    """Source planes Y (H, W), Cb, Cr (ceil(H/2), ceil(W/2)) uint8 -> coded planes (edge padding)."""
+    w16, h16 = padded_size(width, height)
+    out = []
+    for i, p in enumerate(planes):
+        th, tw = (h16, w16) if i == 0 else (h16 // 2, w16 // 2)
+        a = np.asarray(p, dtype=np.uint8)
+        out.append(np.pad(a, ((0, th - a.shape[0]), (0, tw - a.shape[1])), mode="edge"))
+    return out
+
+
+def crop_planes(planes: list[np.ndarray], width: int, height: int) -> list[np.ndarray]:
+    """Coded planes -> Y (H, W), Cb, Cr (ceil(H/2), ceil(W/2))."""
+    ch, cw = -(-height // 2), -(-width // 2)
+    return [planes[0][:height, :width], planes[1][:ch, :cw], planes[2][:ch, :cw]]
+
+
+# ---------------------------------------------------------------------------------------------
+# motion compensation (integer arithmetic: the decoder's prediction)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A decoded frame prepared for prediction: luma at the four half-pel phases, chroma padded.
+
+    ``luma[fy * 2 + fx]`` (Hp, Wp) int32 holds the sample at luma position
+    (y + fy / 2, x + fx / 2) at index (y + LUMA_PAD, x + LUMA_PAD); ``chroma[c]`` holds Cb / Cr
+    padded by CHROMA_PAD (+1 for the bilinear neighbour).
+    """
+
+    luma: I32
+    chroma: I32
+
+    @staticmethod
+    def from_planes(planes: list[np.ndarray]) -> Reference:
+        y = np.pad(np.asarray(planes[0], dtype=np.int32), LUMA_PAD + 3, mode="edge")
+        t = HALF_PEL_TAPS
+        # horizontal intermediate (unrounded, 32x scale), then the rounded phases
+        hor = np.zeros((y.shape[0], y.shape[1] - 5), dtype=np.int32)  # (Hp+6, Wp+1)
+        ver = np.zeros((y.shape[0] - 5, y.shape[1]), dtype=np.int32)  # (Hp+1, Wp+6)
+        for k in range(6):
+            hor += t[k] * y[:, k : y.shape[1] - 5 + k]
+            ver += t[k] * y[k : y.shape[0] - 5 + k, :]
+        diag = np.zeros((hor.shape[0] - 5, hor.shape[1]), dtype=np.int32)  # (Hp+1, Wp+1)
+        for k in range(6):
+            diag += t[k] * hor[k : hor.shape[0] - 5 + k, :]
+        hp, wp = y.shape[0] - 6, y.shape[1] - 6
+        full = y[3 : 3 + hp, 3 : 3 + wp]
+        half_x = np.clip((hor[3 : 3 + hp, 1 : 1 + wp] + 16) >> 5, 0, 255)
+        half_y = np.clip((ver[1 : 1 + hp, 3 : 3 + wp] + 16) >> 5, 0, 255)
+        half_xy = np.clip((diag[1 : 1 + hp, 1 : 1 + wp] + 512) >> 10, 0, 255)
+        luma = np.stack([full, half_x, half_y, half_xy]).astype(np.int32)
+        chroma = np.stack(
+            [np.pad(np.asarray(p, dtype=np.int32), CHROMA_PAD + 1, mode="edge") for p in planes[1:3]]
+        )
+        return Reference(luma=luma, chroma=chroma)
+
+
+def block_origins(rows: int, cols: int, size: int) -> tuple[I64, I64]:
+    """Top-left sample (y0, x0) of each block of a (rows, cols) grid of size x size blocks, flat."""
+    y0, x0 = np.mgrid[0:rows, 0:cols]
+    return (y0.reshape(-1) * size).astype(np.int64), (x0.reshape(-1) * size).astype(np.int64)
+
+
+def _gather_half(ref: Reference, half: I64, y0: I64, x0: I64, size: int) -> I32:
+    """Blocks (N, size, size) of the half-pel-resolution grid at half-pel vectors ``half`` (N, 2)."""
+    phase = (half[:, 0] & 1) * 2 + (half[:, 1] & 1)
+    iy = y0 + (half[:, 0] >> 1) + LUMA_PAD
+    ix = x0 + (half[:, 1] >> 1) + LUMA_PAD
+    hp, wp = ref.luma.shape[1:]
+    r = np.arange(size, dtype=np.int64)
+    index = (
+        (phase * hp + iy)[:, None, None] * wp + (r[None, :, None] * wp + r[None, None, :]) + ix[:, None, None]
+    )
+    return ref.luma.reshape(-1)[index]
+
+
+def predict_luma(ref: Reference, mvs: npt.NDArray[np.integer], size: int) -> I32:
+    """Luma prediction blocks (N, size, size) for quarter-pel vectors (rows, cols, 2) of size x size
+    blocks: ``(A + B + 1) >> 1`` with A the half-pel sample at ``mv >> 1`` and B the one at
+    ``(mv >> 1) + (mv & 1)`` (component-wise), so half-pel vectors read one sample exactly."""
+    rows, cols = mvs.shape[:2]
+    y0, x0 = block_origins(rows, cols, size)
+    mv = mvs.reshape(-1, 2).astype(np.int64)
+    half = mv >> 1
+    a = _gather_half(ref, half, y0, x0, size)
+    if not (mv & 1).any():
+        return a
+    b = _gather_half(ref, half + (mv & 1), y0, x0, size)
+    return (a + b + 1) >> 1
+
+
+def predict_chroma(ref: Reference, mvs: npt.NDArray[np.integer], size: int) -> I32:
+    """Chroma prediction (2, N, size/2, size/2): eighth-pel bilinear, weights (8 - f, f) per axis,
+    ``(sum + 32) >> 6``; the chroma vector is the luma quarter-pel vector read in eighth-pel units."""
+    rows, cols = mvs.shape[:2]
+    half = size // 2
+    y0, x0 = block_origins(rows, cols, half)
+    mv = mvs.reshape(-1, 2).astype(np.int64)
+    fy, fx = (mv[:, 0] & 7)[:, None, None], (mv[:, 1] & 7)[:, None, None]
+    iy = y0 + (mv[:, 0] >> 3) + CHROMA_PAD + 1
+    ix = x0 + (mv[:, 1] >> 3) + CHROMA_PAD + 1
+    hp, wp = ref.chroma.shape[1:]
+    r = np.arange(half, dtype=np.int64)
+    base = iy[:, None, None] * wp + r[None, :, None] * wp + r[None, None, :] + ix[:, None, None]
+    out = []
+    for c in range(2):
+        flat = ref.chroma[c].reshape(-1)
+        a, b = flat[base], flat[base + 1]
+        cc, d = flat[base + wp], flat[base + wp + 1]
+        s = (8 - fy) * ((8 - fx) * a + fx * b) + fy * ((8 - fx) * cc + fx * d)
+        out.append((s + 32) >> 6)
+    return np.stack(out).astype(np.int32)
+
+
+def median_predictors(mvs: npt.NDArray[np.integer], modes: npt.NDArray[np.integer] | None = None) -> I32:
+    """Median motion-vector predictor of every block, given the final vectors in raster order.
+
+    Predictor of block (r, c): the component-wise median of left (r, c-1), top (r-1, c) and
+    top-right (r-1, c+1) (top-left (r-1, c-1) where there is no top-right); a neighbour outside
+    the picture or coded intra counts as (0, 0); in the first row the predictor is the left
+    vector. Only valid when ``mvs`` holds the decoded vectors (the decoder fills them in raster
+    order, see :func:`resolve_vectors`).
+    """
+    v = np.asarray(mvs, dtype=np.int32).copy()
+    if modes is not None:
+        v[np.asarray(modes) == MODE_INTRA] = 0
+    rows, cols = v.shape[:2]
+    z = np.zeros((rows + 1, cols + 2, 2), dtype=np.int32)
+    z[1:, 1:-1] = v
+    left = z[1:, :-2]
+    top = z[:-1, 1:-1]
+    top_right = z[:-1, 2:].copy()
+    top_right[:, -1] = z[:-1, -3] if cols > 1 else 0  # last column: top-left
+    med = np.maximum(np.minimum(left, top), np.minimum(np.maximum(left, top), top_right))
+    med[0] = left[0]
+    return med
+
+
+def resolve_vectors(mvd: npt.NDArray[np.integer], modes: npt.NDArray[np.integer]) -> I32:
+    """Decoded vectors (rows, cols, 2) from differences ``mvd`` (zero where not inter) and modes,
+    in raster order: inter = predictor + mvd, skip = predictor, intra = (0, 0)."""
+    rows, cols = modes.shape
+    out = np.zeros((rows, cols, 2), dtype=np.int32)
+    d = np.asarray(mvd, dtype=np.int64)
+    m = np.asarray(modes)
+    # plain Python ints: one pass over the macroblocks, ~1 us each
+    vy = [[0] * (cols + 2) for _ in range(rows + 1)]
+    vx = [[0] * (cols + 2) for _ in range(rows + 1)]
+    dl = d.tolist()
+    ml = m.tolist()
+    for r in range(rows):
+        for c in range(cols):
+            mode = ml[r][c]
+            if mode == MODE_INTRA:
+                continue
+            ly, lx = vy[r + 1][c], vx[r + 1][c]
+            if r == 0:
+                py, px = ly, lx
+            else:
+                tc = c + 2 if c + 1 < cols else c
+                ty, tx = vy[r][c + 1], vx[r][c + 1]
+                ry, rx = vy[r][tc], vx[r][tc]
+                py = max(min(ly, ty), min(max(ly, ty), ry))
+                px = max(min(lx, tx), min(max(lx, tx), rx))
+            if mode == MODE_INTER:
+                py += dl[r][c][0]
+                px += dl[r][c][1]
+            vy[r + 1][c + 1], vx[r + 1][c + 1] = py, px
+    out[..., 0] = np.array(vy, dtype=np.int32)[1:, 1:-1]
+    out[..., 1] = np.array(vx, dtype=np.int32)[1:, 1:-1]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# reconstruction (the decoder's arithmetic; the encoder runs the same function)
+
+
+@dataclass
+class FrameDecision:
+    """What a frame codes. ``modes`` (R, C) MODE_*; ``mvs`` (R', C', 2) the final vectors of the
+    motion blocks (R' = R * 16 / block); ``mvd`` (R', C', 2) their coded differences (0 where not
+    inter); ``cbf`` (R, C, 6) bool; ``levels`` (R, C, 6, 64) int32 in zigzag order (blocks: luma 0..3
+    raster, Cb, Cr; levels of uncoded blocks are 0)."""
+
+    intra_frame: bool
+    modes: npt.NDArray[np.int8]
+    mvs: I32
+    mvd: I32
+    cbf: npt.NDArray[np.bool_]
+    levels: I32
+
+    @property
+    def block(self) -> int:
+        return MB * self.modes.shape[0] // self.mvs.shape[0]
+
+
+def _mb_blocks(planes: list[npt.NDArray[np.int32]]) -> I32:
+    """Coded planes -> macroblock blocks (R, C, 6, 8, 8) (luma 0..3 raster, Cb, Cr)."""
+    y = planes[0]
+    r, c = y.shape[0] // MB, y.shape[1] // MB
+    luma = y.reshape(r, 2, BLOCK, c, 2, BLOCK).transpose(0, 3, 1, 4, 2, 5).reshape(r, c, 4, BLOCK, BLOCK)
+    chroma = [p.reshape(r, BLOCK, c, BLOCK).transpose(0, 2, 1, 3)[:, :, None] for p in planes[1:3]]
+    return np.concatenate([luma, *chroma], axis=2)
+
+
+def _mb_planes(blocks: npt.NDArray[np.integer]) -> list[np.ndarray]:
+    """Inverse of :func:`_mb_blocks`."""
+    r, c = blocks.shape[:2]
+    luma = (
+        blocks[:, :, :4].reshape(r, c, 2, 2, BLOCK, BLOCK).transpose(0, 2, 4, 1, 3, 5).reshape(r * MB, c * MB)
+    )
+    chroma = [blocks[:, :, k].transpose(0, 2, 1, 3).reshape(r * BLOCK, c * BLOCK) for k in (4, 5)]
+    return [luma, *chroma]
+
+
+def predict_planes(ref: Reference, mvs: I32, block: int) -> list[I32]:
+    """Motion-compensated prediction planes (Y, Cb, Cr) of vectors (R', C', 2) of block x block."""
+    rows, cols = mvs.shape[:2]
+    y = from_blocks(predict_luma(ref, mvs, block).reshape(rows, cols, block, block))
+    ch = predict_chroma(ref, mvs, block).reshape(2, rows, cols, block // 2, block // 2)
+    return [y, from_blocks(ch[0]), from_blocks(ch[1])]
+
+
+def dequantized_residual(levels: npt.NDArray[np.integer], cbf: npt.NDArray[np.bool_], qp: int) -> I32:
+    """Zigzag levels (R, C, 6, 64) -> residual blocks (R, C, 6, 8, 8) int32 (``cbf``: the blocks with
+    a nonzero level; the others are zero without a transform)."""
+    out = np.zeros(levels.shape[:3] + (BLOCK, BLOCK), dtype=np.int32)
+    if not cbf.any():
+        return out
+    coded = np.asarray(levels)[cbf].astype(np.int64)
+    natural = np.zeros_like(coded)
+    natural[:, ZIGZAG] = coded
+    d = np.clip(natural * qscale(qp), -COEFF_LIMIT, COEFF_LIMIT).reshape(-1, BLOCK, BLOCK)
+    out[cbf] = inverse_transform(d)
+    return out
+
+
+def reconstruct(decision: FrameDecision, ref: Reference | None, qp: int) -> list[np.ndarray]:
+    """The decoded planes (uint8) of a frame: prediction + integer residual, clipped to 0..255."""
+    modes = decision.modes
+    rows, cols = modes.shape
+    pred = np.full((rows, cols, 6, BLOCK, BLOCK), 128, dtype=np.int32)
+    if not decision.intra_frame:
+        if ref is None:
+            raise ValueError("a predicted frame needs a reference")
+        motion = _mb_blocks(predict_planes(ref, decision.mvs, decision.block))
+        predicted = modes != MODE_INTRA
+        pred[predicted] = motion[predicted]
+    nonzero = (np.asarray(decision.levels) != 0).any(-1)
+    out = pred + dequantized_residual(decision.levels, nonzero, qp)
+    return [np.clip(p, 0, 255).astype(np.uint8) for p in _mb_planes(out)]
+
+
+# ---------------------------------------------------------------------------------------------
+# the encoder (float decisions; any choice decodes exactly)
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """Encoder choices. ``motion``: "search" or "zero" (co-located prediction); ``precision``:
+    vector precision searched, 1 integer, 2 half, 4 quarter pel;
+    ``block``: motion block side (16; 8 = four vectors per inter macroblock, a probe variant with
+    no skip mode); ``grid``: vector components restricted to multiples of ``grid`` luma pixels (8 =
+    the image model's latent grid); dead-zone roundings; ``lambda_scale`` scales the RD lambda."""
+
+    motion: str = "search"
+    precision: int = 4
+    block: int = 16
+    grid: int = 1
+    intra_rounding: float = 1.0 / 3.0
+    inter_rounding: float = 1.0 / 6.0
+    lambda_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.motion not in ("search", "zero"):
+            raise ValueError(f"motion must be 'search' or 'zero', got {self.motion!r}")
+        if self.precision not in (1, 2, 4):
+            raise ValueError(f"precision must be 1, 2 or 4, got {self.precision}")
+        if self.block not in (8, 16):
+            raise ValueError(f"block must be 8 or 16, got {self.block}")
+
+
+def rd_lambda(qp: int, scale: float = 1.0) -> float:
+    """Mode-decision lambda (per bit, in squared 8-bit sample error): H.264's 0.85 * 2**((qp-12)/3)."""
+    return scale * 0.85 * 2.0 ** ((qp - 12) / 3.0)
+
+
+def estimated_bits(levels: npt.NDArray[np.integer]) -> npt.NDArray[np.float64]:
+    """Rough bits (...,) of coding zigzag levels (..., 64) as one block (for decisions only)."""
+    a = np.abs(np.asarray(levels)).astype(np.float64)
+    nz = a > 0
+    last = np.where(nz.any(-1), 63 - np.argmax(nz[..., ::-1], axis=-1), -1)
+    upto = np.arange(64) <= last[..., None]
+    per = np.where(nz, 3.0 + 2.0 * np.log2(np.maximum(a, 1.0)), 0.7)
+    return np.where(last >= 0, 5.0 + (per * upto).sum(-1), 1.0)
+
+
+def _mv_bits(d: npt.NDArray[np.integer]) -> npt.NDArray[np.float64]:
+    a = np.abs(np.asarray(d, dtype=np.float64))
+    return (1.0 + 2.0 * np.log2(1.0 + a)).sum(-1)
+
+
+def motion_search(
+    luma: I32, ref: Reference, lam_sad: float, settings: EncoderSettings, hint: I32 | None = None
+) -> I32:
+    """Vectors (R', C', 2) quarter-pel minimising SAD + lam_sad * bits(mv - predictor), by a
+    predictive square search (steps 8, 4, 2, 1 pixels, then half- and quarter-pel as the settings
+    allow), two passes: the second
+    prices vectors against the median of the first pass's field. ``hint``: the previous frame's
+    vectors (tried as candidates)."""
+    b = settings.block
+    rows, cols = luma.shape[0] // b, luma.shape[1] // b
+    cur = np.asarray(to_blocks(luma, b), dtype=np.int32).reshape(-1, b, b)
+    n = rows * cols
+
+    def cost(mv: I64, pred: I64) -> npt.NDArray[np.float64]:
+        p = predict_luma(ref, mv.reshape(rows, cols, 2), b)
+        return np.abs(cur - p).sum((1, 2)) + lam_sad * _mv_bits(mv - pred)
+
+    def refine(best: I64, best_cost: npt.NDArray[np.float64], pred: I64, steps: list[int], repeats: int):
+        for step in steps:
+            for _ in range(repeats):
+                moved = np.zeros(n, dtype=bool)
+                for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)):
+                    cand = np.clip(best + np.array([dy * step, dx * step]), -MAX_MV, MAX_MV)
+                    c = cost(cand, pred)
+                    better = c < best_cost
+                    best[better], best_cost[better] = cand[better], c[better]
+                    moved |= better
+                if not moved.any():
+                    break
+        return best, best_cost
+
+    def try_candidates(best: I64, best_cost: npt.NDArray[np.float64], pred: I64, cands: list[I64]):
+        for cand in cands:
+            cand = np.clip(cand, -MAX_MV, MAX_MV)
+            q = 4 * settings.grid if settings.grid > 1 else 4 // settings.precision
+            if q > 1:
+                cand = (np.floor_divide(cand + q // 2, q) * q).astype(np.int64)
+            c = cost(cand, pred)
+            better = c < best_cost
+            best[better], best_cost[better] = cand[better], c[better]
+        return best, best_cost
+
+    zero = np.zeros((n, 2), dtype=np.int64)
+    best, best_cost = zero.copy(), cost(zero, zero)
+    if hint is not None and hint.shape[:2] == (rows, cols):
+        best, best_cost = try_candidates(best, best_cost, zero, [hint.reshape(-1, 2).astype(np.int64)])
+    if settings.grid > 1:
+        steps, fine = [4 * settings.grid], [4 * settings.grid]
+        repeats = 6
+    else:
+        steps, fine, repeats = [32, 16, 8, 4], [4], 3
+    best, best_cost = refine(best, best_cost, zero, steps, repeats)
+    # pass 2: price against the spatial median of pass 1, try the neighbours' vectors
+    pred = median_predictors(best.reshape(rows, cols, 2)).reshape(-1, 2).astype(np.int64)
+    best_cost = cost(best, pred)
+    field = best.reshape(rows, cols, 2)
+    shifted = []
+    for dy, dx in ((0, -1), (-1, 0), (0, 1), (1, 0)):
+        s = np.roll(field, (-dy, -dx), axis=(0, 1)).reshape(-1, 2)
+        shifted.append(s)
+    best, best_cost = try_candidates(best, best_cost, pred, [pred, *shifted])
+    best, best_cost = refine(best, best_cost, pred, fine, 2)
+    if settings.grid == 1 and settings.precision > 1:
+        sub_steps = [2] if settings.precision == 2 else [2, 1]  # half-pel, then quarter-pel
+        best, best_cost = refine(best, best_cost, pred, sub_steps, 1)
+    return best.reshape(rows, cols, 2).astype(np.int32)
+
+
+def encode_frame(
+    planes: list[np.ndarray],
+    ref: Reference | None,
+    qp: int,
+    settings: EncoderSettings = EncoderSettings(),
+    hint: I32 | None = None,
+) -> tuple[FrameDecision, list[np.ndarray]]:
+    """Coded planes (uint8, padded) -> (decision, reconstructed planes). ``ref`` None: key frame."""
+    from vqcodec.entropy.motion import coded_block_flags
+
+    src = [np.asarray(p, dtype=np.int32) for p in planes]
+    rows, cols = src[0].shape[0] // MB, src[0].shape[1] // MB
+    scale = qscale(qp)
+    lam = rd_lambda(qp, settings.lambda_scale)
+    cur = _mb_blocks(src)  # (R, C, 6, 8, 8)
+    intra_coef = forward_transform(cur.reshape(-1, BLOCK, BLOCK) - 128).reshape(cur.shape)
+    intra_levels = quantize(intra_coef, scale, settings.intra_rounding)
+    zz = lambda a: a.reshape(a.shape[:3] + (64,))[..., ZIGZAG]  # noqa: E731
+    intra_zz = zz(intra_levels)
+    b = settings.block
+    grid_shape = (rows * MB // b, cols * MB // b, 2)
+    if ref is None:
+        intra_mask = np.ones((rows, cols), dtype=bool)
+        decision = FrameDecision(
+            intra_frame=True,
+            modes=np.full((rows, cols), MODE_INTRA, dtype=np.int8),
+            mvs=np.zeros(grid_shape, dtype=np.int32),
+            mvd=np.zeros(grid_shape, dtype=np.int32),
+            cbf=coded_block_flags(intra_zz, intra_mask),
+            levels=intra_zz.astype(np.int32),
+        )
+        return decision, reconstruct(decision, None, qp)
+    d_intra = ((intra_coef - intra_levels * scale) ** 2).sum((-1, -2)) / 256.0
+    j_intra = (d_intra + lam * estimated_bits(intra_zz)).sum(-1) + lam * 3.0
+    if settings.motion == "zero":
+        mvs = np.zeros(grid_shape, dtype=np.int32)
+    else:
+        mvs = motion_search(src[0], ref, math.sqrt(lam), settings, hint)
+    pred = _mb_blocks(predict_planes(ref, mvs, b))
+    residual = cur - pred
+    coef = forward_transform(residual.reshape(-1, BLOCK, BLOCK)).reshape(cur.shape)
+    levels = quantize(coef, scale, settings.inter_rounding)
+    inter_zz = zz(levels)
+    d_zero = (residual.astype(np.float64) ** 2).sum((-1, -2))
+    d_coded = ((coef - levels * scale) ** 2).sum((-1, -2)) / 256.0
+    j_zero = d_zero + lam * 1.0
+    j_coded = d_coded + lam * (estimated_bits(inter_zz) + 1.0)
+    keep = (j_coded < j_zero) & (inter_zz != 0).any(-1)
+    inter_zz = np.where(keep[..., None], inter_zz, 0)
+    pred_est = median_predictors(mvs)
+    mv_cost = _mv_bits(mvs - pred_est)
+    if b == 8:
+        mv_cost = mv_cost.reshape(rows, 2, cols, 2).sum((1, 3))
+    j_inter = np.where(keep, j_coded, j_zero).sum(-1) + lam * (mv_cost + 1.0)
+    intra_mask = j_intra < j_inter
+    modes = np.where(intra_mask, MODE_INTRA, MODE_INTER).astype(np.int8)
+    levels_zz = np.where(intra_mask[..., None, None], intra_zz, inter_zz).astype(np.int32)
+    chosen = np.minimum(j_intra, j_inter)
+    final = mvs.copy()
+    final[np.repeat(np.repeat(intra_mask, MB // b, 0), MB // b, 1)] = 0
+    if b == MB:
+        modes, final, levels_zz = _skip_pass(
+            src, ref, modes, mvs, median_predictors(final, modes), levels_zz, chosen, lam
+        )
+    mvd = np.zeros(grid_shape, dtype=np.int32)
+    inter_grid = np.repeat(np.repeat(modes == MODE_INTER, MB // b, 0), MB // b, 1)
+    mvd[inter_grid] = (final - median_predictors(final, _grid_modes(modes, b)))[inter_grid]
+    decision = FrameDecision(
+        intra_frame=False,
+        modes=modes,
+        mvs=final,
+        mvd=mvd,
+        cbf=coded_block_flags(levels_zz, modes == MODE_INTRA) & (modes != MODE_SKIP)[..., None],
+        levels=levels_zz,
+    )
+    return decision, reconstruct(decision, ref, qp)
+
+
+def _grid_modes(modes: npt.NDArray[np.integer], block: int) -> npt.NDArray[np.integer]:
+    f = MB // block
+    return np.repeat(np.repeat(modes, f, 0), f, 1)
+
+
+def _skip_pass(
+    src: list[I32],
+    ref: Reference,
+    modes: npt.NDArray[np.int8],
+    mvs: I32,
+    pred_est: I32,
+    levels: I32,
+    chosen: npt.NDArray[np.float64],
+    lam: float,
+) -> tuple[npt.NDArray[np.int8], I32, I32]:
+    """Turn macroblocks into skips where predicting with the median vector and no residual costs
+    less (in D + lam * R) than the chosen mode; raster order, because a skip's vector is its
+    predictor and feeds the predictors after it. Returns (modes, final vectors, levels)."""
+    cur = _mb_blocks(src)
+    skip_pred = _mb_blocks(predict_planes(ref, pred_est, MB))
+    j_skip = ((cur - skip_pred).astype(np.float64) ** 2).sum((2, 3, 4)) + lam * 1.0
+    candidate = (j_skip <= chosen).tolist()
+    rows, cols = modes.shape
+    m = modes.copy()
+    est = pred_est.tolist()
+    mv = mvs.tolist()
+    ml = m.tolist()
+    vy = [[0] * (cols + 2) for _ in range(rows + 1)]
+    vx = [[0] * (cols + 2) for _ in range(rows + 1)]
+    for r in range(rows):
+        for c in range(cols):
+            ly, lx = vy[r + 1][c], vx[r + 1][c]
+            if r == 0:
+                py, px = ly, lx
+            else:
+                tc = c + 2 if c + 1 < cols else c
+                py = max(min(ly, vy[r][c + 1]), min(max(ly, vy[r][c + 1]), vy[r][tc]))
+                px = max(min(lx, vx[r][c + 1]), min(max(lx, vx[r][c + 1]), vx[r][tc]))
+            if candidate[r][c] and [py, px] == est[r][c]:
+                ml[r][c] = MODE_SKIP
+                vy[r + 1][c + 1], vx[r + 1][c + 1] = py, px
+            elif ml[r][c] == MODE_INTER:
+                vy[r + 1][c + 1], vx[r + 1][c + 1] = mv[r][c]
+    out_modes = np.array(ml, dtype=np.int8)
+    final = np.stack([np.array(vy, dtype=np.int32)[1:, 1:-1], np.array(vx, dtype=np.int32)[1:, 1:-1]], -1)
+    out_levels = np.where((out_modes == MODE_SKIP)[..., None, None], 0, levels).astype(np.int32)
+    return out_modes, final, out_levels
+
+
+__all__ = [
+    "BLOCK",
+    "EncoderSettings",
+    "FrameDecision",
+    "MB",
+    "MODE_INTER",
+    "MODE_INTRA",
+    "MODE_SKIP",
+    "Reference",
+    "T8",
+    "ZIGZAG",
+    "forward_transform",
+    "inverse_transform",
+    "median_predictors",
+    "predict_chroma",
+    "predict_luma",
+    "predict_planes",
+    "reconstruct",
+    "encode_frame",
+    "qscale",
+    "quantize",
+    "resolve_vectors",
+]
