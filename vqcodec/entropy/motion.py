@@ -35,11 +35,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from vqcodec.entropy.coefficients import magnitude_symbols
+from vqcodec.entropy.coder import CodingTables, SymbolDecoder, encode_batches
+from vqcodec.entropy.coefficients import ESCAPE, magnitude_symbols
+from vqcodec.errors import FormatError
 
 I64 = npt.NDArray[np.int64]
 
 ALPHABET = 30  # magnitude symbols of coefficients.py (ESCAPE 14, 16 Exp-Golomb classes)
+#: raw bits (signs, mantissas) are coded in chunks of at most this many bits by uniform tables
+RAW_CHUNK_BITS = 4
+RAW_CHUNKS = 4  # mantissas have at most 15 bits
 NUM_CLASSES = 4
 BANDS = np.array([0, 1, 1, 2, 2, 2] + [3] * 4 + [4] * 5 + [5] * 13 + [6] * 14 + [7] * 27, dtype=np.int64)
 STREAMS: dict[str, tuple[int, int]] = {
@@ -66,23 +71,40 @@ class FrameSymbols:
 
 @dataclass
 class Streams:
-    """(contexts, symbols) per stream name, and the raw bits (signs and mantissas) of the frame."""
+    """A slice's batches in coding order: ``batches`` (stream name, contexts, symbols), then
+    ``raw`` (values, bit widths 1..RAW_CHUNK_BITS) chunks: signs and Exp-Golomb mantissas."""
 
-    pairs: dict[str, list[tuple[I64, I64]]] = field(default_factory=dict)
-    raw_bits: int = 0
+    batches: list[tuple[str, I64, I64]] = field(default_factory=list)
+    raw: list[tuple[I64, I64]] = field(default_factory=list)
 
     def add(self, name: str, contexts: npt.ArrayLike, symbols: npt.ArrayLike) -> None:
         c = np.asarray(contexts, dtype=np.int64).reshape(-1)
         s = np.asarray(symbols, dtype=np.int64).reshape(-1)
-        self.pairs.setdefault(name, []).append((c, s))
+        self.batches.append((name, np.broadcast_to(c, s.shape).copy() if c.size == 1 else c, s))
+
+    def add_raw(self, values: npt.ArrayLike) -> None:
+        """Signs of nonzero ``values`` (1 = negative), then their mantissas (in RAW_CHUNK_BITS chunks)."""
+        v = np.asarray(values, dtype=np.int64).reshape(-1)
+        nz = v != 0
+        self.raw.append(((v[nz] < 0).astype(np.int64), np.ones(int(nz.sum()), dtype=np.int64)))
+        _, k, mantissa = magnitude_symbols(v)
+        for j in range(RAW_CHUNKS):
+            has = k > RAW_CHUNK_BITS * j
+            width = np.minimum(RAW_CHUNK_BITS, k[has] - RAW_CHUNK_BITS * j)
+            chunk = np.right_shift(mantissa[has], RAW_CHUNK_BITS * j) & (np.left_shift(1, width) - 1)
+            self.raw.append((chunk, width))
+
+    @property
+    def raw_bits(self) -> int:
+        return int(sum(int(w.sum()) for _, w in self.raw))
 
     def counts(self) -> dict[str, I64]:
-        """Per stream a (contexts, alphabet) int64 histogram of this frame's symbols."""
+        """Per stream a (contexts, alphabet) int64 histogram of the slice's symbols."""
         out = {}
         for name, (contexts, alphabet) in STREAMS.items():
             h = np.zeros(contexts * alphabet, dtype=np.int64)
-            for c, s in self.pairs.get(name, []):
-                if c.size:
+            for n, c, s in self.batches:
+                if n == name and c.size:
                     h += np.bincount(c * alphabet + s, minlength=contexts * alphabet)
             out[name] = h.reshape(contexts, alphabet)
         return out
@@ -155,39 +177,63 @@ def last_positions(levels: npt.NDArray[np.integer]) -> I64:
 
 
 def frame_streams(sym: FrameSymbols) -> Streams:
-    """The frame's (context, symbol) pairs in coding order, and its raw-bit count."""
-    out = Streams()
+    """The whole frame as one slice (levels not yet DC-differenced); the probe's estimate."""
+    intra = _modes(sym) == MODE_INTRA
+    diffed = FrameSymbols(
+        sym.intra_frame, sym.modes, sym.mvd, sym.cbf, dc_differences(sym.levels, intra), sym.previous_modes
+    )
+    return slice_streams(diffed)
+
+
+MODE_SKIP, MODE_INTER, MODE_INTRA = 0, 1, 2
+KIND = np.array([0, 0, 0, 0, 1, 2], dtype=np.int64)
+
+
+def _modes(sym: FrameSymbols) -> I64:
     modes = np.asarray(sym.modes, dtype=np.int64)
-    if sym.intra_frame:
-        modes = np.full(modes.shape, 2, dtype=np.int64)
-    else:
-        prev = (
-            np.full(modes.shape, 3, dtype=np.int64)
-            if sym.previous_modes is None
-            else np.asarray(sym.previous_modes, dtype=np.int64)
-        )
-        out.add("mode", prev, modes)
+    return np.full(modes.shape, MODE_INTRA, dtype=np.int64) if sym.intra_frame else modes
+
+
+def mode_contexts(previous_modes: npt.NDArray[np.integer] | None, shape: tuple[int, ...]) -> I64:
+    if previous_modes is None:
+        return np.full(shape, 3, dtype=np.int64)
+    return np.asarray(previous_modes, dtype=np.int64)
+
+
+def cbf_contexts(flags_before: npt.NDArray[np.bool_], b: int, intra: npt.NDArray[np.bool_]) -> I64:
+    """Contexts of flag b (0..5) of macroblocks whose flags 0..b-1 are ``flags_before`` (n, b)."""
+    luma_before = flags_before[:, : min(b, 4)].sum(-1) if b < 4 else np.zeros(intra.shape, np.int64)
+    return (KIND[b] * 2 + intra.astype(np.int64)) * 3 + np.minimum(luma_before, 2)
+
+
+def slice_streams(sym: FrameSymbols) -> Streams:
+    """A slice's (context, symbol) batches in coding order; ``sym.levels`` DC-differenced.
+
+    Order: modes (P frames), vector differences (y of every inter block, then x), coded-block
+    flags 0..5 (each a batch over the non-skip macroblocks), last positions, levels zigzag 0..63,
+    then raw: vector-difference signs and mantissas, level signs and mantissas.
+    """
+    out = Streams()
+    modes = _modes(sym)
+    d = np.zeros((0, 2), dtype=np.int64)
+    if not sym.intra_frame:
+        out.add("mode", mode_contexts(sym.previous_modes, modes.shape), modes)
         mvd = np.asarray(sym.mvd, dtype=np.int64)
         f = mvd.shape[0] // modes.shape[0]  # 2: four vectors per macroblock (a probe variant)
-        inter = np.repeat(np.repeat(modes == 1, f, 0), f, 1)
+        inter = np.repeat(np.repeat(modes == MODE_INTER, f, 0), f, 1)
         d = mvd[inter]  # (n, 2)
-        my, ky, _ = magnitude_symbols(d[:, 0])
-        mx, kx, _ = magnitude_symbols(d[:, 1])
+        my, _, _ = magnitude_symbols(d[:, 0])
+        mx, _, _ = magnitude_symbols(d[:, 1])
         out.add("mvd", np.zeros_like(my), my)
         out.add("mvd", 1 + np.minimum(my, 2), mx)
-        out.raw_bits += int((d != 0).sum() + ky.sum() + kx.sum())
-    intra = modes == 2
-    coded_mb = modes != 0
+    intra = modes == MODE_INTRA
+    coded_mb = modes != MODE_SKIP
     cbf = np.asarray(sym.cbf, dtype=bool)
-    kind = np.array([0, 0, 0, 0, 1, 2], dtype=np.int64)
-    luma_before = np.concatenate(
-        [np.zeros(cbf.shape[:2] + (1,), np.int64), np.cumsum(cbf[..., :3], axis=-1)], axis=-1
-    )
-    luma_before = np.concatenate([luma_before, np.zeros(cbf.shape[:2] + (2,), np.int64)], axis=-1)
-    ctx = (kind[None, None, :] * 2 + intra[..., None]) * 3 + np.minimum(luma_before, 2)
+    flags = cbf[coded_mb]  # (n, 6)
+    intra_mb = intra[coded_mb]
     for b in range(6):
-        out.add("cbf", ctx[..., b][coded_mb], cbf[..., b][coded_mb])
-    levels = dc_differences(sym.levels, intra)
+        out.add("cbf", cbf_contexts(flags[:, :b], b, intra_mb), flags[:, b])
+    levels = np.asarray(sym.levels, dtype=np.int64)
     coded = cbf & coded_mb[..., None]
     blocks = levels[coded]  # (n, 64)
     classes = block_classes(intra)[coded]
@@ -195,13 +241,14 @@ def frame_streams(sym: FrameSymbols) -> Streams:
     if np.any(last < 0):
         raise ValueError("a block flagged as coded has no nonzero level")
     out.add("last", classes, last)
-    mags, extra, _ = magnitude_symbols(blocks)
-    out.raw_bits += int((blocks != 0).sum() + extra.sum())
+    mags, _, _ = magnitude_symbols(blocks)
     for k in range(64):
         active = last >= k
         if not active.any():
             break
         out.add("level", level_contexts(mags, classes, last, k, active), mags[active, k])
+    out.add_raw(d.reshape(-1))
+    out.add_raw(blocks.reshape(-1))  # zeros carry no sign or mantissa
     return out
 
 
@@ -212,8 +259,183 @@ def level_contexts(mags: I64, classes: I64, last: I64, k: int, active: npt.NDArr
     return ((classes[active] * 8 + BANDS[k]) * 5 + p1 + p2) * 2 + (last[active] == k)
 
 
+# ---------------------------------------------------------------------------------------------
+# adaptive integer tables and the slice coder
+
+#: a context row's counts are halved (rounding up) once their sum exceeds this
+COUNT_LIMIT = 1 << 13
+PRECISION = 16
+
+
+def initial_counts() -> dict[str, I64]:
+    """The counts every key frame starts from (integers; formats/vqc-v1.md): modes (2, 4, 1) over
+    skip/inter/intra, vector and level magnitudes ``max(1, 64 >> 2s)`` for symbol s (geometric),
+    flags and last positions 1 each."""
+    out: dict[str, I64] = {}
+    for name, (contexts, alphabet) in STREAMS.items():
+        if name in ("mvd", "level"):
+            row = np.maximum(1, np.right_shift(64, np.minimum(2 * np.arange(alphabet), 62)))
+        elif name == "mode":
+            row = np.array([2, 4, 1], dtype=np.int64)
+        else:
+            row = np.ones(alphabet, dtype=np.int64)
+        out[name] = np.tile(row.astype(np.int64), (contexts, 1))
+    return out
+
+
+_OFFSETS: dict[str, int] = {}
+_row = 0
+for _name, (_contexts, _alphabet) in STREAMS.items():
+    _OFFSETS[_name] = _row
+    _row += _contexts
+#: table rows: every stream's contexts, then uniform rows of 2**b symbols, b = 1..RAW_CHUNK_BITS
+RAW_OFFSET = _row
+NUM_TABLES = _row + RAW_CHUNK_BITS
+MAX_ALPHABET = max(a for _, a in STREAMS.values())
+
+
+class AdaptiveTables:
+    """Integer counts per stream and context, and the coding tables quantized from them.
+
+    ``tables()``: a CodingTables whose row of (stream, context) is :func:`counts_to_freqs` of its
+    counts (integer arithmetic only), padded with zeros to MAX_ALPHABET; ``update(counts)`` adds a
+    slice's histogram and halves (rounding up) a row until its sum is at most COUNT_LIMIT.
+    """
+
+    def __init__(self, counts: dict[str, I64] | None = None):
+        self.counts = {k: v.copy() for k, v in (counts or initial_counts()).items()}
+        self._tables: CodingTables | None = None
+
+    def copy(self) -> AdaptiveTables:
+        return AdaptiveTables(self.counts)
+
+    def tables(self) -> CodingTables:
+        if self._tables is None:
+            freqs = np.zeros((NUM_TABLES, MAX_ALPHABET), dtype=np.int64)
+            for name, (_, alphabet) in STREAMS.items():
+                rows = self.counts[name]
+                freqs[_OFFSETS[name] : _OFFSETS[name] + rows.shape[0], :alphabet] = counts_to_freqs(rows)
+            for b in range(1, RAW_CHUNK_BITS + 1):
+                freqs[RAW_OFFSET + b - 1, : 1 << b] = 1 << (PRECISION - b)
+            self._tables = CodingTables(freqs)
+        return self._tables
+
+    def update(self, counts: dict[str, I64]) -> None:
+        for name, h in counts.items():
+            c = self.counts[name] + h
+            big = c.sum(1) > COUNT_LIMIT
+            while big.any():
+                c[big] = (c[big] + 1) >> 1
+                big = c.sum(1) > COUNT_LIMIT
+            self.counts[name] = c
+        self._tables = None
+
+
+def counts_to_freqs(counts: I64) -> I64:
+    """Integer counts (T, K), every entry >= 1 -> frequencies (T, K) summing to 2**PRECISION:
+    ``1 + floor(c_i * (2**16 - K) / sum(c))``, the shortfall added to the first largest count."""
+    c = np.asarray(counts, dtype=np.int64)
+    k = c.shape[1]
+    total = c.sum(1, keepdims=True)
+    f = 1 + (c * ((1 << PRECISION) - k)) // total
+    f[np.arange(c.shape[0]), np.argmax(c, axis=1)] += (1 << PRECISION) - f.sum(1)
+    return f
+
+
+def encode_slice(sym: FrameSymbols, tables: AdaptiveTables) -> tuple[bytes, Streams]:
+    """Body bytes of one slice (``sym.levels`` DC-differenced) and its streams (for ``update``)."""
+    streams = slice_streams(sym)
+    batches = [(s, _OFFSETS[name] + c) for name, c, s in streams.batches]
+    batches += [(v, RAW_OFFSET + w - 1) for v, w in streams.raw]
+    return encode_batches(batches, tables.tables()), streams
+
+
+def decode_slice(
+    body: bytes,
+    tables: AdaptiveTables,
+    rows: int,
+    cols: int,
+    intra_frame: bool,
+    previous_modes: npt.NDArray[np.integer] | None,
+) -> tuple[FrameSymbols, dict[str, I64]]:
+    """Inverse of :func:`encode_slice` for a slice of rows x cols macroblocks: its symbols (levels
+    DC-differenced) and its histogram. FormatError for a body that does not decode exactly."""
+    decoder = SymbolDecoder(body, tables.tables())
+    hist = {name: np.zeros((c, a), dtype=np.int64) for name, (c, a) in STREAMS.items()}
+
+    def get(name: str, contexts: I64) -> I64:
+        c = np.asarray(contexts, dtype=np.int64).reshape(-1)
+        sym = decoder.decode(_OFFSETS[name] + c).astype(np.int64)
+        np.add.at(hist[name], (c, sym), 1)
+        return sym
+
+    shape = (rows, cols)
+    mvd = np.zeros((rows, cols, 2), dtype=np.int64)
+    if intra_frame:
+        modes = np.full(shape, MODE_INTRA, dtype=np.int64)
+    else:
+        modes = get("mode", mode_contexts(previous_modes, shape)).reshape(shape)
+        inter = modes == MODE_INTER
+        n = int(inter.sum())
+        my = get("mvd", np.zeros(n, dtype=np.int64))
+        mx = get("mvd", 1 + np.minimum(my, 2))
+    intra = modes == MODE_INTRA
+    coded_mb = modes != MODE_SKIP
+    n_mb = int(coded_mb.sum())
+    flags = np.zeros((n_mb, 6), dtype=bool)
+    intra_mb = intra[coded_mb]
+    for b in range(6):
+        flags[:, b] = get("cbf", cbf_contexts(flags[:, :b], b, intra_mb)) == 1
+    cbf = np.zeros((rows, cols, 6), dtype=bool)
+    cbf[coded_mb] = flags
+    coded = cbf & coded_mb[..., None]
+    classes = block_classes(intra)[coded]
+    last = get("last", classes)
+    n_blocks = last.shape[0]
+    mags = np.zeros((n_blocks, 64), dtype=np.int64)
+    for k in range(64):
+        active = last >= k
+        if not active.any():
+            break
+        mags[active, k] = get("level", level_contexts(mags, classes, last, k, active))
+    if n_blocks and np.any(mags[np.arange(n_blocks), last] == 0):
+        raise FormatError("a coded block's last level is zero", field="body")
+    if not intra_frame:
+        d = _raw_values(decoder, np.stack([my, mx], -1).reshape(-1)).reshape(-1, 2)
+        mvd[inter] = d
+    blocks = _raw_values(decoder, mags.reshape(-1)).reshape(n_blocks, 64)
+    decoder.finish()
+    levels = np.zeros((rows, cols, 6, 64), dtype=np.int64)
+    levels[coded] = blocks
+    sym = FrameSymbols(intra_frame, modes.astype(np.int8), mvd, cbf, levels, previous_modes)
+    return sym, hist
+
+
+def _raw_values(decoder: SymbolDecoder, symbols: I64) -> I64:
+    """Signed values from magnitude symbols: signs, then mantissa chunks (see Streams.add_raw)."""
+    nz = symbols > 0
+    signs = decoder.decode(np.full(int(nz.sum()), RAW_OFFSET, dtype=np.int64))
+    k = np.where(symbols >= ESCAPE, symbols - ESCAPE, 0)
+    mantissa = np.zeros(symbols.shape, dtype=np.int64)
+    for j in range(RAW_CHUNKS):
+        has = k > RAW_CHUNK_BITS * j
+        width = np.minimum(RAW_CHUNK_BITS, k[has] - RAW_CHUNK_BITS * j)
+        chunk = decoder.decode(RAW_OFFSET + width - 1).astype(np.int64)
+        mantissa[has] |= np.left_shift(chunk, RAW_CHUNK_BITS * j)
+    magnitude = np.where(symbols >= ESCAPE, ESCAPE - 1 + np.left_shift(1, k) + mantissa, symbols)
+    out = magnitude.copy()
+    out[nz] = np.where(signs == 1, -magnitude[nz], magnitude[nz])
+    return out
+
+
 __all__ = [
     "ALPHABET",
+    "AdaptiveTables",
+    "decode_slice",
+    "encode_slice",
+    "counts_to_freqs",
+    "initial_counts",
+    "slice_streams",
     "STREAMS",
     "FrameSymbols",
     "Streams",

@@ -26,6 +26,7 @@ int32 (y, x) in quarter-pel units; macroblock modes (rows, cols) int8.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -637,8 +638,200 @@ def _skip_pass(
     return out_modes, final, out_levels
 
 
+# ---------------------------------------------------------------------------------------------
+# the video model of payload version 2: one frame given a typed reference state
+
+#: first byte of a version-2 frame payload
+FRAME_KEY, FRAME_PREDICTED = 0, 1
+#: how a container header names this model (there are no weights: the name pins the spec section)
+MC_MODEL_NAME = "video-mc1"
+MC_MODEL_SHA256 = hashlib.sha256(b"vqcodec video payload 2").digest()
+MC_CODEC_PARAMS_VERSION = 2
+MC_TEMPORAL_MODE = "motion-compensated"
+#: key frames are coded in slices of this many macroblock rows (tables adapt between slices)
+KEY_SLICE_ROWS = 2
+DEFAULT_QP = 30
+
+
+@dataclass
+class ReferenceState:
+    """What the decoder keeps between frames (and the encoder mirrors): the decoded planes at the
+    coded size, their prediction form, the last frame's modes (R, C) and vectors (R, C, 2), and
+    the adaptive entropy tables. ``None`` before the first frame; a key frame starts a new one."""
+
+    width: int
+    height: int
+    planes: list[np.ndarray]
+    reference: Reference
+    modes: npt.NDArray[np.int8]
+    vectors: I32
+    tables: object  # vqcodec.entropy.motion.AdaptiveTables (entropy sits above models)
+    frames_since_key: int
+
+
+class MotionCompensatedCodec:
+    """Video payload version 2 (formats/vqc-v1.md): ``compress`` / ``decompress`` one frame of
+    Y'CbCr 4:2:0 planes given the previous ``ReferenceState``. No learned part: everything that
+    feeds the reference is integer arithmetic; ``settings`` are encoder choices only."""
+
+    def __init__(self, settings: EncoderSettings = EncoderSettings()):
+        self.settings = settings
+
+    def compress(
+        self,
+        planes: list[np.ndarray],
+        width: int,
+        height: int,
+        state: ReferenceState | None,
+        qp: int = DEFAULT_QP,
+        key: bool = False,
+    ) -> tuple[bytes, ReferenceState]:
+        """Source planes Y (H, W), Cb, Cr (ceil(H/2), ceil(W/2)) uint8 -> (payload, new state).
+        ``key`` (or no state, or a state of another size) codes a key frame."""
+        from vqcodec.entropy.motion import AdaptiveTables, FrameSymbols, dc_differences, encode_slice
+        from vqcodec.entropy.payload import write_varint
+
+        qscale(qp)
+        coded = pad_planes(planes, width, height)
+        key = key or state is None or (state.width, state.height) != (width, height)
+        if key:
+            decision, recon = encode_frame(coded, None, qp, self.settings)
+            tables = AdaptiveTables()
+            previous_modes = None
+        else:
+            assert state is not None
+            hint = state.vectors
+            decision, recon = encode_frame(coded, state.reference, qp, self.settings, hint)
+            tables = state.tables  # type: ignore[assignment]
+            previous_modes = None if state.frames_since_key == 0 else state.modes
+        rows = decision.modes.shape[0]
+        slice_rows = KEY_SLICE_ROWS if key else rows
+        levels = dc_differences(decision.levels, decision.modes == MODE_INTRA)
+        out = bytearray([FRAME_KEY if key else FRAME_PREDICTED, qp, slice_rows])
+        for r0 in range(0, rows, slice_rows):
+            r1 = min(rows, r0 + slice_rows)
+            part = FrameSymbols(
+                key,
+                decision.modes[r0:r1],
+                decision.mvd[r0:r1],
+                decision.cbf[r0:r1],
+                levels[r0:r1],
+                None if previous_modes is None else previous_modes[r0:r1],
+            )
+            body, streams = encode_slice(part, tables)
+            tables.update(streams.counts())
+            out += write_varint(len(body)) + body
+        new_state = ReferenceState(
+            width,
+            height,
+            recon,
+            Reference.from_planes(recon),
+            decision.modes,
+            decision.mvs,
+            tables,
+            0 if key else state.frames_since_key + 1,  # type: ignore[union-attr]
+        )
+        return bytes(out), new_state
+
+    def decompress(
+        self, payload: bytes, width: int, height: int, state: ReferenceState | None
+    ) -> tuple[list[np.ndarray], ReferenceState]:
+        """Payload -> (planes Y (H, W), Cb, Cr (ceil(H/2), ceil(W/2)) uint8, new state).
+        FormatError (naming the offset and field) for a payload that does not decode exactly."""
+        from vqcodec.entropy.motion import AdaptiveTables, dc_from_differences, decode_slice
+        from vqcodec.entropy.payload import read_varint
+        from vqcodec.errors import FormatError
+
+        data = bytes(payload)
+        if len(data) < 3:
+            raise FormatError(
+                f"frame payload of {len(data)} bytes is shorter than its 3-byte head", field="frame payload"
+            )
+        kind, qp, slice_rows = data[0], data[1], data[2]
+        if kind not in (FRAME_KEY, FRAME_PREDICTED):
+            raise FormatError(f"unknown frame type {kind}", offset=0, field="frame type")
+        if not QP_MIN <= qp <= QP_MAX:
+            raise FormatError(f"qp {qp} outside {QP_MIN}..{QP_MAX}", offset=1, field="qp")
+        w16, h16 = padded_size(width, height)
+        rows, cols = h16 // MB, w16 // MB
+        if not 1 <= slice_rows <= rows:
+            raise FormatError(f"slice rows {slice_rows} outside 1..{rows}", offset=2, field="slice rows")
+        key = kind == FRAME_KEY
+        if key:
+            tables = AdaptiveTables()
+            previous_modes = None
+            ref = None
+        else:
+            if state is None or (state.width, state.height) != (width, height):
+                raise FormatError(
+                    "a predicted frame without a decoded reference frame", offset=0, field="frame type"
+                )
+            tables = state.tables  # type: ignore[assignment]
+            tables = tables.copy()  # a failed decode leaves the caller's state untouched
+            previous_modes = None if state.frames_since_key == 0 else state.modes
+            ref = state.reference
+        parts = []
+        pos = 3
+        for r0 in range(0, rows, slice_rows):
+            r1 = min(rows, r0 + slice_rows)
+            length, pos = read_varint(data, pos, "slice length")
+            if length > len(data) - pos:
+                raise FormatError(
+                    f"slice of {length} bytes, {len(data) - pos} left", offset=pos, field="slice length"
+                )
+            body = data[pos : pos + length]
+            try:
+                sym, hist = decode_slice(
+                    body,
+                    tables,
+                    r1 - r0,
+                    cols,
+                    key,
+                    None if previous_modes is None else previous_modes[r0:r1],
+                )
+            except FormatError as exc:
+                raise FormatError(str(exc).split(" (")[0], offset=pos, field="slice body") from None
+            except (ValueError, IndexError, OverflowError) as exc:  # symbols no encoder writes
+                raise FormatError(f"corrupt slice: {exc}", offset=pos, field="slice body") from None
+            tables.update(hist)
+            parts.append(sym)
+            pos += length
+        if pos != len(data):
+            raise FormatError(
+                f"{len(data) - pos} bytes after the last slice", offset=pos, field="frame payload"
+            )
+        modes = np.concatenate([p.modes for p in parts]).astype(np.int8)
+        mvd = np.concatenate([p.mvd for p in parts]).astype(np.int64)
+        cbf = np.concatenate([p.cbf for p in parts])
+        levels = dc_from_differences(np.concatenate([p.levels for p in parts]), modes == MODE_INTRA)
+        vectors = resolve_vectors(mvd, modes) if not key else np.zeros((rows, cols, 2), dtype=np.int32)
+        if np.abs(vectors).max(initial=0) > MAX_MV:
+            raise FormatError(f"a motion vector exceeds {MAX_MV} quarter samples", field="motion vector")
+        decision = FrameDecision(key, modes, vectors, mvd.astype(np.int32), cbf, levels.astype(np.int32))
+        recon = reconstruct(decision, ref, qp)
+        new_state = ReferenceState(
+            width,
+            height,
+            recon,
+            Reference.from_planes(recon),
+            modes,
+            vectors,
+            tables,
+            0 if key else state.frames_since_key + 1,  # type: ignore[union-attr]
+        )
+        return crop_planes(recon, width, height), new_state
+
+
 __all__ = [
     "BLOCK",
+    "FRAME_KEY",
+    "FRAME_PREDICTED",
+    "MC_CODEC_PARAMS_VERSION",
+    "MC_MODEL_NAME",
+    "MC_MODEL_SHA256",
+    "MC_TEMPORAL_MODE",
+    "MotionCompensatedCodec",
+    "ReferenceState",
     "EncoderSettings",
     "FrameDecision",
     "MB",
