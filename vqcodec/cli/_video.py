@@ -23,7 +23,6 @@ from fractions import Fraction
 from typing import Any
 
 from vqcodec.cli import CommandError
-from vqcodec.codec.video_io import VIDEO_EXTENSIONS  # torch-free: argument checks stay fast
 
 DEFAULT_DECODE_SUFFIX = ".y4m"
 
@@ -126,6 +125,10 @@ def add_video_options(parser: argparse.ArgumentParser) -> None:
 
 def is_video_path(path: str) -> bool:
     """A path the encoder should treat as video: by extension, or a file starting with YUV4MPEG2."""
+    # imported here: every command registers the video options, and `vqcodec info` must not
+    # pull in numpy (tests/test_container/test_vectors.py)
+    from vqcodec.codec.video_io import VIDEO_EXTENSIONS
+
     if path == "-":
         return False
     if path.lower().endswith(VIDEO_EXTENSIONS):
