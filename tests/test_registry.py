@@ -22,7 +22,7 @@ def test_register_explicit_and_decorator():
     assert things["b"] is make_b and make_b() == "b"
     assert "a" in things and "c" not in things and [] not in things
     assert things.names() == ["a", "b"] and sorted(things) == ["a", "b"] and len(things) == 2
-    assert dict(things.items()) == {"a": marker, "b": make_b}
+    assert dict(things.items()) == {"a": marker, "b": make_b} and list(things.values()) == [marker, make_b]
 
 
 def test_unknown_name_lists_the_known_ones():

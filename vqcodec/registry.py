@@ -20,7 +20,7 @@ dict; unlike a dict, ``get`` never returns a default: a typo is always an error.
 
 from __future__ import annotations
 
-from collections.abc import Callable, ItemsView, Iterator
+from collections.abc import Callable, ItemsView, Iterator, ValuesView
 from typing import Generic, TypeVar, overload
 
 from vqcodec.errors import UnknownNameError
@@ -93,6 +93,9 @@ class Registry(Generic[T]):
 
     def items(self) -> ItemsView[str, T]:
         return self._entries.items()
+
+    def values(self) -> ValuesView[T]:
+        return self._entries.values()
 
     def __getitem__(self, name: str) -> T:
         return self.get(name)

@@ -20,6 +20,7 @@ TESTS_DIR = Path(__file__).resolve().parents[1]
 CONFIG = """
 [recipe]
 builder = "test_train.tiny_recipe:build"
+export = "test_train.tiny_recipe:export"
 
 [model]
 hidden = 16
@@ -103,7 +104,7 @@ def test_vqcodec_train_reports_bad_configs_in_one_line(tmp_path, capsys):
     bad.write_text("[trainer]\nmax_steps = 1\n")
     assert main(["train", str(bad)]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "[recipe] builder" in err
+    assert err.count("\n") == 0 and "[recipe] name" in err and "builder" in err
     assert main(["train", str(tmp_path / "missing.toml")]) == 1
     capsys.readouterr()
     assert main(["train", str(write_config(tmp_path)), "--set", "trainer.max_step=3"]) == 1

@@ -44,17 +44,6 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _export_arity(hook: Any) -> int:
-    try:
-        params = inspect.signature(hook).parameters.values()
-    except (TypeError, ValueError):
-        return 2
-    if any(p.kind == p.VAR_POSITIONAL for p in params):
-        return 3
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return 3 if len(positional) >= 3 else 2
-
-
 def build_callbacks(config: dict[str, Any]) -> list[Any]:
     from vqcodec.train.callbacks import make_callback
 
@@ -74,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     import torch.distributed as dist
 
     from vqcodec.train import EMA, Trainer, seed_everything
-    from vqcodec.train.config import load_config, recipe_builder, recipe_export_hook
+    from vqcodec.train.config import load_config, resolve_recipe
     from vqcodec.train.launch import exit_now, shutdown_distributed
 
     # one thread per process by default: on a busy 2-core machine torch's default of one thread
@@ -95,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
     seed = trainer_options.get("seed")
     if seed is not None:
         seed_everything(int(seed))  # before the builder, so weight initialisation is reproducible
-    builder = recipe_builder(config)
-    export_hook = None if args.no_export else recipe_export_hook(config)
-    built = builder(config)
+    recipe = resolve_recipe(config)
+    export_hook = None if args.no_export else recipe.export
+    built = recipe.build(config)
     if not isinstance(built, tuple) or len(built) != 2:
         raise ValueError("the recipe builder must return (module, data)")
     module, data = built
@@ -129,8 +118,7 @@ def run(args: argparse.Namespace) -> int:
             ema.copy_to(full)
         if trainer.is_global_zero:
             full.eval()
-            arguments = (full, config, trainer)[: _export_arity(export_hook)]
-            exported = export_hook(*arguments)
+            exported = export_hook(full, config, trainer)
             summary["export"] = str(exported) if exported is not None else None
         trainer.strategy.barrier()
     shut_down = dist.is_available() and dist.is_initialized() and trainer.strategy.created_process_group

@@ -37,52 +37,58 @@ from vqcodec.quantize.sim_vq import (
     SimVQConfig,
 )
 from vqcodec.quantize.vq import VectorQuantizer, VectorQuantizerConfig
+from vqcodec.registry import Registry
 
-_BY_CONFIG: dict[type, type[Quantizer]] = {
-    VectorQuantizerConfig: VectorQuantizer,
-    ResidualVQConfig: ResidualVQ,
-    FSQConfig: FSQ,
-    LFQConfig: LFQ,
-    ResidualFSQConfig: ResidualFSQ,
-    ResidualLFQConfig: ResidualLFQ,
-    GroupedResidualVQConfig: GroupedResidualVQ,
-    GroupedResidualFSQConfig: GroupedResidualFSQ,
-    GroupedResidualLFQConfig: GroupedResidualLFQ,
-    SimVQConfig: SimVQ,
-    LatentQuantizeConfig: LatentQuantize,
-    MultiScaleVQConfig: MultiScaleVQ,
-    ResidualSimVQConfig: ResidualSimVQ,
-    RandomProjectionQuantizerConfig: RandomProjectionQuantizer,
-}
-_BY_NAME: dict[str, type] = {cls.__name__: cfg for cfg, cls in _BY_CONFIG.items()}
+# quantizer class name (the "type" key of a saved config) -> class; its config class is cls.config_class
+QUANTIZERS: Registry[type[Quantizer]] = Registry("quantizer type")
+for _cls in (
+    VectorQuantizer,
+    ResidualVQ,
+    FSQ,
+    LFQ,
+    ResidualFSQ,
+    ResidualLFQ,
+    GroupedResidualVQ,
+    GroupedResidualFSQ,
+    GroupedResidualLFQ,
+    SimVQ,
+    LatentQuantize,
+    MultiScaleVQ,
+    ResidualSimVQ,
+    RandomProjectionQuantizer,
+):
+    QUANTIZERS.register(_cls.__name__, _cls)
+
+
+def quantizer_class_for(config: Any) -> type[Quantizer]:
+    """The registered quantizer whose config class is exactly ``type(config)`` (ResidualVQConfig ->
+    ResidualVQ; a GroupedResidualVQConfig, a subclass, maps to GroupedResidualVQ only)."""
+    for cls in QUANTIZERS.values():
+        if type(config) is cls.config_class:
+            return cls
+    raise TypeError(f"not a quantizer config: {type(config).__name__}")
 
 
 def build_quantizer(config: Any) -> Quantizer:
-    """The quantizer a config dataclass describes (exact type match: ResidualVQConfig -> ResidualVQ)."""
-    cls = _BY_CONFIG.get(type(config))
-    if cls is None:
-        raise TypeError(f"not a quantizer config: {type(config).__name__}")
-    return cls.from_config(config)
+    """The quantizer a config dataclass describes."""
+    return quantizer_class_for(config).from_config(config)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
     """A quantizer config as a JSON-able dict, with "type" naming the quantizer class."""
-    if type(config) not in _BY_CONFIG:
-        raise TypeError(f"not a quantizer config: {type(config).__name__}")
+    cls = quantizer_class_for(config)
     values = dataclasses.asdict(config)
     for key, value in values.items():
         if isinstance(value, tuple):
             values[key] = list(value)
-    return {"type": _BY_CONFIG[type(config)].__name__, **values}
+    return {"type": cls.__name__, **values}
 
 
 def config_from_dict(data: dict[str, Any]) -> Any:
     """Inverse of ``config_to_dict``; unknown types or fields raise ValueError."""
     values = dict(data)
     name = values.pop("type", None)
-    config_class = _BY_NAME.get(str(name))
-    if config_class is None:
-        raise ValueError(f"unknown quantizer type {name!r}; known: {sorted(_BY_NAME)}")
+    config_class = QUANTIZERS.get(str(name)).config_class
     known = {f.name for f in dataclasses.fields(config_class)}
     unknown = set(values) - known
     if unknown:
@@ -125,7 +131,9 @@ __all__ = [
     "ResidualSimVQConfig",
     "RandomProjectionQuantizer",
     "RandomProjectionQuantizerConfig",
+    "QUANTIZERS",
     "build_quantizer",
+    "quantizer_class_for",
     "config_to_dict",
     "config_from_dict",
 ]

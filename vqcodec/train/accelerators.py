@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from vqcodec.registry import Registry
+
 
 class Accelerator:
     name = "base"
@@ -124,12 +126,12 @@ class XLAAccelerator(Accelerator):
         xm.mark_step()
 
 
-ACCELERATORS: dict[str, type[Accelerator]] = {}
+ACCELERATORS: Registry[type[Accelerator]] = Registry("accelerator")
 
 
 def register_accelerator(cls: type[Accelerator]) -> type[Accelerator]:
-    ACCELERATORS[cls.name] = cls
-    return cls
+    """Add an Accelerator subclass under its ``name`` (usable as a class decorator)."""
+    return ACCELERATORS.register(cls.name, cls)
 
 
 for _cls in (CPUAccelerator, CUDAAccelerator, MPSAccelerator, XLAAccelerator):
@@ -146,9 +148,7 @@ def make_accelerator(name: str | Accelerator = "auto") -> Accelerator:
         return CPUAccelerator()
     if name == "gpu":
         name = "cuda"
-    if name not in ACCELERATORS:
-        raise ValueError(f"unknown accelerator {name!r}; known: {', '.join(sorted(ACCELERATORS))}")
-    cls = ACCELERATORS[name]
+    cls = ACCELERATORS.get(name)
     if not cls.is_available():
         raise RuntimeError(f"accelerator {name!r} is not available on this machine")
     return cls()

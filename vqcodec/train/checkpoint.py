@@ -34,6 +34,12 @@ import torch
 
 CHECKPOINT_FORMAT = "vqcodec-train-checkpoint"
 CHECKPOINT_VERSION = 1
+COMPILED_PREFIX = "_orig_mod."
+
+
+def clean_state_key(key: str) -> str:
+    """A state-dict key without the ``_orig_mod.`` segments ``torch.compile`` wrappers add."""
+    return key.replace(COMPILED_PREFIX, "") if COMPILED_PREFIX in key else key
 
 
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
@@ -77,6 +83,37 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return checkpoint
 
 
+def module_state_dict(
+    checkpoint: str | os.PathLike[str] | dict[str, Any], *, use_ema: bool = True, prefix: str = ""
+) -> dict[str, Any]:
+    """The TrainingModule weights inside a checkpoint (a path or an already loaded dict).
+
+    ``use_ema=True``: the averaged weights of an EMA run (``ema_state_dict``), else ``state_dict``.
+    ``use_ema=False``: the live weights, which an EMA run that validated on the averages keeps in
+    ``train_state_dict`` (its ``state_dict`` holds the averages then), else ``state_dict``. A dict
+    without ``state_dict`` (a plain ``torch.save(module.state_dict())`` file) is the state itself.
+
+    Keys lose ``torch.compile``'s ``_orig_mod.`` segments (a compiled or FSDP-wrapped run's file loads
+    into a plain network) and, with ``prefix`` ("model."), keep only that submodule's entries, without
+    the prefix.
+    """
+    if not isinstance(checkpoint, dict):
+        checkpoint = torch.load(Path(checkpoint), map_location="cpu", weights_only=False)
+        if not isinstance(checkpoint, dict):
+            raise ValueError("not a checkpoint: the file does not hold a dict")
+    keys = ("ema_state_dict", "state_dict") if use_ema else ("train_state_dict", "state_dict")
+    state = next((checkpoint[k] for k in keys if isinstance(checkpoint.get(k), dict) and checkpoint[k]), None)
+    if state is None:
+        state = checkpoint
+    cleaned = {clean_state_key(k): v for k, v in state.items()}
+    if not prefix:
+        return cleaned
+    selected = {k[len(prefix) :]: v for k, v in cleaned.items() if k.startswith(prefix)}
+    if not selected:
+        raise ValueError(f"the checkpoint holds no {prefix!r} weights")
+    return selected
+
+
 def capture_rng_state(accelerator_state: Any = None) -> dict[str, Any]:
     return {
         "python": random.getstate(),
@@ -97,8 +134,11 @@ def restore_rng_state(state: dict[str, Any]) -> Any:
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
+    "COMPILED_PREFIX",
     "atomic_save",
     "capture_rng_state",
+    "clean_state_key",
     "load_checkpoint",
+    "module_state_dict",
     "restore_rng_state",
 ]

@@ -3,8 +3,9 @@
 A recipe config has::
 
     [recipe]
-    builder = "package.module:function"   # function(config: dict) -> (TrainingModule, data)
-    export = "package.module:function"    # optional; default: ``export`` in the builder's module, if any
+    name = "image"                         # a registered recipe (RECIPES: image, image_sq, video), or
+    # builder = "package.module:function"  # function(config: dict) -> (TrainingModule, data)
+    # export = "package.module:function"   # function(module, config, trainer) -> path (ExportHook)
 
     [trainer]                              # Trainer keyword arguments (strategy, precision, max_steps, ...)
     strategy_options = { find_unused_parameters = true }   # optional, for the strategy's constructor
@@ -23,13 +24,17 @@ that does not parse as one is taken as a bare string (``--set trainer.precision=
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib
 import json
 import os
 import tomllib
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+from vqcodec.registry import Registry
 
 
 def parse_value(text: str) -> Any:
@@ -92,34 +97,69 @@ def resolve_object(spec: str) -> Any:
     return obj
 
 
-def recipe_builder(config: dict[str, Any]) -> Callable[[dict[str, Any]], Any]:
-    recipe = config.get("recipe")
-    if not isinstance(recipe, dict) or "builder" not in recipe:
-        raise ValueError("the config needs [recipe] builder = 'package.module:function'")
-    builder = resolve_object(str(recipe["builder"]))
-    if not callable(builder):
-        raise ValueError(f"recipe builder {recipe['builder']!r} is not callable")
-    return builder
+class ExportHook(Protocol):
+    """What a recipe runs after training (rank 0): write the trained model somewhere, return the path.
+
+    ``module`` is the full (unsharded) TrainingModule in eval mode, with EMA weights copied in when the
+    run had an EMA callback; ``config`` the resolved recipe config; ``trainer`` the Trainer that fitted it.
+    """
+
+    def __call__(self, module: Any, config: dict[str, Any], trainer: Any) -> Any: ...
 
 
-def recipe_export_hook(config: dict[str, Any]) -> Callable[..., Any] | None:
-    """``[recipe] export`` if set (``false`` disables it), else the builder module's ``export``."""
-    recipe = config.get("recipe", {})
-    spec = recipe.get("export")
-    if spec is False:
-        return None
-    if spec:
-        return resolve_object(str(spec))
-    module_name = str(recipe["builder"]).partition(":")[0]
-    hook = getattr(importlib.import_module(module_name), "export", None)
-    return hook if callable(hook) else None
+@dataclass(frozen=True)
+class Recipe:
+    """A training recipe: ``build(config) -> (TrainingModule, data)`` and an optional export hook."""
+
+    build: Callable[[dict[str, Any]], Any]
+    export: ExportHook | None = None
+
+
+# recipe name -> Recipe; the bundled codecs' recipes register in vqcodec/train/recipes/
+RECIPES: Registry[Recipe] = Registry("recipe")
+BUNDLED_RECIPES_MODULE = "vqcodec.train.recipes"
+
+
+def resolve_recipe(config: dict[str, Any]) -> Recipe:
+    """The Recipe a config's ``[recipe]`` table names.
+
+    ``name = "image"``: a registered recipe (``RECIPES``; the bundled ones register on import of
+    ``vqcodec.train.recipes``). ``builder = "package.module:function"`` (and optionally
+    ``export = "package.module:function"``): a recipe outside the package. In both, ``export = false``
+    disables the export hook.
+    """
+    table = config.get("recipe")
+    if not isinstance(table, dict) or not ("name" in table or "builder" in table):
+        raise ValueError(
+            "the config needs [recipe] name = '<registered recipe>' or builder = 'package.module:function'"
+        )
+    if "name" in table:
+        importlib.import_module(BUNDLED_RECIPES_MODULE)  # registers the bundled recipes
+        recipe = RECIPES.get(str(table["name"]))
+        export = recipe.export
+        if table.get("export") not in (None, False):
+            raise ValueError("[recipe] name comes with its export hook; set export = false to disable it")
+    else:
+        build = resolve_object(str(table["builder"]))
+        if not callable(build):
+            raise ValueError(f"recipe builder {table['builder']!r} is not callable")
+        recipe = Recipe(build)
+        export = resolve_object(str(table["export"])) if table.get("export") else None
+        if export is not None and not callable(export):
+            raise ValueError(f"recipe export hook {table['export']!r} is not callable")
+    if table.get("export") is False:
+        export = None
+    return dataclasses.replace(recipe, export=export)
 
 
 __all__ = [
+    "BUNDLED_RECIPES_MODULE",
+    "RECIPES",
+    "ExportHook",
+    "Recipe",
     "apply_override",
     "load_config",
     "parse_value",
-    "recipe_builder",
-    "recipe_export_hook",
+    "resolve_recipe",
     "resolve_object",
 ]

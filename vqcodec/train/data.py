@@ -1,6 +1,7 @@
 """Image training data: random crops from the training photos, packed once into a uint8 tensor file.
 
-Sources (under the shared data folder, ``$VQCODEC_DATA`` or ``<repo>/../shared/data``):
+Sources (under the shared data folder, ``$VQCODEC_DATA`` or ``../shared/data`` from the working
+directory, which is the repository's neighbour when run from the checkout):
 ``train/bsds500`` and ``train/urban100`` at full size, ``train/sun_hays80`` downscaled 2x and
 ``train/unsplash`` downscaled 4-8x (its 12-20 megapixel photos are soft and noisy at full size;
 downscaling makes them look like the sharp, clean content the codec is judged on).
@@ -26,8 +27,6 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-REPO = Path(__file__).resolve().parents[2]
-PACKED_DIR = REPO / ".data"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # sub-folder of <data>/train -> (min, max) downscale factor; the factor brings the long side near 1000 px
 TRAIN_SOURCES: dict[str, tuple[int, int]] = {
@@ -39,9 +38,21 @@ TRAIN_SOURCES: dict[str, tuple[int, int]] = {
 FORBIDDEN_PARTS = ("kodak",)
 
 
+DEFAULT_DATA_ROOT = Path("..") / "shared" / "data"
+
+
 def data_root() -> Path:
-    """The shared real-media folder (``$VQCODEC_DATA`` overrides the default beside the repo)."""
-    return Path(os.environ.get("VQCODEC_DATA", REPO.parent / "shared" / "data"))
+    """The shared real-media folder: ``$VQCODEC_DATA``, else ``../shared/data`` from the working directory.
+
+    Never found through this file's location, so an installed wheel behaves like the checkout.
+    """
+    return resolve_path(os.environ.get("VQCODEC_DATA") or DEFAULT_DATA_ROOT)
+
+
+def resolve_path(path: str | os.PathLike[str]) -> Path:
+    """A path from a recipe config: ``~`` expanded; a relative path is relative to the working directory
+    (run the bundled recipes from the repository root, where their paths such as ``.data/`` point)."""
+    return Path(path).expanduser()
 
 
 def list_training_images(root: Path | None = None) -> list[tuple[Path, int]]:
@@ -216,6 +227,7 @@ def split_datasets(packed: dict[str, Any], crop_size: int, val_size: int | None 
 __all__ = [
     "CropDataset",
     "data_root",
+    "resolve_path",
     "ensure_packed",
     "list_training_images",
     "load_packed",

@@ -27,16 +27,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from vqcodec.entropy import fit_prior as entropy_fit_prior
 from vqcodec.models.bundle import save_bundle
+from vqcodec.models.config import ImageCodecConfig
 from vqcodec.models.image import ImageCodec
-from vqcodec.train.data import REPO, load_packed
+from vqcodec.train.checkpoint import module_state_dict
+from vqcodec.train.data import load_packed, resolve_path
 
 DEFAULT_PRIOR = "auto"
 
 
-def resolve(path: str | Path) -> Path:
-    path = Path(path)
-    return path if path.is_absolute() else REPO / path
+def image_config_from(config: dict[str, Any]) -> ImageCodecConfig:
+    """The ImageCodecConfig of a recipe config's ``[model]`` table."""
+    return ImageCodecConfig.from_dict(dict(config.get("model", {})))
 
 
 @torch.inference_mode()
@@ -59,8 +62,6 @@ def fit_prior(codes: list[np.ndarray], alphabet: tuple[int, ...], kind: str = DE
     ``kind`` is a ``vqcodec.entropy.fit_prior`` kind ("auto" picks the prior with the fewest
     held-out bits, "factorized", "spatial_context").
     """
-    from vqcodec.entropy import fit_prior as entropy_fit_prior
-
     return entropy_fit_prior(codes, alphabet, kind, **options)
 
 
@@ -75,9 +76,9 @@ def export_image_bundle(
     """
     options = dict(config.get("export", {}))
     name = options.get("name", "image-model")
-    path = resolve(options.get("path", f"runs/{name}.safetensors"))
+    path = resolve_path(options.get("path", f"runs/{name}.safetensors"))
     data = dict(config.get("data", {}))
-    packed = load_packed(resolve(data.get("packed", ".data/image_crops_144.pt")))
+    packed = load_packed(resolve_path(data.get("packed", ".data/image_crops_144.pt")))
     crops = packed["train"][: int(options.get("fit_crops", 2000))]
     started = time.perf_counter()
     codes = training_codes(network, crops)
@@ -103,20 +104,18 @@ def export_image_bundle(
 def network_from_checkpoint(
     checkpoint_path: str | Path, config: dict[str, Any], *, use_ema: bool = True
 ) -> ImageCodec:
-    """Rebuild the recipe's ImageCodec and load a trainer checkpoint's weights (EMA weights when present)."""
-    from vqcodec.train.recipes.image import model_config_from
-
-    network = ImageCodec(model_config_from(config))
-    checkpoint = torch.load(resolve(checkpoint_path), map_location="cpu", weights_only=False)
-    state = _module_state(checkpoint, use_ema=use_ema)
-    prefix = "model."
-    network.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+    """Rebuild the recipe's ImageCodec and load a trainer checkpoint's weights (EMA weights when present;
+    ``use_ema=False``: the live weights)."""
+    network = ImageCodec(image_config_from(config))
+    network.load_state_dict(
+        module_state_dict(resolve_path(checkpoint_path), use_ema=use_ema, prefix="model.")
+    )
     return network.eval()
 
 
 def checkpoint_summary(checkpoint_path: str | Path) -> dict[str, Any]:
     """Provenance kept in the bundle: training step and the last validation metrics of a checkpoint."""
-    checkpoint = torch.load(resolve(checkpoint_path), map_location="cpu", weights_only=False)
+    checkpoint = torch.load(resolve_path(checkpoint_path), map_location="cpu", weights_only=False)
     summary: dict[str, Any] = {"checkpoint": Path(checkpoint_path).name}
     loop = checkpoint.get("loop", {})
     if isinstance(loop, dict) and "global_step" in loop:
@@ -125,24 +124,6 @@ def checkpoint_summary(checkpoint_path: str | Path) -> dict[str, Any]:
     if isinstance(metrics, dict):
         summary["val"] = {k: round(float(v), 3) for k, v in metrics.items() if str(k).startswith("val/")}
     return summary
-
-
-def _module_state(checkpoint: dict[str, Any], *, use_ema: bool) -> dict[str, torch.Tensor]:
-    """The module state dict inside a trainer checkpoint (layout owned by vqcodec.train)."""
-    if use_ema:
-        for key in ("ema_state_dict", "ema"):
-            ema = checkpoint.get(key)
-            if isinstance(ema, dict) and ema:
-                inner = ema.get("state_dict", ema.get("shadow", ema))
-                if isinstance(inner, dict) and any(str(k).startswith("model.") for k in inner):
-                    merged = dict(_module_state(checkpoint, use_ema=False))
-                    merged.update(inner)
-                    return merged
-    for key in ("state_dict", "module", "model"):
-        state = checkpoint.get(key)
-        if isinstance(state, dict):
-            return state
-    return checkpoint
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,7 +195,7 @@ def stage_codebooks(network: ImageCodec) -> torch.Tensor:
 
 def export_halves(network: ImageCodec, directory: str | Path) -> dict[str, Path]:
     """Write ``encoder.pt`` and ``decoder.pt`` (TorchScript) under ``directory``; returns their paths."""
-    directory = resolve(directory)
+    directory = resolve_path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     network = network.eval()
     paths = {}

@@ -16,8 +16,11 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
+
+from vqcodec.registry import Registry
 
 
 class Logger:
@@ -151,9 +154,21 @@ class TensorBoardLogger(Logger):
         self.writer.close()
 
 
+def _tensorboard_logger(root: Path) -> Logger:
+    if not tensorboard_available():
+        raise RuntimeError("logger 'tensorboard' needs the tensorboard package")
+    return TensorBoardLogger(root / "tensorboard")
+
+
+# logger name (Trainer(logger="csv")) -> factory(run folder) -> Logger
+LOGGERS: Registry[Callable[[Path], Logger]] = Registry("logger")
+LOGGERS.register("csv", CSVLogger)
+LOGGERS.register("tensorboard", _tensorboard_logger)
+
+
 def make_loggers(logger: Any, root: Path) -> list[Logger]:
-    """``logger``: True (CSV + TensorBoard when installed), False/None (none), "csv", "tensorboard",
-    a Logger, or a list of those."""
+    """``logger``: True (CSV + TensorBoard when installed), False/None (none), a name in ``LOGGERS``
+    ("csv", "tensorboard"), a Logger, or a list of those."""
     if logger is False or logger is None:
         return []
     if logger is True:
@@ -163,15 +178,9 @@ def make_loggers(logger: Any, root: Path) -> list[Logger]:
         return loggers
     if isinstance(logger, Logger):
         return [logger]
-    if logger == "csv":
-        return [CSVLogger(root)]
-    if logger == "tensorboard":
-        if not tensorboard_available():
-            raise RuntimeError("logger 'tensorboard' needs the tensorboard package")
-        return [TensorBoardLogger(root / "tensorboard")]
     if isinstance(logger, (list, tuple)):
         return [lg for item in logger for lg in make_loggers(item, root)]
-    raise ValueError(f"unsupported logger: {logger!r}")
+    return [LOGGERS.get(logger)(root)]
 
 
 def _format(value: float) -> str:
@@ -227,6 +236,7 @@ class ProgressReporter:
 
 __all__ = [
     "CSVLogger",
+    "LOGGERS",
     "Logger",
     "ProgressReporter",
     "TensorBoardLogger",

@@ -40,6 +40,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from vqcodec.train.checkpoint import COMPILED_PREFIX, clean_state_key, load_checkpoint
+
 if TYPE_CHECKING:
     from vqcodec.train.trainer import Trainer
 
@@ -238,8 +240,6 @@ class TrainingModule(nn.Module):
         """A module of this class built from the checkpoint's ``save_hyperparameters`` arguments (updated
         by ``overrides``) with the checkpoint's ``state_dict`` loaded (EMA runs: the averaged weights),
         on the CPU, in eval mode."""
-        from vqcodec.train.checkpoint import load_checkpoint
-
         checkpoint = load_checkpoint(checkpoint_path)
         arguments = {**(checkpoint.get("init_args") or {}), **overrides}
         try:
@@ -365,14 +365,6 @@ class TrainingModule(nn.Module):
         if trainer is not None and trainer.precision_plugin is not None:
             trainer.precision_plugin.unscale_(optimizer)
         return clip_gradients(_optimizer_params(optimizer), gradient_clip_val, gradient_clip_algorithm)
-
-
-COMPILED_PREFIX = "_orig_mod."
-
-
-def clean_state_key(key: str) -> str:
-    """A state-dict key without the ``_orig_mod.`` segments ``torch.compile`` wrappers add."""
-    return key.replace(COMPILED_PREFIX, "") if COMPILED_PREFIX in key else key
 
 
 def _strip_compiled_keys(module: nn.Module, state: dict[str, Any], prefix: str, metadata: Any) -> None:

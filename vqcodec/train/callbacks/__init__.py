@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vqcodec.registry import Registry
 from vqcodec.train.callbacks.base import Callback
 from vqcodec.train.callbacks.checkpoint import ModelCheckpoint
 from vqcodec.train.callbacks.codebook import CodebookHealth
@@ -18,19 +19,17 @@ from vqcodec.train.callbacks.ema import EMA
 from vqcodec.train.callbacks.images import ImageLogger
 from vqcodec.train.callbacks.lr_monitor import LearningRateMonitor
 
-CALLBACKS: dict[str, type[Callback]] = {
-    "checkpoint": ModelCheckpoint,
-    "early_stopping": EarlyStopping,
-    "lr_monitor": LearningRateMonitor,
-    "ema": EMA,
-    "codebook_health": CodebookHealth,
-}
+# config name -> Callback class (ImageLogger is not here: it needs an image batch, so it is built in code)
+CALLBACKS: Registry[type[Callback]] = Registry("callback")
+CALLBACKS.register("checkpoint", ModelCheckpoint)
+CALLBACKS.register("early_stopping", EarlyStopping)
+CALLBACKS.register("lr_monitor", LearningRateMonitor)
+CALLBACKS.register("ema", EMA)
+CALLBACKS.register("codebook_health", CodebookHealth)
 
 
 def make_callback(name: str, **options: Any) -> Callback:
-    if name not in CALLBACKS:
-        raise ValueError(f"unknown callback {name!r}; known: {', '.join(sorted(CALLBACKS))}")
-    return CALLBACKS[name](**options)
+    return CALLBACKS.get(name)(**options)
 
 
 __all__ = [

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from vqcodec.train.callbacks.base import Callback
-from vqcodec.train.module import clean_state_key
+from vqcodec.train.checkpoint import clean_state_key
 
 if TYPE_CHECKING:
     from vqcodec.train.module import TrainingModule

@@ -27,10 +27,14 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from vqcodec.models.bundle import load_bundle
 from vqcodec.models.config import ImageCodecConfig
 from vqcodec.models.image import ImageCodec
-from vqcodec.train import TrainingModule
-from vqcodec.train.data import REPO, ensure_packed, split_datasets
+from vqcodec.train.checkpoint import module_state_dict
+from vqcodec.train.config import RECIPES, Recipe
+from vqcodec.train.data import ensure_packed, resolve_path, split_datasets
+from vqcodec.train.export import export_image_bundle, image_config_from
+from vqcodec.train.module import TrainingModule
 
 
 def psnr_from_mse(mse: torch.Tensor) -> torch.Tensor:
@@ -128,27 +132,16 @@ class ImageCodecModule(TrainingModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def resolve_path(path: str | Path) -> Path:
-    """Relative paths in recipes are relative to the repository root."""
-    path = Path(path)
-    return path if path.is_absolute() else REPO / path
-
-
 def load_initial_weights(model: ImageCodec, source: str | Path) -> None:
     """Start from a bundle (``.safetensors``) or a trainer checkpoint of the same architecture."""
     source = resolve_path(source)
     if source.suffix == ".safetensors":
-        from vqcodec.models.bundle import load_bundle
-
         network, _, config, _ = load_bundle(source)
         if config != model.config:
             raise ValueError(f"{source.name} has a different model config")
         model.load_state_dict(network.state_dict(), strict=False)
         return
-    checkpoint = torch.load(source, map_location="cpu", weights_only=False)
-    state = checkpoint.get("state_dict", checkpoint.get("module", checkpoint))
-    prefix = "model."
-    model.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+    model.load_state_dict(module_state_dict(source, prefix="model."))  # EMA weights when the run had them
 
 
 @torch.no_grad()
@@ -162,16 +155,12 @@ def initialise_codebooks(
     model.initialise_codebooks(latents, vectors_per_step)
 
 
-def model_config_from(config: dict[str, Any]) -> ImageCodecConfig:
-    return ImageCodecConfig.from_dict(dict(config.get("model", {})))
-
-
 def build(config: dict[str, Any]) -> tuple[ImageCodecModule, tuple[DataLoader, DataLoader]]:
     """Recipe builder: (module, (train_loader, val_loader)) from the parsed config dict."""
     data = dict(config.get("data", {}))
     optim = dict(config.get("optim", {}))
     trainer = dict(config.get("trainer", {}))
-    model_config = model_config_from(config)
+    model_config = image_config_from(config)
     module = ImageCodecModule(
         model_config,
         lr=float(optim.get("lr", 5e-4)),
@@ -214,10 +203,8 @@ def build(config: dict[str, Any]) -> tuple[ImageCodecModule, tuple[DataLoader, D
     return module, (train_loader, val_loader)
 
 
-def export(module: ImageCodecModule, config: dict[str, Any], trainer: Any = None) -> Path:
+def export(module: ImageCodecModule, config: dict[str, Any], trainer: Any) -> Path:
     """Export hook called after fit: fit the entropy prior and write the bundle named in ``[export]``."""
-    from vqcodec.train.export import export_image_bundle
-
     extra: dict[str, Any] = {}
     if trainer is not None:
         extra["global_step"] = int(trainer.global_step)
@@ -225,5 +212,7 @@ def export(module: ImageCodecModule, config: dict[str, Any], trainer: Any = None
         extra["val"] = {k: round(float(v), 3) for k, v in metrics.items() if str(k).startswith("val/")}
     return export_image_bundle(module.model, config, extra=extra)
 
+
+RECIPES.register("image", Recipe(build, export))
 
 __all__ = ["ImageCodecModule", "build", "export", "load_initial_weights", "psnr_from_mse"]

@@ -24,14 +24,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from vqcodec.entropy.coefficients import CoefficientContextPrior
+from vqcodec.models.bundle import load_bundle, save_bundle
 from vqcodec.models.image_sq import ScalarImageCodec, ScalarImageCodecConfig, group_for_quality
-from vqcodec.train import TrainingModule
-from vqcodec.train.data import REPO, ensure_packed, split_datasets
-
-
-def _resolve(path: str | Path) -> Path:
-    path = Path(path)
-    return path if path.is_absolute() else REPO / path
+from vqcodec.train.config import RECIPES, Recipe
+from vqcodec.train.data import ensure_packed, resolve_path, split_datasets
+from vqcodec.train.module import TrainingModule
 
 
 class ScalarImageCodecModule(TrainingModule):
@@ -127,7 +125,7 @@ def build(config: dict[str, Any]) -> tuple[ScalarImageCodecModule, tuple[DataLoa
         val_qualities=tuple(config.get("validation", {}).get("qualities", ())),
     )
     packed = ensure_packed(
-        _resolve(data.get("packed", ".data/image_crops_144.pt")),
+        resolve_path(data.get("packed", ".data/image_crops_144.pt")),
         crop_size=int(data.get("stored_crop_size", 144)),
         num_crops=int(data.get("num_crops", 8000)),
         seed=int(data.get("seed", 0)),
@@ -135,9 +133,7 @@ def build(config: dict[str, Any]) -> tuple[ScalarImageCodecModule, tuple[DataLoa
     crop_size = int(data.get("crop_size", 128))
     batch_size = int(data.get("batch_size", 16))
     if optim.get("init_from"):
-        from vqcodec.models.bundle import load_bundle
-
-        network, _, saved, _ = load_bundle(_resolve(optim["init_from"]))
+        network, _, saved, _ = load_bundle(resolve_path(optim["init_from"]))
         if saved != model_config:
             raise ValueError(f"{optim['init_from']} has a different model config")
         module.model.load_state_dict(network.state_dict())
@@ -166,16 +162,13 @@ def training_codes(model: ScalarImageCodec, crops: torch.Tensor, batch: int = 64
     return out
 
 
-def export(module: ScalarImageCodecModule, config: dict[str, Any], trainer: Any = None) -> Path:
+def export(module: ScalarImageCodecModule, config: dict[str, Any], trainer: Any) -> Path:
     """Fit the coefficient prior on training crops' codes and write the bundle named in ``[export]``."""
-    from vqcodec.entropy.coefficients import CoefficientContextPrior
-    from vqcodec.models.bundle import save_bundle
-
     export_cfg = dict(config.get("export", {}))
     data = dict(config.get("data", {}))
     model = module.model.eval()
     packed = ensure_packed(
-        _resolve(data.get("packed", ".data/image_crops_144.pt")),
+        resolve_path(data.get("packed", ".data/image_crops_144.pt")),
         crop_size=int(data.get("stored_crop_size", 144)),
         num_crops=int(data.get("num_crops", 8000)),
         seed=int(data.get("seed", 0)),
@@ -194,7 +187,7 @@ def export(module: ScalarImageCodecModule, config: dict[str, Any], trainer: Any 
         metrics = getattr(trainer, "callback_metrics", {}) or {}
         extra["val"] = {k: round(float(v), 3) for k, v in metrics.items() if str(k).startswith("val/")}
     root = Path(config.get("trainer", {}).get("default_root_dir", "runs/image_sq"))
-    path = _resolve(export_cfg.get("path", root / "model.safetensors"))
+    path = resolve_path(export_cfg.get("path", root / "model.safetensors"))
     save_bundle(
         path,
         model,
@@ -207,5 +200,7 @@ def export(module: ScalarImageCodecModule, config: dict[str, Any], trainer: Any 
     )
     return path
 
+
+RECIPES.register("image_sq", Recipe(build, export))
 
 __all__ = ["ScalarImageCodecModule", "build", "export", "model_config_from", "training_codes"]

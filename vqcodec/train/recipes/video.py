@@ -27,27 +27,34 @@ gop, smoothing).
 
 from __future__ import annotations
 
+import json
 import math
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from vqcodec.codec import media
+from vqcodec.codec.video import TemporalCoder, key_counts
+from vqcodec.codec.video_io import open_video
+from vqcodec.entropy.cdf import quantize_pmf
+from vqcodec.models import zoo
+from vqcodec.models.bundle import CodecModel, load_bundle, save_bundle
 from vqcodec.models.config import ImageCodecConfig
 from vqcodec.models.image import ImageCodec
 from vqcodec.models.video import TABLE_PRECISION, VideoCodec, VideoCodecConfig
-from vqcodec.train import TrainingModule
-from vqcodec.train.data import REPO, data_root
+from vqcodec.train.checkpoint import module_state_dict
+from vqcodec.train.config import RECIPES, Recipe
+from vqcodec.train.data import data_root, resolve_path
+from vqcodec.train.export import image_config_from
+from vqcodec.train.module import TrainingModule
 
 VIDEO_SUFFIXES = (".mkv", ".mp4", ".webm", ".y4m", ".avi", ".mov")
 FORBIDDEN_FOLDERS = ("video", "kodak")
-
-
-def resolve_path(path: str | Path) -> Path:
-    path = Path(path)
-    return path if path.is_absolute() else REPO / path
 
 
 def training_clips(root: Path | None = None) -> list[Path]:
@@ -61,12 +68,23 @@ def training_clips(root: Path | None = None) -> list[Path]:
     return clips
 
 
+def image_bundle_path(bundle: str) -> Path:
+    """``[image] bundle``: a bundled model's name ("image-rvq8") or a ``.safetensors`` path."""
+    names = {m.name: m for m in zoo.list_models()}
+    return names[bundle].path if bundle in names else resolve_path(bundle)
+
+
+def bundled_image_reference(bundle: str) -> str | None:
+    """The bundled image model's name when ``[image] bundle`` is one (by name or by its file), else None:
+    a video bundle then refers to it by name and sha256 instead of storing it a second time."""
+    file = image_bundle_path(bundle).name
+    return next((m.name for m in zoo.list_models() if m.media == "image" and file == m.file), None)
+
+
 def load_image_network(image: dict[str, Any]) -> tuple[ImageCodec, Any]:
     """The frozen image codec and its prior, from ``[image] bundle`` or ``checkpoint`` + ``config``."""
-    if image.get("bundle") and resolve_path(image["bundle"]).is_file():
-        from vqcodec.models.bundle import load_bundle
-
-        network, prior, config, _ = load_bundle(resolve_path(image["bundle"]))
+    if image.get("bundle") and image_bundle_path(str(image["bundle"])).is_file():
+        network, prior, config, _ = load_bundle(image_bundle_path(str(image["bundle"])))
         if not isinstance(config, ImageCodecConfig):
             raise ValueError(f"{image['bundle']} is not an image model")
         return network, prior
@@ -74,14 +92,9 @@ def load_image_network(image: dict[str, Any]) -> tuple[ImageCodec, Any]:
         raise FileNotFoundError(
             f"image bundle {image.get('bundle')!r} not found and no [image] checkpoint given"
         )
-    import tomllib
-
     with open(resolve_path(image["config"]), "rb") as f:
-        config = ImageCodecConfig.from_dict(dict(tomllib.load(f).get("model", {})))
-    network = ImageCodec(config)
-    checkpoint = torch.load(resolve_path(image["checkpoint"]), map_location="cpu", weights_only=False)
-    state = checkpoint.get("state_dict", checkpoint.get("module", checkpoint))
-    network.load_state_dict({k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")})
+        network = ImageCodec(image_config_from(tomllib.load(f)))
+    network.load_state_dict(module_state_dict(resolve_path(image["checkpoint"]), prefix="model."))
     for name, buffer in network.named_buffers():
         if name.endswith("initted"):
             buffer.fill_(True)
@@ -91,11 +104,6 @@ def load_image_network(image: dict[str, Any]) -> tuple[ImageCodec, Any]:
 @torch.inference_mode()
 def clip_latents(network: ImageCodec, path: Path, *, scale: float, max_frames: int) -> torch.Tensor:
     """Latents (T, C, h, w) fp16 of one clip's first ``max_frames`` frames, scaled and stride-cropped."""
-    from PIL import Image
-
-    from vqcodec.codec import media
-    from vqcodec.codec.video_io import open_video
-
     stride = network.stride
     out = []
     with open_video(path) as reader:
@@ -294,8 +302,6 @@ def build(config: dict[str, Any]) -> tuple[VideoResidualModule, tuple[DataLoader
 
 
 def _rows(counts: np.ndarray) -> torch.Tensor:
-    from vqcodec.entropy.cdf import quantize_pmf
-
     return torch.from_numpy(quantize_pmf(counts, TABLE_PRECISION).astype(np.int32))
 
 
@@ -305,9 +311,6 @@ def fit_tables(
 ) -> dict[str, Any]:
     """Set the integer tables: intra-code marginals from every frame's image codes, then the mode
     and residual-code tables from the encoder's own choices on GOPs of the training latents."""
-    from vqcodec.codec.video import TemporalCoder, key_counts
-    from vqcodec.models.bundle import CodecModel
-
     cfg = video.config
     qualities = [int(q) for q in export.get("qualities", range(1, cfg.quality_levels + 1))]
     gop = int(export.get("gop", 12))
@@ -356,13 +359,8 @@ def fit_tables(
     return summary
 
 
-def export(module: VideoResidualModule, config: dict[str, Any]) -> Path:
+def export(module: VideoResidualModule, config: dict[str, Any], trainer: Any) -> Path:
     """Export hook: fit the temporal tables, write the video bundle named in ``[export]``."""
-    import json
-
-    from vqcodec.models import zoo
-    from vqcodec.models.bundle import save_bundle
-
     video = module.model.eval()
     image = dict(config.get("image", {}))
     _, prior = load_image_network(image)
@@ -371,10 +369,8 @@ def export(module: VideoResidualModule, config: dict[str, Any]) -> Path:
     settings = dict(config.get("export", {}))
     clips = cached_latents(video.image, dict(config.get("data", {})))
     summary = fit_tables(video, prior, clips, settings)
-    path = resolve_path(settings.get("path", "vqcodec/models/weights/video-model.safetensors"))
-    # a bundled image model is referenced by name and sha256 rather than stored a second time
-    image_file = Path(str(image.get("bundle", ""))).name
-    reference = next((m.name for m in zoo.list_models() if m.file == image_file and m.media == "image"), None)
+    path = resolve_path(settings.get("path", "runs/video-model.safetensors"))
+    reference = bundled_image_reference(str(image["bundle"])) if image.get("bundle") else None
     save_bundle(
         path,
         video,
@@ -385,7 +381,7 @@ def export(module: VideoResidualModule, config: dict[str, Any]) -> Path:
         media="video",
         extra={
             "tables": summary,
-            "image_bundle": Path(str(image.get("bundle", ""))).name,
+            "image_bundle": image_bundle_path(str(image["bundle"])).name if image.get("bundle") else None,
             "data": "video_train",
         },
         reference=reference,
@@ -393,5 +389,7 @@ def export(module: VideoResidualModule, config: dict[str, Any]) -> Path:
     print(json.dumps({"exported": str(path), **summary}))
     return path
 
+
+RECIPES.register("video", Recipe(build, export))
 
 __all__ = ["FramePairs", "VideoResidualModule", "build", "export", "fit_tables", "training_clips"]

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from vqcodec.registry import Registry
 from vqcodec.train.strategies.base import Strategy
 from vqcodec.train.strategies.ddp import DDPStrategy
 from vqcodec.train.strategies.fsdp import FSDPStrategy
 from vqcodec.train.strategies.single import SingleDeviceStrategy
 
-STRATEGIES: dict[str, type[Strategy]] = {}
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
 
 
 def register_strategy(cls: type[Strategy]) -> type[Strategy]:
-    STRATEGIES[cls.name] = cls
-    return cls
+    """Add a Strategy subclass under its ``name`` (usable as a class decorator)."""
+    return STRATEGIES.register(cls.name, cls)
 
 
 for _cls in (SingleDeviceStrategy, DDPStrategy, FSDPStrategy):
@@ -30,9 +31,7 @@ def make_strategy(strategy: str | Strategy = "single", **options: Any) -> Strate
         if options:
             raise ValueError("strategy options go to the Strategy constructor when passing an instance")
         return strategy
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(sorted(STRATEGIES))}")
-    return STRATEGIES[strategy](**options)
+    return STRATEGIES.get(strategy)(**options)
 
 
 __all__ = [

@@ -17,6 +17,7 @@ import torch.distributed as dist
 from torch import nn
 
 from vqcodec.train.accelerators import Accelerator
+from vqcodec.train.checkpoint import clean_state_key
 from vqcodec.train.launch import DistributedEnv, init_distributed
 
 
@@ -51,8 +52,6 @@ def remove_forward_redirect(module: nn.Module) -> None:
 
 def param_names(module: nn.Module) -> dict[int, str]:
     """Parameter id -> its state-dict name (without ``torch.compile``'s ``_orig_mod.``)."""
-    from vqcodec.train.module import clean_state_key
-
     return {id(p): clean_state_key(name) for name, p in module.named_parameters()}
 
 
