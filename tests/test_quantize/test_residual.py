@@ -149,3 +149,25 @@ def test_rate_weighted_encode_trades_distortion_for_cheaper_codes():
     assert bool((rvq.encode(x, code_bits=bits, rate_weight=1e6) == 3).all())
     with pytest.raises(ValueError, match="code_bits"):
         rvq.encode(x, code_bits=bits[:1], rate_weight=0.5)
+
+
+def test_greedy_residual_codes_is_the_residual_vq_search_and_scripts():
+    """The one plain greedy search (encoder fast paths, export programs, training tools) gives the
+    quantizer's codes away from near ties, reports the error left after each stage, and is TorchScript."""
+    from vqcodec.quantize.kmeans import greedy_residual_codes
+
+    torch.manual_seed(0)
+    rvq = ResidualVQ(dim=8, num_quantizers=3, codebook_size=16, kmeans_init=False)
+    vectors = torch.randn(200, 8)
+    tables = [rvq.stage(i).codebook.float() for i in range(3)]
+    codes, left = greedy_residual_codes(vectors, tables)
+    assert codes.shape == (200, 3) and codes.dtype == torch.int64 and left.shape == (200, 3)
+    assert torch.equal(codes, rvq.encode(vectors[:, :, None]).reshape(200, 3))
+    for k in range(1, 4):
+        reconstruction = rvq.decode(codes[:, None, :k]).reshape(200, 8)
+        assert torch.allclose(left[:, k - 1], ((vectors - reconstruction) ** 2).sum(1), atol=1e-4)
+    norms = [(t * t).sum(1) for t in tables]
+    scripted = torch.jit.script(greedy_residual_codes)
+    assert torch.equal(scripted(vectors, tables, norms)[0], codes)
+    empty_codes, empty_left = greedy_residual_codes(vectors, [])
+    assert empty_codes.shape == (200, 0) and empty_left.shape == (200, 0)

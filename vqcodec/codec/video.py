@@ -40,6 +40,7 @@ import torch
 
 from vqcodec.codec import limits, media
 from vqcodec.errors import FormatError, ModelMismatchError, UnknownModelError, VQCError
+from vqcodec.quantize.kmeans import greedy_residual_codes
 
 CODEC_PARAMS_VERSION = 1
 #: first byte of every video frame payload
@@ -319,14 +320,8 @@ class TemporalCoder:
         latents: torch.Tensor, tables: list[torch.Tensor], norms: list[torch.Tensor]
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         _, c, h, w = latents.shape
-        rest = latents.permute(0, 2, 3, 1).reshape(-1, c).float()
-        codes, left = [], []
-        for table, norm in zip(tables, norms):
-            idx = torch.addmm(norm, rest, table.t(), alpha=-2.0).argmin(dim=1)
-            codes.append(idx)
-            rest = rest - table[idx]
-            left.append((rest * rest).sum(dim=1).reshape(1, h, w))
-        return torch.stack(codes, dim=1).reshape(1, h, w, len(tables)), left
+        codes, left = greedy_residual_codes(latents.permute(0, 2, 3, 1).reshape(-1, c), tables, norms)
+        return codes.reshape(1, h, w, len(tables)), [e.reshape(1, h, w) for e in left.unbind(1)]
 
     def decode_inter(
         self, body: bytes, previous: torch.Tensor, previous_counts: torch.Tensor, intra_stages: int

@@ -24,6 +24,7 @@ from torch import nn
 from vqcodec.models.blocks import AnalysisTransform, SynthesisTransform
 from vqcodec.models.config import ImageCodecConfig
 from vqcodec.quantize import ResidualVQ
+from vqcodec.quantize.kmeans import greedy_residual_codes
 
 
 @dataclass
@@ -157,8 +158,7 @@ class ImageCodec(nn.Module):
             stage.steps_unused.zero_()
             stage.initted.fill_(True)
             # plain argmin: the pool's assignment needs no batch-independent tie-breaking
-            distances = (codebook * codebook).sum(1)[None, :] - 2.0 * residual @ codebook.t()
-            residual = residual - codebook[distances.argmin(dim=1)]
+            residual = residual - codebook[greedy_residual_codes(residual, [codebook])[0][:, 0]]
 
     def encode(
         self,

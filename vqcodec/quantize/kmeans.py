@@ -1,5 +1,10 @@
 """Nearest-codeword search and k-means, in float32, chunked, and independent of batch composition.
 
+``greedy_residual_codes`` is the plain (matmul + argmin) greedy residual search that encoder-side fast
+paths, export programs and training-data tools share: no exact re-ranking, so a near tie may resolve
+differently from ``nearest_codes`` (what the quantizers use, so that codes are identical on every
+machine); a decoder follows whichever code it is given, so an encoder is free to use either.
+
 ``nearest_codes`` computes squared distances as ``|c|^2 - 2 x.c`` with one matmul per chunk of rows
 (``|x|^2`` is constant per row, so argmin does not need it), which is fast but rounds differently
 depending on how many rows share the matmul.  Rows whose best and second-best distances are closer than
@@ -106,6 +111,32 @@ def nearest_codes(
             idx[ambiguous] = _rerank_exact(chunk[ambiguous], codebook, candidates)
         out[start : start + chunk.shape[0]] = idx
     return out
+
+
+def greedy_residual_codes(
+    vectors: torch.Tensor, codebooks: list[torch.Tensor], norms: list[torch.Tensor] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy residual VQ: at each stage the nearest codeword of what the earlier stages left.
+
+    vectors: (M, d) float; codebooks: one (K_i, d) float32 table per stage; norms: their ``|c|^2``
+    (K_i,) when the caller keeps them cached. Returns codes (M, Q) int64 and left (M, Q) float32, the
+    squared error left after each stage. Memory: one (M, K_i) distance matrix per stage. Plain argmin
+    (ties go to the lowest index of the matmul result); TorchScript-compatible, so exported encoder
+    programs call it too.
+    """
+    rest = vectors.float()
+    codes: list[torch.Tensor] = []
+    left: list[torch.Tensor] = []
+    for i, table in enumerate(codebooks):
+        norm = norms[i] if norms is not None else (table * table).sum(1)
+        index = torch.addmm(norm, rest, table.t(), beta=1.0, alpha=-2.0).argmin(dim=1)
+        rest = rest - table[index]
+        codes.append(index)
+        left.append((rest * rest).sum(1))
+    if len(codes) == 0:
+        empty = torch.zeros(vectors.shape[0], 0, device=vectors.device)
+        return empty.long(), empty
+    return torch.stack(codes, dim=1), torch.stack(left, dim=1)
 
 
 def penalised_codes(

@@ -31,6 +31,7 @@ from vqcodec.entropy import fit_prior as entropy_fit_prior
 from vqcodec.models.bundle import save_bundle
 from vqcodec.models.config import ImageCodecConfig
 from vqcodec.models.image import ImageCodec
+from vqcodec.quantize.kmeans import greedy_residual_codes
 from vqcodec.train.checkpoint import module_state_dict
 from vqcodec.train.data import load_packed, resolve_path
 
@@ -161,14 +162,9 @@ class EncoderHalf(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         latents = self.analysis(pixels - 0.5)
         b, d, h, w = latents.shape
-        residual = latents.permute(0, 2, 3, 1).reshape(-1, d).float()
-        codes = []
-        for codebook in self.codebooks:
-            distances = (codebook * codebook).sum(1)[None, :] - 2.0 * residual @ codebook.t()
-            index = distances.argmin(dim=1)
-            residual = residual - codebook[index]
-            codes.append(index)
-        return torch.stack(codes, dim=1).view(b, h, w, -1).permute(0, 3, 1, 2)
+        vectors = latents.permute(0, 2, 3, 1).reshape(-1, d)
+        codes, _ = greedy_residual_codes(vectors, self.codebooks.unbind(0))
+        return codes.view(b, h, w, -1).permute(0, 3, 1, 2)
 
 
 @torch.inference_mode()

@@ -47,6 +47,7 @@ from vqcodec.models.bundle import CodecModel, load_bundle, save_bundle
 from vqcodec.models.config import ImageCodecConfig
 from vqcodec.models.image import ImageCodec
 from vqcodec.models.video import TABLE_PRECISION, VideoCodec, VideoCodecConfig
+from vqcodec.quantize.kmeans import greedy_residual_codes
 from vqcodec.train.checkpoint import module_state_dict
 from vqcodec.train.config import RECIPES, Recipe
 from vqcodec.train.data import data_root, resolve_path
@@ -122,25 +123,18 @@ def clip_latents(network: ImageCodec, path: Path, *, scale: float, max_frames: i
 def all_stage_codes(quantizer: Any, latents: torch.Tensor, chunk: int = 8) -> torch.Tensor:
     """Image RVQ codes with every stage for latents (T, C, h, w) -> (T, h, w, Q) int16.
 
-    A plain matmul/argmin nearest-codeword search (ties may resolve differently from the
-    quantizer's exact tie-breaking, which only matters for bitstreams, not for training data).
+    The plain greedy search (``quantize.kmeans.greedy_residual_codes``: ties may resolve differently from
+    the quantizer's exact tie-breaking, which only matters for bitstreams, not for training data).
     """
+    if any(quantizer.stage(i).project_in is not None for i in range(quantizer.num_quantizers)):
+        return quantizer.encode(latents.float()).to(torch.int16)
+    tables = [quantizer.stage(i).codebook.float() for i in range(quantizer.num_quantizers)]
     out = []
     for start in range(0, latents.shape[0], chunk):
         y = latents[start : start + chunk].float()
         t, c, h, w = y.shape
-        residual = y.permute(0, 2, 3, 1).reshape(-1, c)
-        codes = []
-        for i in range(quantizer.num_quantizers):
-            stage = quantizer.stage(i)
-            if stage.project_in is not None:
-                return quantizer.encode(latents.float()).to(torch.int16)
-            table = stage.codebook.float()
-            dist = torch.addmm((table * table).sum(1), residual, table.t(), alpha=-2.0)
-            idx = dist.argmin(dim=1)
-            codes.append(idx)
-            residual = residual - table[idx]
-        out.append(torch.stack(codes, dim=1).reshape(t, h, w, -1).to(torch.int16))
+        codes, _ = greedy_residual_codes(y.permute(0, 2, 3, 1).reshape(-1, c), tables)
+        out.append(codes.reshape(t, h, w, -1).to(torch.int16))
     return torch.cat(out)
 
 
