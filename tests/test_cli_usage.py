@@ -430,3 +430,26 @@ def test_salvage_resyncs_a_damaged_clip_at_its_next_key_frame(tmp_path, capsys):
     assert main(["decode", str(bad), str(out), "--model", M, "--salvage"]) == 0
     err = capsys.readouterr().err
     assert "kept 5 complete frame(s); lost frame(s) 1;" in err and "5 frames" in err
+
+
+def test_an_odd_sized_clip_decodes_to_an_mp4_of_its_exact_size(tmp_path, capsys):
+    import av
+
+    from vqcodec.codec.video_io import VideoInfo, Y4MWriter
+
+    y4m = tmp_path / "odd.y4m"
+    info = VideoInfo(width=37, height=23, fps=25, pixel_format="yuv444p")
+    with open(y4m, "wb") as f:
+        writer = Y4MWriter(f, info)
+        for t in range(3):
+            writer.write(picture(23, 37, 3, seed=t))
+        writer.close()
+    clip = tmp_path / "odd.vqc"
+    assert main(["encode", str(y4m), str(clip), "-q", "2", "--model", M, "--quiet"]) == 0
+    mp4 = tmp_path / "odd.mp4"
+    assert main(["decode", str(clip), str(mp4), "--model", M, "--quiet"]) == 0
+    with av.open(str(mp4)) as container:
+        stream = container.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    assert (stream.codec_context.width, stream.codec_context.height) == (37, 23)
+    assert len(frames) == 3 and frames[0].shape == (23, 37, 3)

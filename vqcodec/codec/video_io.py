@@ -468,7 +468,8 @@ def open_video(src: Any) -> Y4MReader | AVReader:
 
 
 class AVWriter:
-    """H.264 through PyAV: high quality (CRF MP4_CRF, yuv420p) or lossless (libx264rgb, QP 0).
+    """H.264 through PyAV: high quality (CRF MP4_CRF, yuv420p; yuv444p for odd sizes) or lossless
+    (libx264rgb, QP 0). The output always has the clip's exact size.
 
     ``dst``: path or binary file object; ``container``: FFmpeg format ("mp4", "matroska", "mov").
     """
@@ -481,29 +482,24 @@ class AVWriter:
         fmt = container or ("mp4" if not isinstance(dst, (str, os.PathLike)) else None)
         self._container = av.open(dst, mode="w", format=fmt)
         fps = Fraction(info.fps).limit_denominator(1 << 16)
+        #: 4:2:0 needs even sizes: an odd-sized clip is written in 4:4:4 (H.264 High 4:4:4) at its
+        #: exact size instead of being padded to the next even size
+        self.odd_size = bool(info.width % 2 or info.height % 2)
         if lossless:
             self._stream = self._container.add_stream("libx264rgb", rate=fps)
             self._stream.pix_fmt = "rgb24"
             self._stream.options = {"qp": "0", "preset": "medium"}
         else:
             self._stream = self._container.add_stream("libx264", rate=fps)
-            self._stream.pix_fmt = "yuv420p"
+            self._stream.pix_fmt = "yuv444p" if self.odd_size else "yuv420p"
             self._stream.options = {"crf": str(MP4_CRF), "preset": "medium"}
-        # 4:2:0 needs even sizes: odd sizes are padded by one edge pixel (lossless keeps them)
-        self._pad = (not lossless) and bool(info.width % 2 or info.height % 2)
-        self._stream.width = info.width + (info.width % 2 if self._pad else 0)
-        self._stream.height = info.height + (info.height % 2 if self._pad else 0)
+        self._stream.width = info.width
+        self._stream.height = info.height
         self.frames = 0
 
     def write(self, rgb: np.ndarray) -> None:
         import av
 
-        if self._pad:
-            rgb = np.pad(
-                rgb,
-                ((0, self._stream.height - rgb.shape[0]), (0, self._stream.width - rgb.shape[1]), (0, 0)),
-                mode="edge",
-            )
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame.pts = self.frames
         for packet in self._stream.encode(frame):
