@@ -42,6 +42,9 @@ SWEEPS = {
     "AVIF": [5, 15, 22, 30, 38, 45, 55, 65, 75],
 }
 PIL_FORMATS = {"JPEG": "JPEG", "WebP": "WEBP", "AVIF": "AVIF"}
+# published Kodak points of CompressAI's MSE-optimised models (cited: URL, commit, file in the JSON),
+# drawn as reference curves; their PSNR-RGB is computed as ours (see "psnr_note" in the file)
+COMPRESSAI_REFERENCE = REPO / "benchmarks" / "compressai_kodak.json"
 MS_SSIM = True  # --no-ms-ssim turns it off (it costs about as much as a decode)
 
 
@@ -276,7 +279,18 @@ def format_row(row: dict[str, Any]) -> str:
 # figures
 
 
-def plot(results: dict[str, list[dict[str, Any]]], path: Path, title: str) -> bool:
+def compressai_references() -> dict[str, tuple[list[float], list[float]]]:
+    """CompressAI model name -> (bpp, PSNR-RGB) lists from benchmarks/compressai_kodak.json."""
+    models = json.loads(COMPRESSAI_REFERENCE.read_text())["models"]
+    return {f"CompressAI {name}": (list(m["bpp"]), list(m["psnr_rgb"])) for name, m in models.items()}
+
+
+def plot(
+    results: dict[str, list[dict[str, Any]]],
+    path: Path,
+    title: str,
+    references: dict[str, tuple[list[float], list[float]]] | None = None,
+) -> bool:
     try:
         import matplotlib
 
@@ -295,6 +309,8 @@ def plot(results: dict[str, list[dict[str, Any]]], path: Path, title: str) -> bo
             linewidth=2.5 if codec == "vqcodec" else 1.2,
             markersize=4,
         )
+    for name, (rates, psnrs) in (references or {}).items():
+        ax.plot(rates, psnrs, "s--", label=name + " (published)", linewidth=1.0, markersize=3, alpha=0.8)
     ax.set_xlabel("bits per pixel")
     ax.set_ylabel("PSNR-RGB (dB)")
     ax.set_xlim(0, 1.6)
@@ -481,6 +497,9 @@ def main(argv: list[str] | None = None) -> int:
         if fmt in results:
             anchor = ([r["bpp"] for r in results[fmt]], [r["psnr"] for r in results[fmt]])
             bd[fmt] = {"pchip": bd_rate(anchor, ours, "pchip"), "polyfit": bd_rate(anchor, ours, "polyfit")}
+    references = compressai_references()
+    for name, anchor in references.items():
+        bd[name] = {"pchip": bd_rate(anchor, ours, "pchip"), "polyfit": bd_rate(anchor, ours, "polyfit")}
 
     print("\nBD-rate of vqcodec (negative = fewer bits than the anchor at equal PSNR-RGB):")
     for fmt, entry in bd.items():
@@ -500,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, Any] = {}
     title = f"Kodak ({len(images)} images), model {model.name}"
     rd_png, crops_png = args.out.with_suffix(".png"), args.out.with_name(args.out.stem + "_crops.png")
-    if plot(results, rd_png, title):
+    if plot(results, rd_png, title, references):
         figures["rd_plot"] = _shown(rd_png)
     if not args.no_baselines:
         crop_level = min(levels, key=lambda q: abs(results["vqcodec"][levels.index(q)]["bpp"] - 0.25))
@@ -526,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "results": results,
         "bd_rate": bd,
+        "compressai_reference": {"file": _shown(COMPRESSAI_REFERENCE), "curves": references},
         "large_image": large,
         "figures": figures,
     }
