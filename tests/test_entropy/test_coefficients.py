@@ -93,3 +93,32 @@ def test_bad_arguments_are_value_errors(prior):
     payload = prior.encode(codes, group=0)
     with pytest.raises(FormatError, match="expected"):
         prior.decode(payload, (CHANNELS, 3, 2), group=0)
+
+
+@pytest.mark.parametrize("shape", [(24, 9, 7), (24, 1, 1), (24, 2, 13), (24, 16, 11)])
+def test_fast_contexts_give_the_reference_batches_and_payload(prior, shape):
+    # the gather-based context path must reproduce the full-plane mask reference exactly: same
+    # (symbols, tables) batches in the same order, hence byte-identical payloads and codes
+    from vqcodec.entropy.coder import encode_batches
+    from vqcodec.entropy.payload import build_payload
+
+    rng = np.random.default_rng(shape[1] * 31 + shape[2])
+    for scale in (0.4, 2.0, 40.0):
+        codes = np.round(rng.laplace(size=shape) * scale).astype(np.int64)
+        codes[-2:] = 0  # a zero tail, so coded_channels < C
+        for group in range(prior.num_groups):
+            symbols, k, mantissa = magnitude_symbols(codes)
+            fast = prior._magnitude_batches(symbols, group)
+            reference = prior._reference_magnitude_batches(symbols, group)
+            assert len(fast) == len(reference)
+            for (fs, ft), (rs, rt) in zip(fast, reference, strict=True):
+                assert np.array_equal(fs, rs) and np.array_equal(ft, rt)
+            coded = prior.coded_channels(codes)
+            ref_body = encode_batches(
+                prior._reference_magnitude_batches(symbols[:coded], group)
+                + prior._raw_batches(codes[:coded], k[:coded], mantissa[:coded]),
+                prior.tables,
+            )
+            payload = prior.encode(codes, group=group)
+            assert payload == build_payload(prior.kind, 0, (coded, shape[1], shape[2]), ref_body)
+            assert np.array_equal(prior.decode(payload, codes.shape, group=group), codes)

@@ -97,8 +97,9 @@ def _flat_row() -> I64:
     return row
 
 
-def _mosaics(codes_list: Sequence[npt.ArrayLike], per_side: int = 16
-             ) -> list[tuple[I64, npt.NDArray[np.bool_]]]:
+def _mosaics(
+    codes_list: Sequence[npt.ArrayLike], per_side: int = 16
+) -> list[tuple[I64, npt.NDArray[np.bool_]]]:
     """Many small code arrays (C, h, w) -> mosaics (C, H, W) with one zero block between tiles,
     and the mask of positions that belong to a tile. Zeros around a tile are exactly what the
     contexts see outside a picture, so counting over a mosaic equals counting tile by tile, up to
@@ -161,8 +162,9 @@ class CoefficientContextPrior:
     def _table_base(self, group: int, c: int, pass_index: int) -> int:
         return int(((group * self.num_keys + int(self.keys[c])) * 2 + pass_index) * NB * NR)
 
-    def _contexts(self, n: I64, recent: I64, c: int, pass_index: int, where: npt.NDArray[np.bool_],
-                  group: int) -> I64:
+    def _contexts(
+        self, n: I64, recent: I64, c: int, pass_index: int, where: npt.NDArray[np.bool_], group: int
+    ) -> I64:
         """Table indices of channel c's pass ``pass_index`` positions (n: (C, H, W) clipped so far)."""
         if pass_index == 1:
             nbr = _neighbour_sum(n[c])[where]
@@ -170,6 +172,44 @@ class CoefficientContextPrior:
             nbr = _neighbour_sum(n[c - 1])[where] + 2 * n[c - 1][where]
         else:
             nbr = np.zeros(int(where.sum()), dtype=np.int64)
+        rb = RECENT_BUCKETS[recent[where]]
+        nb = NBR_BUCKETS[np.minimum(nbr, NBR_BUCKETS.size - 1)]
+        return self._table_base(group, c, pass_index) + nb * NR + rb
+
+    def _pass_positions(self, height: int, width: int) -> list[tuple[I64, I64]]:
+        """Per pass: (flat positions in (H, W) raster order, the same positions in the zero-padded
+        (H + 2, W + 2) plane)."""
+        out = []
+        for where in self._pass_masks(height, width):
+            i, j = np.nonzero(where)
+            out.append((i * width + j, (i + 1) * (width + 2) + j + 1))
+        return out
+
+    def _fast_contexts(
+        self,
+        padded: I64,
+        recent: I64,
+        c: int,
+        pass_index: int,
+        where: I64,
+        inner: I64,
+        padded_width: int,
+        group: int,
+    ) -> I64:
+        """:meth:`_contexts` from gathers: padded (C, (H + 2) * (W + 2)) clipped symbols so far with
+        a zero border, recent (H * W,), where/inner the pass's positions from :meth:`_pass_positions`."""
+        if pass_index == 1 or c > 0:
+            plane = padded[c] if pass_index == 1 else padded[c - 1]
+            nbr = (
+                plane[inner - 1]
+                + plane[inner + 1]
+                + plane[inner - padded_width]
+                + plane[inner + padded_width]
+            )
+            if pass_index == 0:
+                nbr += 2 * plane[inner]
+        else:
+            nbr = np.zeros(where.size, dtype=np.int64)
         rb = RECENT_BUCKETS[recent[where]]
         nb = NBR_BUCKETS[np.minimum(nbr, NBR_BUCKETS.size - 1)]
         return self._table_base(group, c, pass_index) + nb * NR + rb
@@ -182,6 +222,25 @@ class CoefficientContextPrior:
 
     def _magnitude_batches(self, symbols: I64, group: int) -> list[tuple[I64, I64]]:
         """(symbols, tables) per (channel, pass), as the decoder will ask for them."""
+        c_count, h, w = symbols.shape
+        flat = symbols.reshape(c_count, h * w)
+        padded = np.zeros((c_count, h + 2, w + 2), dtype=np.int64)
+        padded[:, 1:-1, 1:-1] = np.minimum(symbols, CLIP)
+        padded_flat = padded.reshape(c_count, -1)
+        nonzero = (flat > 0).astype(np.int64)
+        positions = self._pass_positions(h, w)
+        recent = np.zeros(h * w, dtype=np.int64)
+        batches = []
+        for c in range(c_count):
+            for p, (where, inner) in enumerate(positions):
+                tables = self._fast_contexts(padded_flat, recent, c, p, where, inner, w + 2, group)
+                batches.append((flat[c, where], tables))
+            recent = recent + nonzero[c] - (nonzero[c - RECENT_WINDOW] if c >= RECENT_WINDOW else 0)
+        return batches
+
+    def _reference_magnitude_batches(self, symbols: I64, group: int) -> list[tuple[I64, I64]]:
+        """The straightforward form of :meth:`_magnitude_batches` (full-plane masks), kept as the
+        reference the fast path is tested against."""
         c_count, h, w = symbols.shape
         n = np.minimum(symbols, CLIP)
         nonzero = (symbols > 0).astype(np.int64)
@@ -270,15 +329,20 @@ class CoefficientContextPrior:
             raise ValueError(f"shape must be ({self.channels}, H, W), got {shape}")
         header, body, end = split_payload(payload)
         if header.prior_kind != self.kind:
-            raise FormatError(f"payload was made by prior kind {header.prior_kind}, not {self.kind} "
-                              f"({self.name})", offset=1, field="prior_kind")
+            raise FormatError(
+                f"payload was made by prior kind {header.prior_kind}, not {self.kind} ({self.name})",
+                offset=1,
+                field="prior_kind",
+            )
         coded, h, w = header.shape
         if (h, w) != want[1:] or not 1 <= coded <= self.channels:
-            raise FormatError(f"payload holds codes {header.shape}, expected up to {want}", offset=3,
-                              field="shape")
+            raise FormatError(
+                f"payload holds codes {header.shape}, expected up to {want}", offset=3, field="shape"
+            )
         if header.flags:
-            raise FormatError(f"flags 0x{header.flags:02x} are not defined for this prior", offset=2,
-                              field="flags")
+            raise FormatError(
+                f"flags 0x{header.flags:02x} are not defined for this prior", offset=2, field="flags"
+            )
         if end != len(payload):
             raise FormatError(f"{len(payload) - end} bytes after the payload body", offset=end, field="body")
         try:
@@ -293,16 +357,19 @@ class CoefficientContextPrior:
 
     def _decode_body(self, decoder: SymbolDecoder, coded: int, h: int, w: int, group: int) -> I64:
         symbols = np.zeros((coded, h, w), dtype=np.int64)
-        n = np.zeros((coded, h, w), dtype=np.int64)
-        masks = self._pass_masks(h, w)
-        recent = np.zeros((h, w), dtype=np.int64)
+        flat = symbols.reshape(coded, h * w)
+        # clipped symbols in zero-padded planes, so a position's 4 neighbours are 4 gathers
+        padded = np.zeros((coded, (h + 2) * (w + 2)), dtype=np.int64)
+        positions = self._pass_positions(h, w)
+        recent = np.zeros(h * w, dtype=np.int64)
         for c in range(coded):
-            for p, where in enumerate(masks):
-                tables = self._contexts(n, recent, c, p, where, group)
-                symbols[c][where] = decoder.decode(tables)
-                n[c] = np.minimum(symbols[c], CLIP)  # pass 1's contexts read pass 0's symbols
-            nonzero = (symbols[c] > 0).astype(np.int64)
-            old = (symbols[c - RECENT_WINDOW] > 0).astype(np.int64) if c >= RECENT_WINDOW else 0
+            for p, (where, inner) in enumerate(positions):
+                tables = self._fast_contexts(padded, recent, c, p, where, inner, w + 2, group)
+                decoded = decoder.decode(tables)
+                flat[c, where] = decoded
+                padded[c, inner] = np.minimum(decoded, CLIP)  # pass 1's contexts read pass 0's
+            nonzero = (flat[c] > 0).astype(np.int64)
+            old = (flat[c - RECENT_WINDOW] > 0).astype(np.int64) if c >= RECENT_WINDOW else 0
             recent = recent + nonzero - old
         order = self._coding_order(symbols.shape)
         flat_symbols = symbols.reshape(-1)[order]
@@ -319,8 +386,9 @@ class CoefficientContextPrior:
         magnitudes = flat_symbols.copy()
         magnitudes[escaped_positions] = ESCAPE - 1 + np.left_shift(1, k) + mantissa
         values = magnitudes.copy()
-        values[nonzero_positions] = np.where(signs == 1, -magnitudes[nonzero_positions],
-                                             magnitudes[nonzero_positions])
+        values[nonzero_positions] = np.where(
+            signs == 1, -magnitudes[nonzero_positions], magnitudes[nonzero_positions]
+        )
         out = np.empty(coded * h * w, dtype=np.int64)
         out[order] = values
         return out.reshape(coded, h, w)
@@ -328,8 +396,9 @@ class CoefficientContextPrior:
     # --- fitting and storage ----------------------------------------------------------------------
 
     @classmethod
-    def fit(cls, codes_by_group: Sequence[Sequence[npt.ArrayLike]], *, smoothing: float = 4.0
-            ) -> CoefficientContextPrior:
+    def fit(
+        cls, codes_by_group: Sequence[Sequence[npt.ArrayLike]], *, smoothing: float = 4.0
+    ) -> CoefficientContextPrior:
         """Fit tables from training codes: ``codes_by_group[g]`` = list of (C, H, W) signed codes.
 
         Counts are smoothed towards the context's parent (the same table pooled over ``recent``),
@@ -348,8 +417,9 @@ class CoefficientContextPrior:
                 symbols, _, _ = magnitude_symbols(mosaic)
                 masks = proto._pass_masks(*mosaic.shape[1:])
                 pairs = proto._magnitude_batches(symbols, g)
-                index = np.concatenate([(tab * ALPHABET + sym)[valid[masks[i % 2]]]
-                                        for i, (sym, tab) in enumerate(pairs)])
+                index = np.concatenate(
+                    [(tab * ALPHABET + sym)[valid[masks[i % 2]]] for i, (sym, tab) in enumerate(pairs)]
+                )
                 counts += np.bincount(index, minlength=num_tables * ALPHABET)
         grid = counts.reshape(-1, NB, NR, ALPHABET)
         marginal = grid.sum(axis=(1, 2), keepdims=True)
@@ -361,8 +431,12 @@ class CoefficientContextPrior:
         return cls(channels, num_groups, freqs)
 
     def config(self) -> dict[str, Any]:
-        return {"kind": self.name, "format_version": FORMAT_VERSION, "channels": self.channels,
-                "num_groups": self.num_groups}
+        return {
+            "kind": self.name,
+            "format_version": FORMAT_VERSION,
+            "channels": self.channels,
+            "num_groups": self.num_groups,
+        }
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {"freqs": pack_freqs(self.freqs)}
