@@ -26,16 +26,27 @@ are cached read-only by the zoo), so they may run from several threads at once.
 from __future__ import annotations
 
 import io
-import json
 import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import zstandard
 
 from vqcodec.codec import limits, media
-from vqcodec.errors import FormatError, ModelMismatchError, UnknownModelError, VQCError
+from vqcodec.codec.header import (
+    check_header,
+    check_header_quality,
+    check_stride,
+    make_header,
+    model_for_header,
+    parse_codec_params,
+)
+from vqcodec.container import ContainerReader, ContainerWriter
+from vqcodec.errors import FormatError, VQCError
+from vqcodec.models.bundle import CodecModel
+from vqcodec.models.zoo import ModelSpec, load_model
 
 ALPHA_CHUNK = b"ALPH"
 CODEC_PARAMS_VERSION = 1
@@ -64,10 +75,8 @@ class EncodedImage:
         return 8.0 * len(self.data) / (self.width * self.height)
 
 
-def resolve_model(model: Any = None) -> Any:
+def resolve_model(model: ModelSpec = None) -> CodecModel:
     """A CodecModel from a name, a bundle path, a CodecModel or None (the default image model)."""
-    from vqcodec.models.zoo import load_model
-
     return load_model(model, media="image")
 
 
@@ -200,8 +209,6 @@ def write_image_file(
     ``alpha_data`` is the ALPH chunk data (filter byte + zstd frame), required for the
     pixel formats with alpha. Used by the encoder and by the golden-vector builders.
     """
-    from vqcodec.container import ContainerWriter, Header
-
     if (alpha_data is not None) != (pixel_format in ("rgba32", "graya16")):
         raise ValueError(f"pixel format {pixel_format} {'needs' if alpha_data is None else 'has no'} alpha")
     payload = model.compress(codes, quality)
@@ -211,17 +218,16 @@ def write_image_file(
         "stride": int(model.stride),
         "v": CODEC_PARAMS_VERSION,
     }
-    header = Header(
+    header = make_header(
+        model,
         media="image",
         width=width,
         height=height,
         channels=media.PIXEL_FORMATS[pixel_format],
         pixel_format=pixel_format,
-        frame_count=1,
-        model_name=model.name,
-        model_sha256=bytes(model.sha256),
         quality=quality,
-        codec_params=json.dumps(params, sort_keys=True, separators=(",", ":")).encode(),
+        params=params,
+        frame_count=1,
     )
     out = io.BytesIO()
     with ContainerWriter(out, header, side_chunk_types=(ALPHA_CHUNK,)) as writer:
@@ -233,8 +239,6 @@ def write_image_file(
 
 def _encode_alpha(alpha: np.ndarray) -> bytes:
     """(H, W) uint8 -> filter byte + zstd frame of the filtered plane (smallest of none/sub/up)."""
-    import zstandard
-
     compressor = zstandard.ZstdCompressor(level=ALPHA_ZSTD_LEVEL, write_content_size=True)
     best: bytes | None = None
     for kind in (ALPHA_FILTER_NONE, ALPHA_FILTER_SUB, ALPHA_FILTER_UP):
@@ -264,8 +268,6 @@ def _alpha_unfilter(residual: np.ndarray, kind: int) -> np.ndarray:
 
 
 def _decode_alpha(data: bytes, width: int, height: int) -> np.ndarray:
-    import zstandard
-
     if len(data) < 2 or data[0] not in (ALPHA_FILTER_NONE, ALPHA_FILTER_SUB, ALPHA_FILTER_UP):
         raise FormatError(f"bad alpha filter byte {data[:1].hex() or 'missing'}", field="ALPH.filter")
     size = width * height
@@ -326,12 +328,10 @@ def decode_image_result(src: Any, *, model: Any = None) -> DecodedImage:
 
 
 def _decode(src: Any, model: Any) -> DecodedImage:
-    from vqcodec.container import ContainerReader
-
     with ContainerReader(src, side_chunk_types=(ALPHA_CHUNK,)) as reader:
         header = reader.header
-        _check_header(header)
-        params = _parse_params(header)
+        check_header(header, "image", media.PIXEL_FORMATS)
+        params = parse_codec_params(header, CODEC_PARAMS_VERSION)
         codec_model = model_for_header(header, model)
         s, h, w = _check_codes_shape(params, header, codec_model)
         payload: bytes | None = None
@@ -379,22 +379,6 @@ def _decode(src: Any, model: Any) -> DecodedImage:
     )
 
 
-def _check_header(header: Any) -> None:
-    if header.media != "image":
-        raise FormatError(f"not an image file (media {header.media!r}); decode it as video", field="media")
-    if header.pixel_format not in media.PIXEL_FORMATS:
-        raise FormatError(f"unsupported image pixel format {header.pixel_format!r}", field="pixel_format")
-    if header.channels != media.PIXEL_FORMATS[header.pixel_format]:
-        raise FormatError(
-            f"channels {header.channels} does not match pixel format {header.pixel_format}", field="channels"
-        )
-    limits.check_pixels(header.width, header.height, what="image")
-
-
-def _parse_params(header: Any) -> dict[str, Any]:
-    return media.codec_params(header, "image", CODEC_PARAMS_VERSION)
-
-
 def _check_codes_shape(params: dict[str, Any], header: Any, model: Any) -> tuple[int, int, int]:
     shape = params.get("codes")
     stride = int(model.stride)
@@ -405,57 +389,20 @@ def _check_codes_shape(params: dict[str, Any], header: Any, model: Any) -> tuple
     ):
         raise FormatError(f"codes shape {shape!r} is not [S, h, w]", field="codec_params.codes")
     s, h, w = shape
-    if params.get("stride") != stride:
-        raise FormatError(
-            f"stride {params.get('stride')!r} differs from the model's {stride}", field="codec_params.stride"
-        )
+    check_stride(params, stride)
     if (h, w) != (math.ceil(header.height / stride), math.ceil(header.width / stride)):
         raise FormatError(
             f"codes grid {h}x{w} does not cover {header.width}x{header.height} at stride {stride}",
             field="codec_params.codes",
         )
-    levels = int(model.quality_levels)
-    if not isinstance(header.quality, int) or not 1 <= header.quality <= levels:
-        raise FormatError(f"quality {header.quality!r} is outside 1..{levels}", field="quality")
-    stages = getattr(model, "stages_for_quality", None)
-    expected = int(stages(header.quality)) if stages is not None else s
+    quality = check_header_quality(header, model.quality_levels)
+    expected = model.stages_for_quality(quality)
     if s != expected or s < 1:
         raise FormatError(
             f"{s} code streams, quality {header.quality} uses {expected}", field="codec_params.codes"
         )
     limits.check_bytes(4 * s * h * w, what="codes")
     return s, h, w
-
-
-def model_for_header(header: Any, model: Any = None) -> Any:
-    """The CodecModel that decodes a file with this header; ModelMismatchError naming both otherwise.
-
-    ``model`` None loads the model the header names (bundled registry or user bundle path).
-    """
-    name = header.model_name or ""
-    sha = bytes(header.model_sha256 or b"")
-    wanted = f"{name!r} (sha256 {sha.hex()[:16]})" if name else "no model"
-    if not name or len(sha) != 32 or not any(sha):
-        raise ModelMismatchError(f"the file records {wanted}; cannot choose a model to decode it")
-    if model is None:
-        try:
-            codec_model = resolve_model(name)
-        except UnknownModelError:
-            from vqcodec.models.zoo import list_models
-
-            installed = ", ".join(m.name for m in list_models() if m.media == "image") or "none"
-            raise ModelMismatchError(
-                f"the file was encoded with model {wanted}, which is not installed (installed: {installed}); "
-                "pass the bundle file with --model"
-            ) from None
-    else:
-        codec_model = resolve_model(model)
-    if bytes(codec_model.sha256) != sha:
-        raise ModelMismatchError(
-            f"the file was encoded with model {wanted}, but model {codec_model.name!r} "
-            f"(sha256 {bytes(codec_model.sha256).hex()[:16]}) is {'installed' if model is None else 'given'}"
-        )
-    return codec_model
 
 
 __all__ = [

@@ -27,7 +27,6 @@ Shapes: pixels arrays are (H, W, C) uint8; model tensors (1, 3, H, W) float32 in
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
@@ -39,7 +38,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vqcodec.codec import limits
-from vqcodec.errors import FormatError, VQCError
+from vqcodec.errors import VQCError
 
 if TYPE_CHECKING:
     import torch
@@ -543,21 +542,6 @@ def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
     return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
 
 
-
-def codec_params(header: Any, media: str, version: int) -> dict[str, Any]:
-    """The header's ``codec_params`` as a JSON object of the given version; FormatError otherwise."""
-    try:
-        params = json.loads(bytes(header.codec_params).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise FormatError("codec_params is not valid JSON", field="codec_params") from None
-    if not isinstance(params, dict):
-        raise FormatError("codec_params must be a JSON object", field="codec_params")
-    if params.get("v") != version:
-        raise FormatError(
-            f"unsupported {media} codec_params version {params.get('v')!r}", field="codec_params.v"
-        )
-    return params
-
 __all__ = [
     "PIXEL_FORMATS",
     "PrecisionWarning",
@@ -576,5 +560,4 @@ __all__ = [
     "decode_tiled",
     "make_output",
     "rgb_to_gray",
-    "codec_params",
 ]

@@ -27,7 +27,6 @@ part is derived deterministically from the image weights (``VideoCodec.from_imag
 from __future__ import annotations
 
 import io
-import json
 import math
 import sys
 from collections.abc import Iterable, Iterator
@@ -39,6 +38,14 @@ import numpy as np
 import torch
 
 from vqcodec.codec import limits, media
+from vqcodec.codec.header import (
+    check_header,
+    check_header_quality,
+    check_stride,
+    make_header,
+    model_for_header,
+    parse_codec_params,
+)
 from vqcodec.errors import FormatError, ModelMismatchError, UnknownModelError, VQCError
 from vqcodec.quantize.kmeans import greedy_residual_codes
 
@@ -567,7 +574,7 @@ class VideoEncoder:
         return rgb
 
     def _open(self, width: int, height: int) -> None:
-        from vqcodec.container import ContainerWriter, Header
+        from vqcodec.container import ContainerWriter
 
         limits.check_pixels(width, height, what="video frame")
         self.size = (width, height)
@@ -585,21 +592,20 @@ class VideoEncoder:
             "temporal": TEMPORAL_MODE,
             "v": CODEC_PARAMS_VERSION,
         }
-        header = Header(
+        header = make_header(
+            self.model,
             media="video",
             width=width,
             height=height,
             channels=VIDEO_PIXEL_FORMATS[self.pixel_format],
             pixel_format=self.pixel_format,
+            quality=self.quality,
+            params=params,
             fps_num=self.fps.numerator,
             fps_den=self.fps.denominator,
             frame_count=self.frame_count,
             matrix=self.matrix,
             full_range=self.full_range,
-            model_name=self.model.name,
-            model_sha256=bytes(self.model.sha256),
-            quality=self.quality,
-            codec_params=json.dumps(params, sort_keys=True, separators=(",", ":")).encode(),
         )
         from vqcodec._io import is_path
 
@@ -682,8 +688,8 @@ class VideoDecoder:
         self._reader = ContainerReader(src)
         try:
             self.header = self._reader.header
-            self._check_header()
-            self.model = _model_for_header(self.header, model)
+            check_header(self.header, "video", VIDEO_PIXEL_FORMATS)
+            self.model = model_for_header(self.header, model)
             self.coder = TemporalCoder.for_model(self.model)
             self._shape = self._check_params()
         except BaseException:
@@ -837,44 +843,21 @@ class VideoDecoder:
         fmt = "gray8" if self.pixel_format == "gray8" else "rgb24"
         return media.make_output(rgb, None, fmt, self.output)
 
-    def _check_header(self) -> None:
-        header = self.header
-        if header.media != "video":
-            raise FormatError(
-                f"not a video file (media {header.media!r}); decode it as an image", field="media"
-            )
-        if header.pixel_format not in VIDEO_PIXEL_FORMATS:
-            raise FormatError(f"unsupported video pixel format {header.pixel_format!r}", field="pixel_format")
-        if header.channels != VIDEO_PIXEL_FORMATS[header.pixel_format]:
-            raise FormatError(
-                f"channels {header.channels} does not match pixel format {header.pixel_format}",
-                field="channels",
-            )
-        limits.check_pixels(header.width, header.height, what="video frame")
-        if header.frame_count:
-            limits.check_frames(header.frame_count)
-
     def _check_params(self) -> tuple[int, int, int]:
         header = self.header
-        params = media.codec_params(header, "video", CODEC_PARAMS_VERSION)
+        params = parse_codec_params(header, CODEC_PARAMS_VERSION)
         if params.get("temporal") != TEMPORAL_MODE:
             raise FormatError(
                 f"unknown temporal mode {params.get('temporal')!r}", field="codec_params.temporal"
             )
         cfg = self.coder.net.config
-        if params.get("stride") != self.coder.stride:
-            raise FormatError(
-                f"stride {params.get('stride')!r} differs from the model's {self.coder.stride}",
-                field="codec_params.stride",
-            )
+        check_stride(params, self.coder.stride)
         if params.get("residual") != [cfg.residual_stages, cfg.residual_codebook_size]:
             raise FormatError(
                 f"residual shape {params.get('residual')!r} differs from the model's",
                 field="codec_params.residual",
             )
-        levels = cfg.quality_levels
-        if not isinstance(header.quality, int) or not 1 <= header.quality <= levels:
-            raise FormatError(f"quality {header.quality!r} is outside 1..{levels}", field="quality")
+        check_header_quality(header, cfg.quality_levels)
         shape = params.get("codes")
         stride = self.coder.stride
         expected = [
@@ -886,32 +869,6 @@ class VideoDecoder:
             raise FormatError(f"codes shape {shape!r}, expected {expected}", field="codec_params.codes")
         limits.check_bytes(4 * cfg.latent_dim * expected[1] * expected[2], what="latents")
         return expected[0], expected[1], expected[2]
-
-
-def _model_for_header(header: Any, model: Any) -> Any:
-    from vqcodec.models.zoo import list_models, load_model
-
-    name = header.model_name or ""
-    sha = bytes(header.model_sha256 or b"")
-    wanted = f"{name!r} (sha256 {sha.hex()[:16]})" if name else "no model"
-    if not name or len(sha) != 32 or not any(sha):
-        raise ModelMismatchError(f"the file records {wanted}; cannot choose a model to decode it")
-    try:
-        codec_model = load_model(model if model is not None else name, media="video")
-    except UnknownModelError:
-        if model is not None:
-            raise
-        installed = ", ".join(m.name for m in list_models()) or "none"
-        raise ModelMismatchError(
-            f"the file was encoded with model {wanted}, which is not installed (installed: {installed}); "
-            "pass the bundle file with --model"
-        ) from None
-    if bytes(codec_model.sha256) != sha:
-        raise ModelMismatchError(
-            f"the file was encoded with model {wanted}, but model {codec_model.name!r} "
-            f"(sha256 {bytes(codec_model.sha256).hex()[:16]}) is {'installed' if model is None else 'given'}"
-        )
-    return codec_model
 
 
 def encode_video(

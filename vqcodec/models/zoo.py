@@ -15,9 +15,16 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 from vqcodec.errors import ModelMismatchError, UnknownModelError
+
+if TYPE_CHECKING:
+    from vqcodec.models.bundle import CodecModel
+
+# What every API that takes a model accepts: a bundled name, a bundle file path, a loaded
+# CodecModel, or None for the default model of the media in question.
+ModelSpec = Union[str, "os.PathLike[str]", "CodecModel", None]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -65,8 +72,28 @@ _IMAGE_SQ20_CONFIG: dict[str, Any] = {
     "decoder_channels": [64, 32, 16],
     "kind": "image-sq",
     "rounding": 0.35,
-    "steps": [2.4, 1.9468, 1.5791, 1.2809, 1.039, 0.8428, 0.6837, 0.5546, 0.4498, 0.3649,
-              0.296, 0.2401, 0.1947, 0.158, 0.1281, 0.1039, 0.0843, 0.0684, 0.0555, 0.045],
+    "steps": [
+        2.4,
+        1.9468,
+        1.5791,
+        1.2809,
+        1.039,
+        0.8428,
+        0.6837,
+        0.5546,
+        0.4498,
+        0.3649,
+        0.296,
+        0.2401,
+        0.1947,
+        0.158,
+        0.1281,
+        0.1039,
+        0.0843,
+        0.0684,
+        0.0555,
+        0.045,
+    ],
 }
 
 
@@ -194,6 +221,7 @@ __all__ = [
     "DEFAULT_VIDEO_MODEL",
     "REGISTRY",
     "ModelInfo",
+    "ModelSpec",
     "clear_cache",
     "list_models",
     "load_model",
