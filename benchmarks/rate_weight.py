@@ -46,15 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     levels = list(range(1, model.quality_levels + 1))
     default = model.rate_weight
     rows: dict[str, list[dict]] = {}
-    try:
-        for weight in weights:
-            model.rate_weight = weight
-            rows[str(weight)] = [
-                {k: r[k] for k in ("setting", "bpp", "psnr", "encode_s")}
-                for r in run_vqcodec(model, images, levels)
-            ]
-    finally:
-        model.rate_weight = default
+    for weight in weights:
+        rows[str(weight)] = [
+            {k: r[k] for k in ("setting", "bpp", "psnr", "encode_s")}
+            for r in run_vqcodec(model.with_rate_weight(weight), images, levels)
+        ]
     anchor = rows[str(0.0)]
     print(f"model {model.name}, {len(images)} Kodak images, default rate weight {default}")
     print(f"{'weight':>7} {'BD-rate':>9}  " + "  ".join(f"q{q}: bpp/dB" for q in levels[:4]) + " ...")

@@ -29,12 +29,12 @@ PYTHON_INFO = re.compile(r"^```\s*(py|python|python3|pycon)\b(.*)$", re.I)
 RUNNER = r"""
 import json, sys, time, traceback
 blocks, tiny = json.load(sys.stdin), sys.argv[1]
-import vqcodec.models.zoo as zoo
-if not any(m.media == "image" for m in zoo.list_models()):
+import vqcodec.models.catalog as catalog
+if not any(m.media == "image" for m in catalog.list_models()):
     from vqcodec.models.bundle import file_sha256
-    info = zoo.ModelInfo("tiny-image", tiny, file_sha256(tiny).hex(), "tiny test model", "image", True)
-    zoo.REGISTRY = (info,)
-    zoo.DEFAULT_IMAGE_MODEL = "tiny-image"
+    info = catalog.ModelInfo("tiny-image", tiny, file_sha256(tiny).hex(), "tiny test model", "image", True)
+    catalog.REGISTRY = (info,)
+    catalog.DEFAULT_IMAGE_MODEL = "tiny-image"
 namespace = {"__name__": "__main__"}
 for block in blocks:
     code = compile("\n" * (block["line"] - 1) + block["code"], "README.md", "exec")

@@ -422,16 +422,17 @@ def test_rate_weight_changes_only_the_encoders_choice(model, monkeypatch):
     monkeypatch.setattr(model, "code_bits", lambda: bits)
     image = picture(64, 96)
     pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
-    try:
-        model.rate_weight = 0.0
-        nearest = model.to_codes(pixels, model.quality_levels)
-        nearest_file = encode_image(image, model.quality_levels, model=M)
-        model.rate_weight = 1e4  # far past any useful setting: every code becomes the cheap one
-        assert bool((model.to_codes(pixels, model.quality_levels) == 5).all())
-        cheap_file = encode_image(image, model.quality_levels, model=M)
-        assert not bool((nearest == 5).all())
-    finally:
-        model.rate_weight = DEFAULT_RATE_WEIGHT
+    nearest_model = model.with_rate_weight(0.0)
+    nearest = nearest_model.to_codes(pixels, model.quality_levels)
+    nearest_file = encode_image(image, model.quality_levels, model=nearest_model)
+    cheap_model = model.with_rate_weight(1e4)  # far past any useful setting: every code becomes the cheap one
+    assert bool((cheap_model.to_codes(pixels, model.quality_levels) == 5).all())
+    cheap_file = encode_image(image, model.quality_levels, model=cheap_model)
+    assert not bool((nearest == 5).all())
+    # the shared, cached model is untouched: views are separate objects over the same network
+    assert model.rate_weight == DEFAULT_RATE_WEIGHT and cheap_model.network is model.network
+    with pytest.raises(AttributeError):
+        model.rate_weight = 0.0  # type: ignore[misc]
     # both are ordinary files: the decoder reads codes, whatever chose them
     assert cheap_file != nearest_file
     for data in (cheap_file, nearest_file):

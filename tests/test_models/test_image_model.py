@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vqcodec.errors import FormatError, ModelMismatchError, UnknownModelError
-from vqcodec.models import zoo
+from vqcodec.models import catalog, zoo
 from vqcodec.models.bundle import (
     CodecModel,
     file_sha256,
@@ -238,7 +238,7 @@ def test_registered_mismatch_is_refused(tmp_path, monkeypatch):
     path = tmp_path / "reg.safetensors"
     save_bundle(path, tiny_model(), None, TINY, "")
     info = zoo.ModelInfo("reg", str(path), "00" * 32, "", "image")
-    monkeypatch.setattr(zoo, "REGISTRY", (info,))
+    monkeypatch.setattr(catalog, "REGISTRY", (info,))
     zoo.clear_cache()
     with pytest.raises(ModelMismatchError, match="reg"):
         zoo.load_model("reg")

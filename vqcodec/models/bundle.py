@@ -16,6 +16,7 @@ with a prior is loaded.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -31,6 +32,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from vqcodec.errors import FormatError, ModelMismatchError
+from vqcodec.models.catalog import model_info
 from vqcodec.models.config import ImageCodecConfig
 from vqcodec.models.image_sq import ScalarImageCodec, ScalarImageCodecConfig, group_for_quality
 
@@ -126,11 +128,27 @@ class CodecModel:
         self.media = media
         self.path = path
         self.extra = extra or {}
-        #: weight of the rate term in the encoder's code choice (ResidualVQ.encode); 0 = nearest code.
-        #: Only the encoder reads it: decoding is unaffected and files stay decodable by any version.
-        self.rate_weight = DEFAULT_RATE_WEIGHT if media == "image" else 0.0
+        self._rate_weight = DEFAULT_RATE_WEIGHT if media == "image" else 0.0
         self._code_bits: list[torch.Tensor] | None = None
         self._code_bits_lock = threading.Lock()
+
+    @property
+    def rate_weight(self) -> float:
+        """Weight of the rate term in the encoder's code choice (ResidualVQ.encode); 0 = nearest code.
+
+        Only the encoder reads it: decoding is unaffected and files stay decodable by any version.
+        Read-only, because a loaded model is cached and shared across threads: use
+        :meth:`with_rate_weight` for another setting.
+        """
+        return self._rate_weight
+
+    def with_rate_weight(self, rate_weight: float) -> CodecModel:
+        """A CodecModel sharing this one's network, prior and caches whose encoder uses ``rate_weight``."""
+        if not rate_weight >= 0:
+            raise ValueError(f"rate_weight must be >= 0, got {rate_weight!r}")
+        view = copy.copy(self)
+        view._rate_weight = float(rate_weight)
+        return view
 
     @property
     def stride(self) -> int:
@@ -196,10 +214,10 @@ class CodecModel:
     def to_codes(self, pixels: torch.Tensor, quality: int) -> torch.Tensor:
         """Pixels (B, 3, H, W) float in [0, 1] -> codes (B, S, H/stride, W/stride) int64."""
         rate: dict[str, Any] = {}
-        if self.rate_weight > 0:
+        if self._rate_weight > 0:
             bits = self.code_bits()
             if bits is not None:
-                rate = {"code_bits": bits, "rate_weight": float(self.rate_weight)}
+                rate = {"code_bits": bits, "rate_weight": self._rate_weight}
         with torch.inference_mode():
             return self.network.to_codes(pixels.float(), quality, **rate)
 
@@ -359,10 +377,8 @@ def load_bundle(path: str | os.PathLike[str]) -> tuple[nn.Module, Any, Any, dict
 
 
 def _reference_file(name: str) -> tuple[Path, bytes]:
-    """Path and sha256 of the bundled model ``name`` (the registry checks the sha256)."""
-    from vqcodec.models import zoo
-
-    info = zoo.model_info(name)
+    """Path and sha256 of the bundled model ``name`` (from the catalogue, which pins its sha256)."""
+    info = model_info(name)
     return info.path, bytes.fromhex(info.sha256)
 
 

@@ -1,0 +1,176 @@
+"""The catalogue of bundled models: one ``ModelInfo`` per file shipped in ``vqcodec/models/weights/``.
+
+Data only (no torch, no loading): ``vqcodec.models.zoo`` loads and caches the models it lists,
+``vqcodec.models.bundle`` finds here the bundled model a video bundle references, and the
+``vqcodec models`` command prints it without importing torch. Each entry pins the sha256 of its
+file; a bundled file whose bytes differ is refused when loaded, so a ``.vqc`` file's recorded
+sha256 always names the weights that decode it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vqcodec.errors import UnknownModelError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One registry entry. ``file`` is relative to the weights folder; ``sha256`` is hex."""
+
+    name: str
+    file: str
+    sha256: str
+    description: str
+    media: str
+    default: bool = False
+    config: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def path(self) -> Path:
+        return WEIGHTS_DIR / self.file
+
+    @property
+    def weightless(self) -> bool:
+        """A model with no weights file (``file`` ""): ``load_model`` builds it from its ``kind``."""
+        return not self.file
+
+
+# the image network of image-rvq8; video-rvq8 runs the same network (it references that bundle)
+_IMAGE_RVQ8_CONFIG: dict[str, Any] = {
+    "codebook_dim": None,
+    "codebook_size": 512,
+    "commitment_weight": 0.25,
+    "decay": 0.99,
+    "decoder_blocks": [2, 1, 0],
+    "decoder_channels": [160, 112, 64],
+    "encoder_blocks": [0, 0, 0],
+    "encoder_channels": [8, 8, 8],
+    "kind": "image",
+    "kmeans_init": True,
+    "latent_dim": 48,
+    "linear_path": True,
+    "num_quantizers": 14,
+    "quality_stages": [1, 2, 3, 4, 6, 8, 11, 14],
+    "threshold_ema_dead_code": 0.5,
+}
+
+
+# the scalar-quantized image model (train/configs/image_sq20.toml)
+_IMAGE_SQ20_CONFIG: dict[str, Any] = {
+    "decoder_blocks": [1, 0, 0],
+    "decoder_channels": [64, 32, 16],
+    "kind": "image-sq",
+    "rounding": 0.35,
+    "steps": [
+        2.4,
+        1.9468,
+        1.5791,
+        1.2809,
+        1.039,
+        0.8428,
+        0.6837,
+        0.5546,
+        0.4498,
+        0.3649,
+        0.296,
+        0.2401,
+        0.1947,
+        0.158,
+        0.1281,
+        0.1039,
+        0.0843,
+        0.0684,
+        0.0555,
+        0.045,
+    ],
+}
+
+
+REGISTRY: tuple[ModelInfo, ...] = (
+    ModelInfo(
+        name="image-rvq8",
+        file="image-rvq8.safetensors",
+        sha256="6e4a618d400c4d0669fb835cec4c193bc9332f297a76d7065493ab2817629edf",
+        description="Stride-8 block-PCA encoder + conv decoder, 14-stage RVQ (K=512), 8 quality levels",
+        media="image",
+        default=True,
+        config=_IMAGE_RVQ8_CONFIG,
+    ),
+    ModelInfo(
+        name="image-sq20",
+        file="image-sq20.safetensors",
+        sha256="bd2e50b380059ac743969ba052d46817a1449d6a5a7954293f0b548dce67973d",
+        description="Stride-8 block KLT (192 coefficients), dead-zone scalar quantization, conv refinement, "
+        "20 quality levels up to 40+ dB",
+        media="image",
+        default=False,
+        config=_IMAGE_SQ20_CONFIG,
+    ),
+    ModelInfo(
+        name="video-rvq8",
+        file="video-rvq8.safetensors",
+        sha256="0548082a1a2f303ff1e3c623d98ae8ecd30a67499a2e5ee0b326fadaec5abfea",
+        description="image-rvq8 key frames + latent-residual P frames (6-stage RVQ, K=512), DAVIS-trained",
+        media="video",
+        default=False,
+        config={
+            "gop": 32,
+            "image": _IMAGE_RVQ8_CONFIG,
+            "kind": "video",
+            "residual_codebook_size": 512,
+            "residual_init_stage": 2,
+            "residual_stages": 6,
+        },
+    ),
+    # weightless (file ""): the codec is integer arithmetic with no trained part; the sha256 is
+    # that of b"vqcodec video payload 2" (MC_MODEL_SHA256), load_model checks it like a file's
+    ModelInfo(
+        name="video-mc1",
+        file="",
+        sha256="7f318ff92998214b57e85465192194d6d8a1d49cee0261c0fb215d89c03abb38",
+        description="Motion-compensated Y'CbCr 4:2:0 (quarter-pel blocks, integer transform, adaptive "
+        "tables; video payload 2), no weights",
+        media="video",
+        default=True,
+        config={
+            "gop": 64,
+            "kind": "video-mc",
+            "quality_qp": [46, 43, 40, 37, 34, 31, 28, 25, 22, 19, 16, 13],
+        },
+    ),
+)
+
+DEFAULT_IMAGE_MODEL = next((m.name for m in REGISTRY if m.media == "image" and m.default), "")
+DEFAULT_VIDEO_MODEL = next((m.name for m in REGISTRY if m.media == "video" and m.default), "")
+
+
+def list_models() -> list[ModelInfo]:
+    """Every bundled model, in registry order."""
+    return list(REGISTRY)
+
+
+def model_info(name: str) -> ModelInfo:
+    """The registry entry for ``name``; UnknownModelError when there is none."""
+    for info in REGISTRY:
+        if info.name == name:
+            return info
+    known = ", ".join(m.name for m in REGISTRY) or "none"
+    raise UnknownModelError(
+        f"unknown model {name!r} (bundled models: {known}; or give a .safetensors bundle path)"
+    )
+
+
+__all__ = [
+    "DEFAULT_IMAGE_MODEL",
+    "DEFAULT_VIDEO_MODEL",
+    "REGISTRY",
+    "WEIGHTS_DIR",
+    "ModelInfo",
+    "list_models",
+    "model_info",
+]
