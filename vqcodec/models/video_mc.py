@@ -651,6 +651,61 @@ MC_TEMPORAL_MODE = "motion-compensated"
 #: key frames are coded in slices of this many macroblock rows (tables adapt between slices)
 KEY_SLICE_ROWS = 2
 DEFAULT_QP = 30
+#: quality level q = 1..12 -> the encoder's base qp: 3 qp apart (each level a 2 ** (1/2) finer
+#: step), level 7 (the default, just above the middle) = qp 28. An encoder choice: the header
+#: records the qp, never the level
+QUALITY_QP = (46, 43, 40, 37, 34, 31, 28, 25, 22, 19, 16, 13)
+#: key-frame interval of the encoder when none is given (frames)
+DEFAULT_MC_GOP = 64
+
+
+def qp_for_quality(quality: int, table: tuple[int, ...] = QUALITY_QP) -> int:
+    """The base qp of quality level ``quality`` (1..len(table)); ValueError naming it otherwise."""
+    if (
+        isinstance(quality, bool)
+        or not isinstance(quality, (int, np.integer))
+        or not 1 <= int(quality) <= len(table)
+    ):
+        raise ValueError(f"quality must be an integer in 1..{len(table)}, got {quality!r}")
+    return table[int(quality) - 1]
+
+
+class MotionCodecModel:
+    """What ``load_model("video-mc1")`` returns: the identity of video payload version 2 and its
+    encoder's quality table. There are no weights: ``name`` and ``sha256`` (MC_MODEL_SHA256) pin the
+    spec section, as a bundle's file sha256 pins its weights; ``codec()`` is the coder itself.
+
+    ``config``: the catalogue entry's config (``quality_qp``: base qp per level, ``gop``: default
+    key-frame interval).
+    """
+
+    weightless = True
+    media = "video"
+    path = None
+
+    def __init__(self, name: str = MC_MODEL_NAME, description: str = "", config: dict | None = None):
+        config = dict(config or {})
+        self.name = name
+        self.sha256 = MC_MODEL_SHA256
+        self.description = description
+        self.quality_qp = tuple(int(q) for q in config.get("quality_qp", QUALITY_QP))
+        if not self.quality_qp or not all(QP_MIN <= q <= QP_MAX for q in self.quality_qp):
+            raise ValueError(f"quality_qp must be qps in {QP_MIN}..{QP_MAX}, got {self.quality_qp}")
+        self.gop = int(config.get("gop", DEFAULT_MC_GOP))
+        self.config = config
+
+    @property
+    def quality_levels(self) -> int:
+        return len(self.quality_qp)
+
+    def qp_for_quality(self, quality: int) -> int:
+        return qp_for_quality(quality, self.quality_qp)
+
+    def codec(self, settings: EncoderSettings | None = None) -> MotionCompensatedCodec:
+        return MotionCompensatedCodec(settings or EncoderSettings())
+
+    def __repr__(self) -> str:
+        return f"MotionCodecModel(name={self.name!r}, sha256={self.sha256.hex()[:16]}..., media='video')"
 
 
 @dataclass
@@ -702,7 +757,8 @@ class MotionCompensatedCodec:
             assert state is not None
             hint = state.vectors
             decision, recon = encode_frame(coded, state.reference, qp, self.settings, hint)
-            tables = state.tables  # type: ignore[assignment]
+            # a copy: the caller's state stays valid (a trial encode may be thrown away)
+            tables = state.tables.copy()  # type: ignore[attr-defined]
             previous_modes = None if state.frames_since_key == 0 else state.modes
         rows = decision.modes.shape[0]
         slice_rows = KEY_SLICE_ROWS if key else rows
@@ -734,10 +790,17 @@ class MotionCompensatedCodec:
         return bytes(out), new_state
 
     def decompress(
-        self, payload: bytes, width: int, height: int, state: ReferenceState | None
+        self,
+        payload: bytes,
+        width: int,
+        height: int,
+        state: ReferenceState | None,
+        key: bool | None = None,
     ) -> tuple[list[np.ndarray], ReferenceState]:
         """Payload -> (planes Y (H, W), Cb, Cr (ceil(H/2), ceil(W/2)) uint8, new state).
-        FormatError (naming the offset and field) for a payload that does not decode exactly."""
+        FormatError (naming the offset and field) for a payload that does not decode exactly.
+        ``key``: the container's key flag of the frame, when known; a frame type that disagrees
+        with it is a FormatError (field ``frame type``)."""
         from vqcodec.entropy.motion import AdaptiveTables, dc_from_differences, decode_slice
         from vqcodec.entropy.payload import read_varint
         from vqcodec.errors import FormatError
@@ -750,6 +813,12 @@ class MotionCompensatedCodec:
         kind, qp, slice_rows = data[0], data[1], data[2]
         if kind not in (FRAME_KEY, FRAME_PREDICTED):
             raise FormatError(f"unknown frame type {kind}", offset=0, field="frame type")
+        if key is not None and bool(key) != (kind == FRAME_KEY):
+            raise FormatError(
+                f"{'predicted' if key else 'key'} frame type in a {'key' if key else 'non-key'} frame",
+                offset=0,
+                field="frame type",
+            )
         if not QP_MIN <= qp <= QP_MAX:
             raise FormatError(f"qp {qp} outside {QP_MIN}..{QP_MAX}", offset=1, field="qp")
         w16, h16 = padded_size(width, height)
@@ -830,7 +899,11 @@ __all__ = [
     "MC_MODEL_NAME",
     "MC_MODEL_SHA256",
     "MC_TEMPORAL_MODE",
+    "DEFAULT_MC_GOP",
+    "MotionCodecModel",
     "MotionCompensatedCodec",
+    "QUALITY_QP",
+    "qp_for_quality",
     "ReferenceState",
     "EncoderSettings",
     "FrameDecision",

@@ -51,9 +51,13 @@ def load_model(name_or_path: Any = None, *, media: str = "image") -> Any:
         name_or_path = catalog.DEFAULT_IMAGE_MODEL if media == "image" else catalog.DEFAULT_VIDEO_MODEL
         if not name_or_path:
             raise UnknownModelError(f"no default {media} model is bundled")
+    if getattr(name_or_path, "weightless", False) is True:  # a loaded weightless model
+        return name_or_path
     info: ModelInfo | None = None
     if isinstance(name_or_path, str) and any(m.name == name_or_path for m in catalog.REGISTRY):
         info = catalog.model_info(name_or_path)
+        if info.weightless:
+            return _weightless_model(info)
         path = info.path
     elif isinstance(name_or_path, (str, os.PathLike)) and Path(name_or_path).is_file():
         path = Path(name_or_path).resolve()
@@ -70,6 +74,32 @@ def load_model(name_or_path: Any = None, *, media: str = "image") -> Any:
                     f"bundled model file {info.file} does not match the registry sha256 for {info.name!r}"
                 )
             model = load_codec_model(path, name=info.name if info else None)
+            _cache[key] = model
+    return model
+
+
+#: config ``kind`` of a weightless catalogue entry -> "module:class", built as cls(name, description, config)
+WEIGHTLESS_KINDS = {"video-mc": "vqcodec.models.video_mc:MotionCodecModel"}
+
+
+def _weightless_model(info: ModelInfo) -> Any:
+    """The model of a catalogue entry without a weights file, built once from its ``kind``; its
+    sha256 must be the entry's (ModelMismatchError), as a bundled file's must."""
+    import importlib
+
+    key = (f"weightless:{info.name}", 0, 0)
+    with _lock:
+        model = _cache.get(key)
+        if model is None:
+            kind = str(info.config.get("kind", ""))
+            if kind not in WEIGHTLESS_KINDS:
+                raise UnknownModelError(
+                    f"model {info.name!r} has no weights file and an unknown kind {kind!r}"
+                )
+            module, _, cls = WEIGHTLESS_KINDS[kind].partition(":")
+            model = getattr(importlib.import_module(module), cls)(info.name, info.description, info.config)
+            if bytes(model.sha256).hex() != info.sha256:
+                raise ModelMismatchError(f"model {info.name!r} does not match the registry sha256")
             _cache[key] = model
     return model
 
