@@ -40,17 +40,48 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar, overload
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 # Below this many rows MKL switches to a gemv-like kernel whose rounding differs from the batched one,
 # so a vector's projection would depend on the batch it came with; padding keeps one code path.
 MIN_GEMM_ROWS = 32
+
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+if TYPE_CHECKING:
+
+    class TypedModuleList(nn.ModuleList, Generic[ModuleT]):
+        """``nn.ModuleList`` whose items the type checker knows to be ``ModuleT``.
+
+        For the type checker only: at run time the name is ``nn.ModuleList`` itself, so modules, state
+        dicts and reprs are exactly those of a plain ModuleList.  Build it from modules of one type,
+        ``TypedModuleList([FSQ(...) for _ in range(q)])``, and annotate ``TypedModuleList[FSQ]``.
+        """
+
+        def __init__(self, modules: Iterable[ModuleT] | None = None) -> None: ...
+
+        @overload
+        def __getitem__(self, idx: slice) -> TypedModuleList[ModuleT]: ...
+
+        @overload
+        def __getitem__(self, idx: int) -> ModuleT: ...
+
+        def __getitem__(self, idx: int | slice) -> ModuleT | TypedModuleList[ModuleT]: ...
+
+        def __iter__(self) -> Iterator[ModuleT]: ...
+
+else:
+    TypedModuleList = nn.ModuleList
 
 
 @dataclass
@@ -161,7 +192,8 @@ class Quantizer(nn.Module):
     Subclasses set ``config_class`` and implement ``forward``, ``encode``, ``decode`` and ``alphabet``.
     """
 
-    config_class: ClassVar[type]
+    config_class: ClassVar[type[DataclassInstance]]
+    dim: int  # channels C of the latents
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -173,7 +205,7 @@ class Quantizer(nn.Module):
         return self._config
 
     @classmethod
-    def from_config(cls, config: Any) -> Quantizer:
+    def from_config(cls, config: Any) -> Self:
         if not isinstance(config, cls.config_class):
             raise TypeError(
                 f"{cls.__name__}.from_config needs a {cls.config_class.__name__}, got {type(config)}"

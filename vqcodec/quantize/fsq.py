@@ -75,6 +75,14 @@ class FSQ(Quantizer):
 
     config_class = FSQConfig
 
+    # non-persistent buffers, one entry per channel (G * L)
+    _levels_f: torch.Tensor
+    _half_l: torch.Tensor
+    _offset: torch.Tensor
+    _shift: torch.Tensor
+    _half_width: torch.Tensor
+    _basis: torch.Tensor  # (L,) int64 mixed-radix place values
+
     def __init__(
         self,
         levels: tuple[int, ...] | list[int],

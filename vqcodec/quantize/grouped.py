@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from vqcodec.quantize.base import (
     Quantizer,
     QuantizerOutput,
+    TypedModuleList,
     flatten_latents,
     flatten_mask,
     unflatten_latents,
@@ -65,9 +65,15 @@ class GroupedResidualLFQConfig(ResidualLFQConfig):
 class _Grouped(Quantizer):
     """Shared split / merge; subclasses fill ``self.groups`` (one residual quantizer per group)."""
 
-    group_quantizers: nn.ModuleList
+    group_quantizers: TypedModuleList[ResidualVQ | ResidualFSQ | ResidualLFQ]
 
-    def _build(self, config: Any, inner: type[Quantizer], inner_config: type, group_dim: int | None) -> None:
+    def _build(
+        self,
+        config: Any,
+        inner: type[ResidualVQ] | type[ResidualFSQ] | type[ResidualLFQ],
+        inner_config: type[ResidualVQConfig] | type[ResidualFSQConfig] | type[ResidualLFQConfig],
+        group_dim: int | None,
+    ) -> None:
         names = {f.name for f in dataclasses.fields(inner_config)}
         values = {name: getattr(config, name) for name in names}
         values["dim"] = group_dim
@@ -77,7 +83,7 @@ class _Grouped(Quantizer):
             if "seed" in values:
                 values["seed"] = config.seed + 1000 * g
             quantizers.append(inner.from_config(inner_config(**values)))
-        self.group_quantizers = nn.ModuleList(quantizers)
+        self.group_quantizers = TypedModuleList(quantizers)
         self.num_groups = config.groups
         self.group_dim = quantizers[0].dim
         self.dim = self.group_dim * config.groups

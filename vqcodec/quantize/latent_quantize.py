@@ -60,6 +60,10 @@ class LatentQuantize(Quantizer):
 
     config_class = LatentQuantizeConfig
 
+    values: torch.Tensor  # (L, max level) grid per channel, +inf padded: a Parameter or a buffer
+    _basis: torch.Tensor  # (L,) int64 mixed-radix place values (non-persistent buffer)
+    _levels_t: torch.Tensor  # (L,) int64 (non-persistent buffer)
+
     def __init__(
         self,
         levels: tuple[int, ...] | list[int],
@@ -97,7 +101,6 @@ class LatentQuantize(Quantizer):
         table = torch.full((self.codebook_dim, width), math.inf)
         for i, grid in enumerate(grids):
             table[i, : len(grid)] = grid
-        self.values: torch.Tensor
         if optimize_values:
             self.values = nn.Parameter(table)
         else:

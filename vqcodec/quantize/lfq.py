@@ -84,6 +84,9 @@ class LFQ(Quantizer):
 
     config_class = LFQConfig
 
+    _mask: torch.Tensor  # (b,) int64 bit weights, most significant first
+    _group_codebook: torch.Tensor  # (2**b, b) float32: every group code as a +-1 vector
+
     def __init__(
         self,
         dim: int | None = None,

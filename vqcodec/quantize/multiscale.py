@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vqcodec.quantize.base import Quantizer, QuantizerOutput, full_precision
+from vqcodec.quantize.base import Quantizer, QuantizerOutput, TypedModuleList, full_precision
 from vqcodec.quantize.vq import VectorQuantizer, VectorQuantizerConfig
 
 
@@ -92,7 +92,7 @@ class MultiScaleVQ(Quantizer):
         values = {name: getattr(config, name) for name in names}
         values["channel_first"] = False
         count = 1 if shared_codebook else self.num_levels
-        self.levels = nn.ModuleList(
+        self.levels = TypedModuleList(
             [
                 VectorQuantizer.from_config(VectorQuantizerConfig(**{**values, "seed": config.seed + i}))
                 for i in range(count)
@@ -108,9 +108,7 @@ class MultiScaleVQ(Quantizer):
         return (self.codebook_size,)
 
     def level(self, index: int) -> VectorQuantizer:
-        layer = self.levels[0 if self._config.shared_codebook else index]
-        assert isinstance(layer, VectorQuantizer)
-        return layer
+        return self.levels[0 if self._config.shared_codebook else index]
 
     def split_codes(self, codes: torch.Tensor) -> list[torch.Tensor]:
         """(B, T) -> per-level grids [(B, *scales[l])] (upstream's layout)."""
@@ -134,10 +132,12 @@ class MultiScaleVQ(Quantizer):
             )
 
     def _pool(self, residual: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
-        pool = (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d)[
-            self._config.spatial_dims - 1
-        ]
-        return pool(residual, size)  # type: ignore[operator]
+        """(B, C, *S) -> (B, C, *size), ``len(size) == spatial_dims``."""
+        if self._config.spatial_dims == 1:
+            return F.adaptive_avg_pool1d(residual, size[0])
+        if self._config.spatial_dims == 2:
+            return F.adaptive_avg_pool2d(residual, (size[0], size[1]))
+        return F.adaptive_avg_pool3d(residual, (size[0], size[1], size[2]))
 
     def forward(self, latents: torch.Tensor, *, freeze_codebook: bool = False) -> QuantizerOutput:
         """latents (B, C, *S) -> QuantizerOutput(quantized (B, C, *S), codes (B, T))."""
@@ -146,7 +146,9 @@ class MultiScaleVQ(Quantizer):
         with full_precision(latents.device):
             x = latents.float()
             residual, reconstruction = x, torch.zeros_like(x)
-            codes, loss, metrics = [], {}, {}
+            codes: list[torch.Tensor] = []
+            loss: dict[str, torch.Tensor] = {}
+            metrics: dict[str, torch.Tensor] = {}
             for i, size in enumerate(self.scales):
                 pooled = self._pool(residual, size)
                 vectors = pooled.movedim(1, -1).reshape(-1, self.dim)

@@ -21,6 +21,7 @@ from torch import nn
 from vqcodec.quantize.base import (
     Quantizer,
     QuantizerOutput,
+    TypedModuleList,
     flatten_latents,
     flatten_mask,
     full_precision,
@@ -185,7 +186,7 @@ class ResidualVQ(Quantizer):
             if config.layernorm_after_project_in:
                 self.norm_in = nn.LayerNorm(config.codebook_dim)
         num_modules = 1 if shared_codebook else num_quantizers
-        self.layers = nn.ModuleList(
+        self.layers = TypedModuleList(
             [VectorQuantizer.from_config(config.stage_config(i)) for i in range(num_modules)]
         )
         self._dropout_generator: torch.Generator | None = None
@@ -199,9 +200,7 @@ class ResidualVQ(Quantizer):
 
     def stage(self, index: int) -> VectorQuantizer:
         """The VectorQuantizer used by stage ``index`` (the same module for all with a shared codebook)."""
-        layer = self.layers[0 if self._config.shared_codebook else index]
-        assert isinstance(layer, VectorQuantizer)
-        return layer
+        return self.layers[0 if self._config.shared_codebook else index]
 
     def forward(
         self, latents: torch.Tensor, mask: torch.Tensor | None = None, *, freeze_codebook: bool = False

@@ -23,6 +23,7 @@ from torch import nn
 from vqcodec.quantize.base import (
     Quantizer,
     QuantizerOutput,
+    TypedModuleList,
     flatten_latents,
     flatten_mask,
     full_precision,
@@ -82,8 +83,11 @@ def _check_stages(num_quantizers: int, cutoff: int, dim: int | None) -> None:
 class _ResidualScalar(Quantizer):
     """Shared residual loop; subclasses build ``layers`` and ``stage_scales`` (Q, codebook_dim)."""
 
-    layers: nn.ModuleList
+    layers: TypedModuleList[Quantizer]
+    stage_scales: torch.Tensor  # non-persistent buffer (Q, codebook_dim)
     codebook_dim: int
+    num_quantizers: int
+    stage_alphabet: int  # symbols per stage code
 
     def _init_projection(self, dim: int | None) -> None:
         self.dim = dim if dim is not None else self.codebook_dim
@@ -226,7 +230,7 @@ class ResidualFSQ(_ResidualScalar):
         self.codebook_dim = len(self.levels)
         self.stage_alphabet = math.prod(self.levels)
         self._init_projection(dim)
-        self.layers = nn.ModuleList(
+        self.layers = TypedModuleList(
             [
                 FSQ(self.levels, channel_first=False, preserve_symmetry=preserve_symmetry)
                 for _ in range(num_quantizers)
@@ -286,7 +290,7 @@ class ResidualLFQ(_ResidualScalar):
         self.stage_alphabet = codebook_size
         self._init_projection(dim)
         # stage i quantizes residual / 2**-i to +-1 and contributes +-2**-i (upstream: codebook_scale)
-        self.layers = nn.ModuleList(
+        self.layers = TypedModuleList(
             [
                 LFQ(
                     codebook_size=codebook_size,

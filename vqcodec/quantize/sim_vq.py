@@ -64,6 +64,8 @@ class SimVQ(Quantizer):
 
     config_class = SimVQConfig
 
+    frozen_codebook: torch.Tensor  # (K, f) buffer, random and never trained
+
     def __init__(
         self,
         dim: int,
@@ -327,6 +329,9 @@ class RandomProjectionQuantizer(Quantizer):
     Shapes: latents (B, C, *S) or (B, *S, C); codes (B, *S, G) (upstream returns (B, N) for G = 1)."""
 
     config_class = RandomProjectionQuantizerConfig
+
+    rand_projs: torch.Tensor  # (G, dim, codebook_dim) frozen projections (buffer)
+    codebooks: torch.Tensor  # (G, K, codebook_dim) frozen unit codewords (buffer)
 
     def __init__(
         self,

@@ -22,6 +22,7 @@ from torch import nn
 from vqcodec.quantize.base import (
     Quantizer,
     QuantizerOutput,
+    TypedModuleList,
     codebook_health,
     flatten_latents,
     flatten_mask,
@@ -182,6 +183,20 @@ class VectorQuantizer(Quantizer):
 
     config_class = VectorQuantizerConfig
 
+    # buffers (state-dict entries); ``codebook`` is a Parameter instead without ``ema_update``
+    codebook: torch.Tensor  # (K, codebook_dim)
+    embed_avg: torch.Tensor  # (K, codebook_dim) EMA sums, only with ema_update
+    cluster_size: torch.Tensor  # (K,) EMA counts
+    steps_unused: torch.Tensor  # (K,) int64
+    initted: torch.Tensor  # () bool, k-means done
+    num_updates: torch.Tensor  # () int64
+    # only with affine_param
+    affine_initted: torch.Tensor  # () bool
+    batch_mean: torch.Tensor  # (codebook_dim,)
+    batch_variance: torch.Tensor
+    codebook_mean: torch.Tensor
+    codebook_variance: torch.Tensor
+
     def __init__(
         self,
         dim: int,
@@ -252,7 +267,7 @@ class VectorQuantizer(Quantizer):
         self.dim = dim
         self.codebook_size = codebook_size
         self.codebook_dim = codebook_dim or dim
-        self.head_quantizers: nn.ModuleList | None = None
+        self.head_quantizers: TypedModuleList[VectorQuantizer] | None = None
         if heads > 1:
             self._init_heads(config)
             return
@@ -269,7 +284,6 @@ class VectorQuantizer(Quantizer):
         init = torch.randn(codebook_size, self.codebook_dim)
         if use_cosine_sim:
             init = F.normalize(init, dim=1)
-        self.codebook: torch.Tensor
         if ema_update:
             self.register_buffer("codebook", init)
             self.register_buffer("embed_avg", init.clone())
@@ -309,7 +323,7 @@ class VectorQuantizer(Quantizer):
                 raise ValueError("layernorm_after_project_in needs heads * codebook_dim != dim")
             self.norm_in = nn.LayerNorm(width)
         count = config.heads if config.separate_codebook_per_head else 1
-        self.head_quantizers = nn.ModuleList(
+        self.head_quantizers = TypedModuleList(
             [
                 VectorQuantizer.from_config(
                     dataclasses.replace(
@@ -330,9 +344,7 @@ class VectorQuantizer(Quantizer):
     def head(self, index: int) -> VectorQuantizer:
         """The VectorQuantizer (one codebook) used by head ``index`` (heads > 1 only)."""
         assert self.head_quantizers is not None, "head() needs heads > 1"
-        layer = self.head_quantizers[index if self._config.separate_codebook_per_head else 0]
-        assert isinstance(layer, VectorQuantizer)
-        return layer
+        return self.head_quantizers[index if self._config.separate_codebook_per_head else 0]
 
     def _split_heads(self, vectors: torch.Tensor) -> torch.Tensor:
         """(M, dim) -> (M, heads, codebook_dim) in float32."""
