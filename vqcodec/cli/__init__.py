@@ -85,11 +85,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _silence_stdout() -> None:
     import os
 
-    if sys.stdout is not sys.__stdout__:
+    stdout = sys.stdout
+    if stdout is not sys.__stdout__:
         return  # a replaced stdout (tests, embedding) is left to its owner
+    if stdout is None:
+        return  # no stdout at all (pythonw)
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, stdout.fileno())
     except (OSError, ValueError):
         pass
 

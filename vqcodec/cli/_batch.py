@@ -514,6 +514,7 @@ def cli_warnings(quiet: bool) -> Iterator[None]:
     """Show library warnings (e.g. 16-bit input rounded to 8 bits) as one line each on stderr,
     naming the file being coded."""
     from vqcodec.codec.media import PrecisionWarning
+    from vqcodec.codec.metadata import MetadataWarning
 
     def show(
         message: Any, category: Any, filename: Any, lineno: Any, file: Any = None, line: Any = None
@@ -527,6 +528,7 @@ def cli_warnings(quiet: bool) -> Iterator[None]:
             warnings.simplefilter("ignore")
         else:
             warnings.filterwarnings("always", category=PrecisionWarning)
+            warnings.filterwarnings("always", category=MetadataWarning)
             warnings.filterwarnings("always", category=CLIWarning)
             warnings.showwarning = show
         yield

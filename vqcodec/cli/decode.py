@@ -170,7 +170,7 @@ def decode_one(job: Job, args: argparse.Namespace, fmt: str | None) -> Outcome:
     if save_format in NO_ALPHA_FORMATS and image.mode in ("RGBA", "LA"):
         warnings.warn(f"{save_format} has no alpha channel: alpha dropped from {job.output}", stacklevel=1)
         image = image.convert(image.mode[:-1])
-    options = {}
+    options = _metadata_options(decoded.metadata, save_format, job.output)
     if save_format in LOSSY_FORMATS:
         options["quality"] = args.quality if args.quality is not None else DEFAULT_OUTPUT_QUALITY
     elif args.quality is not None:
@@ -196,8 +196,20 @@ def decode_one(job: Job, args: argparse.Namespace, fmt: str | None) -> Outcome:
             "model": header.model_name,
             "format": save_format,
             "media": "image",
+            "metadata": [name for name in decoded.metadata.names if name in options],
         },
     )
+
+
+def _metadata_options(metadata: Any, save_format: str, output: str) -> dict[str, Any]:
+    """PIL save keywords restoring the file's ICC profile / Exif; warns what ``save_format`` cannot hold."""
+    from vqcodec.codec.metadata import save_options
+
+    options, lost = save_options(save_format, metadata)
+    if lost:
+        what = " and ".join({"icc_profile": "ICC profile", "exif": "Exif"}[n] for n in lost)
+        _batch.warn(f"{save_format} output cannot hold the {what}: left out of {output}")
+    return options
 
 
 def salvaged(name: str, source: Any) -> io.BytesIO:

@@ -53,6 +53,11 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="print nothing but errors (no progress, no summary)")
     p.add_argument(
+        "--no-metadata",
+        action="store_true",
+        help="leave out the picture's ICC profile and Exif (kept by default, restored by decode)",
+    )
+    p.add_argument(
         "--strict",
         action="store_true",
         help="fail (exit 1, nothing written) when a --bpp or --psnr target cannot be met",
@@ -150,7 +155,9 @@ def encode_one(job: Job, args: argparse.Namespace, model: _batch.LazyModel) -> O
     if image.mode == "CMYK":
         _batch.warn("CMYK picture converted to RGB without colour management (the ink values are lost)")
     # the model (and torch) only once the picture has been read: a bad file costs no model load
-    result = encode_image_result(image, args.quality, bpp=args.bpp, psnr=args.psnr, model=model.get())
+    result = encode_image_result(
+        image, args.quality, bpp=args.bpp, psnr=args.psnr, model=model.get(), metadata=not args.no_metadata
+    )
     _check_target(job, args, result)
     with _batch.output_file(job, args.force) as f:
         f.write(result.data)
@@ -161,6 +168,7 @@ def encode_one(job: Job, args: argparse.Namespace, model: _batch.LazyModel) -> O
         "quality": result.quality,
         "model": result.model_name,
         "media": "image",
+        "metadata": list(result.metadata),
     }
     if result.psnr is not None:
         info["psnr"] = round(result.psnr, 4)

@@ -3,7 +3,9 @@
 An image file is a container (``formats/vqc-v1.md``) with ``media = "image"``, one key
 frame whose payload is the model prior's entropy payload of the codes (S, h, w), and,
 for pictures with transparency, one critical ``ALPH`` chunk holding the alpha plane
-losslessly (section "Image frame payload" of the spec). The header records the model
+losslessly (section "Image frame payload" of the spec), and, when the source had them, the
+ancillary ``iCCP`` (ICC profile) and ``eXIf`` (Exif) chunks (section "Image metadata";
+:mod:`vqcodec.codec.metadata`), all before the frame. The header records the model
 name and the sha256 of its weights, the quality level, and ``codec_params``: compact JSON
 ``{"alpha": "ALPH" | null, "codes": [S, h, w], "stride": s, "v": 1}``.
 
@@ -43,12 +45,15 @@ from vqcodec.codec.header import (
     model_for_header,
     parse_codec_params,
 )
+from vqcodec.codec.metadata import EXIF_CHUNK, ICC_CHUNK, ImageMetadata, check_metadata, pil_info
 from vqcodec.container import ContainerReader, ContainerWriter
 from vqcodec.errors import FormatError, VQCError
 from vqcodec.models.bundle import CodecModel
 from vqcodec.models.zoo import ModelSpec, load_model
 
 ALPHA_CHUNK = b"ALPH"
+METADATA_CHUNKS = (ICC_CHUNK, EXIF_CHUNK)
+SIDE_CHUNKS = (ALPHA_CHUNK, *METADATA_CHUNKS)
 CODEC_PARAMS_VERSION = 1
 # alpha plane filters, first byte of the ALPH chunk data (PNG-style: residual mod 256)
 ALPHA_FILTER_NONE, ALPHA_FILTER_SUB, ALPHA_FILTER_UP = 0, 1, 2
@@ -68,6 +73,7 @@ class EncodedImage:
     seconds: float
     psnr: float | None = None  # only measured when a psnr target was searched
     tried: dict[int, float] = field(default_factory=dict)  # quality -> bpp, for bpp/psnr searches
+    metadata: tuple[str, ...] = ()  # what the file carries of ("icc_profile", "exif")
 
     @property
     def bpp(self) -> float:
@@ -106,6 +112,7 @@ def encode_image(
     bpp: float | None = None,
     psnr: float | None = None,
     model: Any = None,
+    metadata: bool = True,
 ) -> bytes:
     """Encode a picture to ``.vqc`` bytes.
 
@@ -114,8 +121,10 @@ def encode_image(
     better; ValueError outside), ``bpp`` (the best level whose file is at most this many bits
     per pixel, else level 1) or ``psnr`` (the lowest level reaching this PSNR-RGB in dB, else
     level N); none means :func:`default_quality`. ``model``: name, bundle path or CodecModel.
+    ``metadata``: keep a PIL input's ICC profile and Exif (``image.info``) in the file (False
+    strips them, like ``cwebp -metadata none``).
     """
-    return encode_image_result(image, quality, bpp=bpp, psnr=psnr, model=model).data
+    return encode_image_result(image, quality, bpp=bpp, psnr=psnr, model=model, metadata=metadata).data
 
 
 def encode_image_result(
@@ -125,6 +134,7 @@ def encode_image_result(
     bpp: float | None = None,
     psnr: float | None = None,
     model: Any = None,
+    metadata: bool = True,
 ) -> EncodedImage:
     """:func:`encode_image`, returning an :class:`EncodedImage` with the chosen quality and bpp."""
     start = time.perf_counter()
@@ -140,12 +150,13 @@ def encode_image_result(
     source = media.load_image(image)
     padded = media.pad_to_stride(source.rgb, codec_model.stride)
     alpha_data = _encode_alpha(source.alpha) if source.alpha is not None else None
+    carried = source.metadata if metadata else ImageMetadata()
 
     cache: dict[int, bytes] = {}
 
     def at(level: int) -> bytes:
         if level not in cache:
-            cache[level] = _encode_level(codec_model, source, padded, level, alpha_data)
+            cache[level] = _encode_level(codec_model, source, padded, level, alpha_data, carried)
         return cache[level]
 
     pixels = source.width * source.height
@@ -183,15 +194,21 @@ def encode_image_result(
         seconds=time.perf_counter() - start,
         psnr=measured_psnr,
         tried={q: 8.0 * len(d) / pixels for q, d in sorted(cache.items())} if len(cache) > 1 else {},
+        metadata=carried.names,
     )
 
 
 def _encode_level(
-    model: Any, source: media.SourceImage, padded: np.ndarray, quality: int, alpha_data: bytes | None
+    model: Any,
+    source: media.SourceImage,
+    padded: np.ndarray,
+    quality: int,
+    alpha_data: bytes | None,
+    metadata: ImageMetadata,
 ) -> bytes:
     codes = media.encode_tiled(model, padded, quality)
     return write_image_file(
-        model, source.width, source.height, source.pixel_format, quality, codes, alpha_data
+        model, source.width, source.height, source.pixel_format, quality, codes, alpha_data, metadata
     )
 
 
@@ -203,11 +220,14 @@ def write_image_file(
     quality: int,
     codes: np.ndarray,
     alpha_data: bytes | None = None,
+    metadata: ImageMetadata | None = None,
 ) -> bytes:
     """The ``.vqc`` bytes of an image whose codes (S, h, w) are already known.
 
     ``alpha_data`` is the ALPH chunk data (filter byte + zstd frame), required for the
-    pixel formats with alpha. Used by the encoder and by the golden-vector builders.
+    pixel formats with alpha. ``metadata``: the ICC profile and Exif (TIFF structure) to carry
+    in ``iCCP`` / ``eXIf`` chunks, written as given (:func:`vqcodec.codec.metadata.from_pil`
+    checks what it reads from a picture). Used by the encoder and by the golden-vector builders.
     """
     if (alpha_data is not None) != (pixel_format in ("rgba32", "graya16")):
         raise ValueError(f"pixel format {pixel_format} {'needs' if alpha_data is None else 'has no'} alpha")
@@ -230,7 +250,11 @@ def write_image_file(
         frame_count=1,
     )
     out = io.BytesIO()
-    with ContainerWriter(out, header, side_chunk_types=(ALPHA_CHUNK,)) as writer:
+    with ContainerWriter(out, header, side_chunk_types=SIDE_CHUNKS) as writer:
+        if metadata is not None:
+            for chunk_type, data in ((ICC_CHUNK, metadata.icc_profile), (EXIF_CHUNK, metadata.exif)):
+                if data is not None:
+                    writer.write_chunk(chunk_type, data)
         if alpha_data is not None:
             writer.write_chunk(ALPHA_CHUNK, alpha_data)
         writer.write_frame(payload, key=True)
@@ -293,13 +317,23 @@ def _decode_rgb(model: Any, data: bytes) -> np.ndarray:
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """Decoded pixels before conversion to the caller's type: ``rgb`` (H, W, 3), ``alpha`` (H, W)."""
+    """Decoded pixels before conversion to the caller's type: ``rgb`` (H, W, 3), ``alpha`` (H, W).
+
+    ``icc_profile`` / ``exif`` (TIFF structure, no ``Exif\\0\\0`` prefix): the file's metadata
+    chunks, None when it has none.
+    """
 
     rgb: np.ndarray
     alpha: np.ndarray | None
     pixel_format: str
     header: Any
     codes: np.ndarray  # (S, h, w) int32, as entropy-decoded
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+
+    @property
+    def metadata(self) -> ImageMetadata:
+        return ImageMetadata(self.icc_profile, self.exif)
 
 
 def decode_image(src: Any, *, output: str = "pil", model: Any = None) -> Any:
@@ -310,14 +344,18 @@ def decode_image(src: Any, *, output: str = "pil", model: Any = None) -> Any:
     ``model``: None uses the model the file names; a name, path or CodecModel must be the
     same weights. Raises ModelMismatchError when the file's model is missing or differs,
     FormatError / TruncatedError / ChecksumError for damaged files, LimitError past
-    :mod:`vqcodec.codec.limits`.
+    :mod:`vqcodec.codec.limits`. A PIL image gets the file's ICC profile and Exif in ``.info``
+    (``"icc_profile"``, ``"exif"``), as Pillow's own readers give them.
     """
     if output not in ("pil", "numpy", "torch"):
         raise ValueError(f"output must be 'pil', 'numpy' or 'torch', got {output!r}")
     if isinstance(src, (bytes, bytearray, memoryview)):
         src = io.BytesIO(bytes(src))
     decoded = _decode(src, model)
-    return media.make_output(decoded.rgb, decoded.alpha, decoded.pixel_format, output)
+    picture = media.make_output(decoded.rgb, decoded.alpha, decoded.pixel_format, output)
+    if output == "pil":
+        picture.info.update(pil_info(decoded.metadata))
+    return picture
 
 
 def decode_image_result(src: Any, *, model: Any = None) -> DecodedImage:
@@ -328,27 +366,30 @@ def decode_image_result(src: Any, *, model: Any = None) -> DecodedImage:
 
 
 def _decode(src: Any, model: Any) -> DecodedImage:
-    with ContainerReader(src, side_chunk_types=(ALPHA_CHUNK,)) as reader:
+    with ContainerReader(src, side_chunk_types=SIDE_CHUNKS) as reader:
         header = reader.header
         check_header(header, "image", media.PIXEL_FORMATS)
         params = parse_codec_params(header, CODEC_PARAMS_VERSION)
         codec_model = model_for_header(header, model)
         s, h, w = _check_codes_shape(params, header, codec_model)
         payload: bytes | None = None
-        alpha_data: bytes | None = None
+        side: dict[bytes, bytes] = {}
         # read to the end chunk: a file cut after its frame is truncated, not silently accepted
         for frame in reader.frames():
             payload = frame.payload
             for chunk_type, data in frame.side_chunks:
-                if chunk_type == ALPHA_CHUNK:
-                    if alpha_data is not None:
-                        raise FormatError("more than one ALPH chunk", field="ALPH")
-                    alpha_data = data
+                if chunk_type in SIDE_CHUNKS:
+                    name = chunk_type.decode()
+                    if chunk_type in side:
+                        raise FormatError(f"more than one {name} chunk", field=name)
+                    side[chunk_type] = data
         if reader.trailing_chunks:
             kinds = ", ".join(t.decode("ascii", "replace") for t, _ in reader.trailing_chunks)
             raise FormatError(f"side chunks after the image frame: {kinds}", field="chunk type")
     if payload is None:
         raise FormatError("image file has no frame", field="frame")
+    alpha_data = side.get(ALPHA_CHUNK)
+    found = {t: check_metadata(t, side[t]) for t in METADATA_CHUNKS if t in side}
     wants_alpha = header.pixel_format in ("rgba32", "graya16")
     if wants_alpha != (params.get("alpha") is not None) or wants_alpha != (alpha_data is not None):
         raise FormatError(
@@ -358,7 +399,8 @@ def _decode(src: Any, model: Any) -> DecodedImage:
         codes = codec_model.decompress(payload, (s, h, w), header.quality)
     except VQCError:
         raise
-    except (ValueError, IndexError, OverflowError, RuntimeError, TypeError) as exc:
+    except (ValueError, OverflowError) as exc:
+        # a value derived from hostile bytes that numpy refuses; anything else is a bug and surfaces
         raise FormatError(f"corrupt image payload: {exc}", field="frame payload") from None
     codes = np.asarray(codes)
     if codes.shape != (s, h, w):
@@ -376,6 +418,8 @@ def _decode(src: Any, model: Any) -> DecodedImage:
         pixel_format=header.pixel_format,
         header=header,
         codes=codes,
+        icc_profile=found.get(ICC_CHUNK),
+        exif=found.get(EXIF_CHUNK),
     )
 
 
@@ -407,6 +451,7 @@ def _check_codes_shape(params: dict[str, Any], header: Any, model: Any) -> tuple
 
 __all__ = [
     "ALPHA_CHUNK",
+    "METADATA_CHUNKS",
     "EncodedImage",
     "DecodedImage",
     "encode_image",

@@ -13,9 +13,14 @@ values that a program may raise, lower, or switch off (``None``)::
 - ``MAX_FRAMES``: frames of one video stream (declared count, or counted while decoding).
 - ``MAX_BYTES``: bytes of one decoded payload buffer (e.g. an inflated alpha plane,
   a whole decoded clip held in memory); 2**31 by default.
+- ``MAX_METADATA_BYTES``: bytes of one metadata block of a picture (the ICC profile, the
+  Exif data); 16 MiB by default, far above real profiles (a few KB to a few hundred KB) and
+  JPEG's 64 KB Exif. The encoder leaves out a bigger block (with a warning), so what a
+  default writer writes a default reader reads.
 
-The environment variables ``VQCODEC_MAX_IMAGE_PIXELS``, ``VQCODEC_MAX_FRAMES`` and
-``VQCODEC_MAX_BYTES`` set the initial values (``0`` or ``none`` switches one off).
+The environment variables ``VQCODEC_MAX_IMAGE_PIXELS``, ``VQCODEC_MAX_FRAMES``,
+``VQCODEC_MAX_BYTES`` and ``VQCODEC_MAX_METADATA_BYTES`` set the initial values (``0`` or
+``none`` switches one off).
 The container layer has its own limits on declared header fields and chunk lengths
 (``vqcodec.container.spec``); these here are the codec layer's, applied to what the
 codec is about to build. Every check raises :class:`vqcodec.errors.LimitError`
@@ -25,6 +30,7 @@ naming the value, the limit and the variable that sets it. No torch here.
 from __future__ import annotations
 
 import contextlib
+import enum
 import os
 import threading
 from collections.abc import Iterator
@@ -49,9 +55,16 @@ def _from_env(name: str, default: int) -> int | None:
 MAX_IMAGE_PIXELS: int | None = _from_env("VQCODEC_MAX_IMAGE_PIXELS", 2**27)
 MAX_FRAMES: int | None = _from_env("VQCODEC_MAX_FRAMES", 10_000_000)
 MAX_BYTES: int | None = _from_env("VQCODEC_MAX_BYTES", 2**31)
+MAX_METADATA_BYTES: int | None = _from_env("VQCODEC_MAX_METADATA_BYTES", 2**24)
 
 # override() swaps module globals; a lock keeps two overrides from interleaving their restores
 _override_lock = threading.RLock()
+
+
+class _Keep(enum.Enum):
+    """override()'s default for a limit it leaves as it is (``None`` already means unlimited)."""
+
+    KEEP = enum.auto()
 
 
 def check_pixels(width: int, height: int, *, what: str = "image") -> None:
@@ -90,38 +103,53 @@ def check_bytes(count: int, *, what: str = "buffer") -> None:
         )
 
 
+def check_metadata(count: int, *, what: str = "metadata") -> None:
+    """Refuse a metadata block (ICC profile, Exif) of more than ``MAX_METADATA_BYTES`` bytes."""
+    limit = MAX_METADATA_BYTES
+    if limit is not None and count > limit:
+        raise LimitError(
+            f"{what} of {count} bytes exceeds the limit of {limit} "
+            "(vqcodec.codec.limits.MAX_METADATA_BYTES or env VQCODEC_MAX_METADATA_BYTES)"
+        )
+
+
 @contextlib.contextmanager
 def override(
     *,
-    max_image_pixels: int | None | bool = False,
-    max_frames: int | None | bool = False,
-    max_bytes: int | None | bool = False,
+    max_image_pixels: int | None | _Keep = _Keep.KEEP,
+    max_frames: int | None | _Keep = _Keep.KEEP,
+    max_bytes: int | None | _Keep = _Keep.KEEP,
+    max_metadata_bytes: int | None | _Keep = _Keep.KEEP,
 ) -> Iterator[None]:
     """Set some limits for the duration of a ``with`` block (``None`` = unlimited; omitted = unchanged).
 
     The limits are process-wide, so other threads see the change too.
     """
-    global MAX_IMAGE_PIXELS, MAX_FRAMES, MAX_BYTES
+    global MAX_IMAGE_PIXELS, MAX_FRAMES, MAX_BYTES, MAX_METADATA_BYTES
     with _override_lock:
-        saved = (MAX_IMAGE_PIXELS, MAX_FRAMES, MAX_BYTES)
-        if max_image_pixels is not False:
-            MAX_IMAGE_PIXELS = max_image_pixels  # type: ignore[assignment]
-        if max_frames is not False:
-            MAX_FRAMES = max_frames  # type: ignore[assignment]
-        if max_bytes is not False:
-            MAX_BYTES = max_bytes  # type: ignore[assignment]
+        saved = (MAX_IMAGE_PIXELS, MAX_FRAMES, MAX_BYTES, MAX_METADATA_BYTES)
+        if not isinstance(max_image_pixels, _Keep):
+            MAX_IMAGE_PIXELS = max_image_pixels
+        if not isinstance(max_frames, _Keep):
+            MAX_FRAMES = max_frames
+        if not isinstance(max_bytes, _Keep):
+            MAX_BYTES = max_bytes
+        if not isinstance(max_metadata_bytes, _Keep):
+            MAX_METADATA_BYTES = max_metadata_bytes
         try:
             yield
         finally:
-            MAX_IMAGE_PIXELS, MAX_FRAMES, MAX_BYTES = saved
+            MAX_IMAGE_PIXELS, MAX_FRAMES, MAX_BYTES, MAX_METADATA_BYTES = saved
 
 
 __all__ = [
     "MAX_IMAGE_PIXELS",
     "MAX_FRAMES",
     "MAX_BYTES",
+    "MAX_METADATA_BYTES",
     "check_pixels",
     "check_frames",
     "check_bytes",
+    "check_metadata",
     "override",
 ]

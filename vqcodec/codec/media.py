@@ -27,6 +27,7 @@ Shapes: pixels arrays are (H, W, C) uint8; model tensors (1, 3, H, W) float32 in
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import threading
@@ -38,6 +39,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vqcodec.codec import limits
+from vqcodec.codec.metadata import ImageMetadata, from_pil
 from vqcodec.errors import VQCError
 
 if TYPE_CHECKING:
@@ -65,11 +67,21 @@ class PrecisionWarning(UserWarning):
 
 @dataclass(frozen=True)
 class SourceImage:
-    """A picture ready to code: ``rgb`` (H, W, 3) uint8, ``alpha`` (H, W) uint8 or None."""
+    """A picture ready to code: ``rgb`` (H, W, 3) uint8, ``alpha`` (H, W) uint8 or None.
+
+    ``icc_profile`` and ``exif`` (a TIFF structure, no ``Exif\\0\\0`` prefix) come from a PIL
+    input's ``info`` (see :mod:`vqcodec.codec.metadata`); arrays and tensors have none.
+    """
 
     rgb: np.ndarray
     alpha: np.ndarray | None
     pixel_format: str
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+
+    @property
+    def metadata(self) -> ImageMetadata:
+        return ImageMetadata(self.icc_profile, self.exif)
 
     @property
     def width(self) -> int:
@@ -102,7 +114,7 @@ class AnimatedImageError(VQCError, ValueError):
 
 def _source_name(src: Any) -> str:
     if isinstance(src, (str, os.PathLike)):
-        return os.fspath(src)  # type: ignore[return-value]
+        return os.fsdecode(src)
     name = getattr(src, "name", None)
     return name if isinstance(name, str) else "input"
 
@@ -157,12 +169,17 @@ def load_image(image: Any) -> SourceImage:
 
     numpy: (H, W) or (H, W, C) with C in 1..4; uint8, uint16 (rounded to 8 bits with a
     warning), bool, or float in [0, 1]. torch: (C, H, W) or (1, C, H, W), uint8 or
-    float in [0, 1]. C = 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA.
+    float in [0, 1]. C = 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA. A PIL image's ICC profile and
+    Exif are kept when they fit the coded pixels (:func:`vqcodec.codec.metadata.from_pil`).
     """
     if isinstance(image, (str, os.PathLike)):
         image = open_image_file(image)
     if isinstance(image, Image.Image):
-        return _from_pil(image)
+        source = _from_pil(image)
+        found = from_pil(image, source.pixel_format)
+        if found:
+            source = dataclasses.replace(source, icc_profile=found.icc_profile, exif=found.exif)
+        return source
     if type(image).__module__.split(".")[0] == "torch":
         return _from_numpy(_torch_to_hwc(image), source="tensor")
     if isinstance(image, np.ndarray):

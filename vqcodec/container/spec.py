@@ -42,6 +42,8 @@ CHUNK_TYPES: dict[bytes, str] = {
     TYPE_INDX: "key-frame index",
     TYPE_VEND: "end of container",
     b"ALPH": "alpha plane of an image (formats/vqc-v1.md, Image frame payload)",
+    b"iCCP": "ICC colour profile of an image (formats/vqc-v1.md, Image metadata)",
+    b"eXIf": "Exif data of an image (formats/vqc-v1.md, Image metadata)",
 }
 
 # -- HEAD ---------------------------------------------------------------------------------------
