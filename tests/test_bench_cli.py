@@ -35,7 +35,6 @@ def test_json_rows_match_the_library(tmp_path, capsys):
 
 def test_table_on_a_video_and_a_picture(capsys):
     clip = REPO / "samples" / "orbit.y4m"
-    pytest.importorskip("vqcodec.codec.video")
     status = cli_main(
         [
             "bench",

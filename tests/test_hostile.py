@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import vqcodec
-from vqcodec.codec import limits
+from vqcodec.codec import limits, video
 from vqcodec.entropy.payload import write_varint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,7 +84,6 @@ def test_a_tiny_file_declaring_a_big_picture_is_bounded_by_the_pixel_limit(fuzz)
 
 
 def test_streamed_video_frames_are_counted_against_the_limit():
-    video = pytest.importorskip("vqcodec.codec.video")
     buffer = io.BytesIO()
     with video.VideoEncoder(buffer, TINY_MODEL, fps=25, gop=2) as encoder:  # no frame count in the header
         for t in range(4):

@@ -19,6 +19,7 @@ from PIL import Image
 
 import vqcodec
 import vqcodec.pillow
+from vqcodec.codec import video
 from vqcodec.codec.image import decode_image, encode_image
 from vqcodec.models import zoo
 
@@ -96,7 +97,6 @@ def test_pillow_open_in_threads(files, monkeypatch):
 
 
 def test_video_decoders_in_threads():
-    video = pytest.importorskip("vqcodec.codec.video")
     frames = [picture(32, 48, 3, seed=20)[:, :]]
     for t in range(1, 5):
         frames.append(np.roll(frames[0], (t, 2 * t), axis=(0, 1)))
@@ -131,7 +131,6 @@ def test_public_names_are_the_ones_tested():
 
 
 def test_video_encoders_in_threads():
-    video = pytest.importorskip("vqcodec.codec.video")
     clips = [
         [np.roll(picture(32, 32, 3, seed=30 + c), (t, 3 * t), axis=(0, 1)) for t in range(4)]
         for c in range(3)
