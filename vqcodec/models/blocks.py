@@ -22,11 +22,17 @@ class ResidualBlock(nn.Module):
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
         self.act = nn.GELU(approximate="tanh")
         # start as the identity so deep stacks train from the first step
-        nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
+        zero_init(self.conv2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(self.act(self.conv1(self.act(x))))
+
+
+def zero_init(layer: nn.Conv2d | nn.ConvTranspose2d) -> None:
+    """Set a convolution's weight and bias to zero (its output starts at zero)."""
+    nn.init.zeros_(layer.weight)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
 
 
 def downsample(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Conv2d:
@@ -62,13 +68,13 @@ class AnalysisTransform(nn.Module):
             layers.append(nn.GELU(approximate="tanh"))
             layers.extend(ResidualBlock(width) for _ in range(n_blocks))
             previous = width
-        layers.append(nn.Conv2d(previous, latent_dim, 1))
+        last = nn.Conv2d(previous, latent_dim, 1)
+        layers.append(last)
         self.layers = nn.Sequential(*layers)
         self.linear: nn.Conv2d | None = None
         if linear_path:
             self.linear = nn.Conv2d(3 * self.stride**2, latent_dim, 1)
-            nn.init.zeros_(layers[-1].weight)
-            nn.init.zeros_(layers[-1].bias)
+            zero_init(last)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         latents = self.layers(pixels)
@@ -89,18 +95,19 @@ class SynthesisTransform(nn.Module):
     ):
         super().__init__()
         self.stride = 2 ** len(channels)
-        layers: list[nn.Module] = [nn.Conv2d(latent_dim, channels[0], 3, padding=1)]
+        last: nn.Conv2d | nn.ConvTranspose2d = nn.Conv2d(latent_dim, channels[0], 3, padding=1)
+        layers: list[nn.Module] = [last]
         for i, (width, n_blocks) in enumerate(zip(channels, blocks)):
             layers.extend(ResidualBlock(width) for _ in range(n_blocks))
             layers.append(nn.GELU(approximate="tanh"))
             out = channels[i + 1] if i + 1 < len(channels) else 3
-            layers.append(upsample(width, out))
+            last = upsample(width, out)
+            layers.append(last)
         self.layers = nn.Sequential(*layers)
         self.linear: nn.Conv2d | None = None
         if linear_path:
             self.linear = nn.Conv2d(latent_dim, 3 * self.stride**2, 1)
-            nn.init.zeros_(layers[-1].weight)
-            nn.init.zeros_(layers[-1].bias)
+            zero_init(last)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         pixels = self.layers(latents)
@@ -109,4 +116,4 @@ class SynthesisTransform(nn.Module):
         return pixels
 
 
-__all__ = ["ResidualBlock", "AnalysisTransform", "SynthesisTransform", "downsample", "upsample"]
+__all__ = ["ResidualBlock", "AnalysisTransform", "SynthesisTransform", "downsample", "upsample", "zero_init"]

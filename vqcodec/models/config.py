@@ -84,7 +84,7 @@ class ImageCodecConfig:
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"unknown ImageCodecConfig fields: {sorted(unknown)}")
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         return cls(**kwargs)
 
     def to_json(self) -> str:

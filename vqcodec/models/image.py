@@ -115,6 +115,7 @@ class ImageCodec(nn.Module):
         encoder, decoder = self.analysis.linear, self.synthesis.linear
         if encoder is None or decoder is None:
             raise ValueError("the model has no linear path (config.linear_path is False)")
+        assert encoder.bias is not None and decoder.bias is not None  # both built with bias=True
         s, k = self.stride, self.config.latent_dim
         if k > 3 * s * s:
             raise ValueError(f"latent_dim {k} exceeds the block size 3*{s}*{s}")

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vqcodec.models.blocks import SynthesisTransform
+from vqcodec.models.blocks import SynthesisTransform, zero_init
 
 #: Pixels per block side; the transform has 3 * BLOCK**2 coefficients.
 BLOCK = 8
@@ -123,6 +123,11 @@ def group_for_quality(quality: int, levels: int, groups: int) -> int:
 class ScalarImageCodec(nn.Module):
     """Block KLT + scalar quantization + refined synthesis; see the module docstring for shapes."""
 
+    # buffers (state-dict entries)
+    basis: torch.Tensor  # (192, 192) orthonormal KLT rows
+    mean: torch.Tensor  # (192,) mean block
+    scale: torch.Tensor  # (192,) per-coefficient standard deviation
+
     def __init__(self, config: ScalarImageCodecConfig):
         super().__init__()
         self.config = config
@@ -136,8 +141,7 @@ class ScalarImageCodec(nn.Module):
         )
         last = self.refine.layers[-1]
         assert isinstance(last, nn.ConvTranspose2d)
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
+        zero_init(last)
 
     @property
     def stride(self) -> int:

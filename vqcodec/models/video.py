@@ -165,6 +165,11 @@ def count_contexts(previous: torch.Tensor, stages: int) -> torch.Tensor:
 class VideoCodec(nn.Module):
     """Image codec + latent-residual quantizer + temporal tables; see the module docstring."""
 
+    # frequency tables of the temporal entropy coder (buffers)
+    count_freqs: torch.Tensor
+    residual_freqs: torch.Tensor
+    intra_freqs: torch.Tensor
+
     def __init__(self, config: VideoCodecConfig):
         super().__init__()
         self.config = config
