@@ -57,6 +57,7 @@ MIN_GEMM_ROWS = 32
 
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
+ConfigT = TypeVar("ConfigT", bound="DataclassInstance")
 
 if TYPE_CHECKING:
 
@@ -186,7 +187,7 @@ def stable_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     return F.linear(x, weight, bias)
 
 
-class Quantizer(nn.Module):
+class Quantizer(nn.Module, Generic[ConfigT]):
     """Base class: the interface every vqcodec quantizer implements.
 
     Subclasses set ``config_class`` and implement ``forward``, ``encode``, ``decode`` and ``alphabet``.
@@ -195,12 +196,12 @@ class Quantizer(nn.Module):
     config_class: ClassVar[type[DataclassInstance]]
     dim: int  # channels C of the latents
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: ConfigT) -> None:
         super().__init__()
         self._config = config
 
     @property
-    def config(self) -> Any:
+    def config(self) -> ConfigT:
         """The frozen config dataclass this quantizer was built from."""
         return self._config
 

@@ -56,7 +56,7 @@ class FSQConfig:
             raise ValueError(f"scale must be > 0, got {self.scale}")
 
 
-class FSQ(Quantizer):
+class FSQ(Quantizer[FSQConfig]):
     """Finite scalar quantizer.
 
     Args: ``levels`` (values per channel, e.g. (8, 5, 5, 5)); ``dim`` (latent channels C; when it differs

@@ -62,7 +62,7 @@ class GroupedResidualLFQConfig(ResidualLFQConfig):
         super().__post_init__()
 
 
-class _Grouped(Quantizer):
+class _Grouped(Quantizer[GroupedResidualVQConfig | GroupedResidualFSQConfig | GroupedResidualLFQConfig]):
     """Shared split / merge; subclasses fill ``self.groups`` (one residual quantizer per group)."""
 
     group_quantizers: TypedModuleList[ResidualVQ | ResidualFSQ | ResidualLFQ]

@@ -50,7 +50,7 @@ class LatentQuantizeConfig:
             raise ValueError(f"dim must be positive, got {self.dim}")
 
 
-class LatentQuantize(Quantizer):
+class LatentQuantize(Quantizer[LatentQuantizeConfig]):
     """Latent quantizer.  Args: ``levels`` (grid size per channel), ``dim`` (latent channels; learned
     projections when it differs from len(levels)), ``commitment_loss_weight``, ``quantization_loss_weight``,
     ``optimize_values`` (learn the grids), ``channel_first``.

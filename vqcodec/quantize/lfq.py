@@ -70,7 +70,7 @@ def _entropy(probs: torch.Tensor) -> torch.Tensor:
     return -(probs * torch.log(probs.clamp_min(1e-9))).sum(-1)
 
 
-class LFQ(Quantizer):
+class LFQ(Quantizer[LFQConfig]):
     """Lookup-free quantizer.
 
     Args: ``dim`` (latent channels C; default num_codebooks * log2(codebook_size); learned projections

@@ -56,7 +56,7 @@ class MultiScaleVQConfig(VectorQuantizerConfig):
             raise ValueError("MultiScaleVQ takes channel-first latents (B, C, *S) (channel_first=True)")
 
 
-class MultiScaleVQ(Quantizer):
+class MultiScaleVQ(Quantizer[MultiScaleVQConfig]):
     """Multi-scale residual VQ.  Args: ``dim``, ``codebook_size``, ``scales`` (per level an int or a size
     per spatial axis, non-decreasing), ``spatial_dims`` (1, 2 or 3), ``shared_codebook``, ``quant_resi``,
     and VectorQuantizer options.  Shapes: latents (B, C, *S); codes (B, T) int64."""

@@ -89,7 +89,7 @@ class ResidualVQConfig(VectorQuantizerConfig):
         return VectorQuantizerConfig(**values)
 
 
-class ResidualVQ(Quantizer):
+class ResidualVQ(Quantizer[ResidualVQConfig]):
     """Residual vector quantizer.
 
     Args: ``dim``, ``num_quantizers`` (Q), ``codebook_size`` (K per stage), ``shared_codebook`` (one

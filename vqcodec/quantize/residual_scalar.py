@@ -80,7 +80,7 @@ def _check_stages(num_quantizers: int, cutoff: int, dim: int | None) -> None:
         raise ValueError(f"dim must be positive, got {dim}")
 
 
-class _ResidualScalar(Quantizer):
+class _ResidualScalar(Quantizer[ResidualFSQConfig | ResidualLFQConfig]):
     """Shared residual loop; subclasses build ``layers`` and ``stage_scales`` (Q, codebook_dim)."""
 
     layers: TypedModuleList[Quantizer]

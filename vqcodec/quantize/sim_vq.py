@@ -57,7 +57,7 @@ class SimVQConfig:
             raise ValueError(f"frozen_codebook_dim must be positive, got {self.frozen_codebook_dim}")
 
 
-class SimVQ(Quantizer):
+class SimVQ(Quantizer[SimVQConfig]):
     """SimVQ.  Args: ``dim``, ``codebook_size`` (K), ``frozen_codebook_dim`` (f, default dim),
     ``rotation_trick``, ``input_to_quantize_commit_loss_weight``, ``commitment_weight``, ``channel_first``,
     ``seed`` (of the frozen codebook).  Shapes: latents (B, C, *S) or (B, *S, C); codes (B, *S)."""
@@ -173,7 +173,7 @@ class ResidualSimVQConfig(SimVQConfig):
             raise ValueError(f"quantize_dropout_cutoff_index must be in [0, {self.num_quantizers})")
 
 
-class ResidualSimVQ(Quantizer):
+class ResidualSimVQ(Quantizer[ResidualSimVQConfig]):
     """Q SimVQ stages on successive residuals (upstream's ResidualSimVQ).  Args: ``dim``,
     ``num_quantizers``, ``codebook_size``, ``quantize_dropout``, ``quantize_dropout_cutoff_index`` and
     the SimVQ options (stage i's frozen codebook uses seed + i).  Codes (B, *S, Q)."""
@@ -321,7 +321,7 @@ class RandomProjectionQuantizerConfig:
             raise ValueError("dim, codebook_size, codebook_dim and num_codebooks must be positive")
 
 
-class RandomProjectionQuantizer(Quantizer):
+class RandomProjectionQuantizer(Quantizer[RandomProjectionQuantizerConfig]):
     """BEST-RQ target quantizer.  Args: ``dim``, ``codebook_size``, ``codebook_dim``, ``num_codebooks``
     (G independent projections and codebooks), ``norm`` (LayerNorm without affine on the input first, as
     upstream), ``channel_first``, ``seed`` (of the frozen projection and codebooks).

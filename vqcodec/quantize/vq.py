@@ -136,7 +136,7 @@ def exact_straight_through(value: torch.Tensor, surrogate: torch.Tensor) -> torc
     return value + (surrogate - surrogate.detach())
 
 
-class VectorQuantizer(Quantizer):
+class VectorQuantizer(Quantizer[VectorQuantizerConfig]):
     """Vector quantizer with one codebook of ``codebook_size`` vectors.
 
     Args (keywords as in vector-quantize-pytorch where the concept is the same):
