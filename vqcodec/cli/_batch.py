@@ -93,6 +93,34 @@ def add_threads_option(p: argparse.ArgumentParser, per: str = "file") -> None:
     )
 
 
+def add_device_option(p: argparse.ArgumentParser) -> None:
+    """``--device auto|cpu|cuda``: where the network runs (the codes never depend on it)."""
+    p.add_argument(
+        "--device",
+        default="auto",
+        metavar="DEV",
+        help="auto (CUDA when available), cpu or cuda[:N]: where pictures are synthesised; the codes, "
+        "and so the file's bytes, are the same on every device (default auto; video runs on the CPU)",
+    )
+
+
+def check_device(args: argparse.Namespace) -> None:
+    """An unknown device, or cuda on a machine without it: one line, exit 1, before any model loads.
+
+    ``auto`` and ``cpu`` cost no torch import here; ``cuda`` imports torch to ask it.
+    """
+    from vqcodec.models.device import DeviceError, check_device_name, cuda_problem
+
+    try:
+        name = check_device_name(getattr(args, "device", "cpu"))
+    except DeviceError as exc:
+        raise CommandError(str(exc)) from None
+    problem = cuda_problem(name) if name.startswith("cuda") else None
+    if problem is not None:
+        raise CommandError(problem)
+    args.device = name
+
+
 def check_counts(args: argparse.Namespace) -> None:
     """-j and --threads are checked before any work (and before torch is imported)."""
     if getattr(args, "jobs", 1) < 1:
@@ -563,6 +591,8 @@ def video_args(args: argparse.Namespace, job: Job) -> argparse.Namespace:
 def run_video(kind: str, args: argparse.Namespace, job: Job) -> Outcome:
     module = video_module()
     start = time.perf_counter()
+    if str(getattr(args, "device", "cpu")).startswith("cuda"):
+        warn(f"--device {args.device}: videos are coded on the CPU (the device applies to pictures)")
     func = module.encode_video if kind == "encode" else module.decode_video
     status = int(func(video_args(args, job)) or 0)
     outcome = Outcome(job.input, job.output, ok=status == 0, seconds=time.perf_counter() - start)

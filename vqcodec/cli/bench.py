@@ -58,6 +58,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--frames", type=int, default=12, metavar="N", help="frames per video (default 12)")
     _batch.add_threads_option(p)
+    _batch.add_device_option(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=run)
@@ -117,23 +118,29 @@ def _fastest(repeat: int, step: Any) -> tuple[float, Any]:
     return best, result
 
 
-def bench_images(model: Any, pictures: list[tuple[str, Any]], levels: list[int], repeat: int) -> list[dict]:
+def bench_images(
+    model: Any, pictures: list[tuple[str, Any]], levels: list[int], repeat: int, device: Any = "cpu"
+) -> list[dict]:
     """One row per level: mean bpp and PSNR over the pictures, total encode/decode time and speed."""
     from vqcodec.codec.image import decode_image_result, encode_image
     from vqcodec.codec.media import psnr
 
     _, source = pictures[0]
-    decode_image_result(encode_image(source.rgb, levels[0], model=model), model=model)  # warm-up
+    warm = encode_image(source.rgb, levels[0], model=model, device=device)
+    decode_image_result(warm, model=model, device=device)  # warm-up (and the device copy)
     rows = []
     for level in levels:
         bpps, psnrs, encode_s, decode_s, pixels = [], [], 0.0, 0.0, 0
         for _, source in pictures:
             image = _as_input(source)
             seconds, data = _fastest(
-                repeat, lambda image=image, level=level: encode_image(image, level, model=model)
+                repeat,
+                lambda image=image, level=level: encode_image(image, level, model=model, device=device),
             )
             encode_s += seconds
-            seconds, decoded = _fastest(repeat, lambda data=data: decode_image_result(data, model=model))
+            seconds, decoded = _fastest(
+                repeat, lambda data=data: decode_image_result(data, model=model, device=device)
+            )
             decode_s += seconds
             count = source.width * source.height
             pixels += count
@@ -143,6 +150,7 @@ def bench_images(model: Any, pictures: list[tuple[str, Any]], levels: list[int],
             {
                 "model": model.name,
                 "media": "image",
+                "device": str(device),
                 "quality": level,
                 "files": len(pictures),
                 "bpp": sum(bpps) / len(bpps),
@@ -238,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
     from vqcodec.codec.media import load_image, open_image_file
 
     _batch.check_counts(args)
+    _batch.check_device(args)
     _batch.configure_threads(args.threads)
     files = [Path(f) for f in args.files] if args.files else default_files()
     for path in files:
@@ -257,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
         if pictures and getattr(model, "media", "image") == "image":
             levels = parse_levels(args.quality, levels_all)
             _progress(args, f"{model.name}: {len(pictures)} picture(s) at {len(levels)} level(s)")
-            rows += bench_images(model, pictures, levels, args.repeat)
+            rows += bench_images(model, pictures, levels, args.repeat, args.device)
         if videos and _codes_video(model, models):
             levels = parse_levels(args.quality or str(default_quality(levels_all)), levels_all)
             for path in videos:

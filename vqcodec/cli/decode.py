@@ -69,6 +69,7 @@ def register(subparsers: Any) -> None:
         help="from a damaged or cut file, decode every complete frame (a warning says what was lost)",
     )
     _batch.add_threads_option(p)
+    _batch.add_device_option(p)
     _batch.video_module().add_video_options(p)
     p.set_defaults(func=run)
 
@@ -76,6 +77,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     _batch.check_counts(args)
+    _batch.check_device(args)
     if args.quality is not None and not 1 <= args.quality <= 100:
         raise CommandError(f"-q/--quality (of a JPEG/WebP/AVIF output) must be in 1..100, got {args.quality}")
     inputs, output = _batch.split_paths(list(args.paths), args.output, output_is_vqc=False)
@@ -165,7 +167,7 @@ def decode_one(job: Job, args: argparse.Namespace, fmt: str | None) -> Outcome:
         bytes_in, source = os.path.getsize(job.input), job.input
     if args.salvage:
         source = salvaged(job.input, source)
-    decoded = decode_image_result(source, model=args.model)
+    decoded = decode_image_result(source, model=args.model, device=args.device)
     image = make_output(decoded.rgb, decoded.alpha, decoded.pixel_format, "pil")
     if save_format in NO_ALPHA_FORMATS and image.mode in ("RGBA", "LA"):
         warnings.warn(f"{save_format} has no alpha channel: alpha dropped from {job.output}", stacklevel=1)

@@ -63,6 +63,7 @@ def register(subparsers: Any) -> None:
         help="fail (exit 1, nothing written) when a --bpp or --psnr target cannot be met",
     )
     _batch.add_batch_options(p)
+    _batch.add_device_option(p)
     _batch.video_module().add_video_options(p)
     p.set_defaults(func=run)
 
@@ -74,6 +75,7 @@ def check_args(args: argparse.Namespace) -> None:
     model does not have is refused here in milliseconds instead of after the model load.
     """
     _batch.check_counts(args)
+    _batch.check_device(args)
     if args.quality is not None:
         levels = _batch.quick_levels(args.model)
         if args.quality < 1 or (levels is not None and args.quality > levels):
@@ -156,7 +158,13 @@ def encode_one(job: Job, args: argparse.Namespace, model: _batch.LazyModel) -> O
         _batch.warn("CMYK picture converted to RGB without colour management (the ink values are lost)")
     # the model (and torch) only once the picture has been read: a bad file costs no model load
     result = encode_image_result(
-        image, args.quality, bpp=args.bpp, psnr=args.psnr, model=model.get(), metadata=not args.no_metadata
+        image,
+        args.quality,
+        bpp=args.bpp,
+        psnr=args.psnr,
+        model=model.get(),
+        metadata=not args.no_metadata,
+        device=args.device,
     )
     _check_target(job, args, result)
     with _batch.output_file(job, args.force) as f:

@@ -49,6 +49,7 @@ from vqcodec.codec.metadata import EXIF_CHUNK, ICC_CHUNK, ImageMetadata, check_m
 from vqcodec.container import ContainerReader, ContainerWriter
 from vqcodec.errors import FormatError, VQCError
 from vqcodec.models.bundle import CodecModel
+from vqcodec.models.device import on_device, resolve_device
 from vqcodec.models.zoo import ModelSpec, load_model
 
 ALPHA_CHUNK = b"ALPH"
@@ -113,6 +114,7 @@ def encode_image(
     psnr: float | None = None,
     model: Any = None,
     metadata: bool = True,
+    device: Any = "cpu",
 ) -> bytes:
     """Encode a picture to ``.vqc`` bytes.
 
@@ -122,9 +124,13 @@ def encode_image(
     per pixel, else level 1) or ``psnr`` (the lowest level reaching this PSNR-RGB in dB, else
     level N); none means :func:`default_quality`. ``model``: name, bundle path or CodecModel.
     ``metadata``: keep a PIL input's ICC profile and Exif (``image.info``) in the file (False
-    strips them, like ``cwebp -metadata none``).
+    strips them, like ``cwebp -metadata none``). ``device``: "cpu", "cuda", "auto" (CUDA when
+    available) or a torch.device, where a ``psnr`` search decodes its trials; the codes, and so
+    the bytes, are chosen on the CPU whatever the device (:mod:`vqcodec.models.device`).
     """
-    return encode_image_result(image, quality, bpp=bpp, psnr=psnr, model=model, metadata=metadata).data
+    return encode_image_result(
+        image, quality, bpp=bpp, psnr=psnr, model=model, metadata=metadata, device=device
+    ).data
 
 
 def encode_image_result(
@@ -135,12 +141,14 @@ def encode_image_result(
     psnr: float | None = None,
     model: Any = None,
     metadata: bool = True,
+    device: Any = "cpu",
 ) -> EncodedImage:
     """:func:`encode_image`, returning an :class:`EncodedImage` with the chosen quality and bpp."""
     start = time.perf_counter()
     if sum(x is not None for x in (quality, bpp, psnr)) > 1:
         raise ValueError("give at most one of quality, bpp and psnr")
-    codec_model = resolve_model(model)
+    target = resolve_device(device)  # DeviceError (e.g. no CUDA) before any work
+    codec_model = on_device(resolve_model(model), "cpu")  # codes are chosen on the CPU
     levels = int(codec_model.quality_levels)
     if quality is not None:
         quality = check_quality(quality, levels)
@@ -175,7 +183,7 @@ def encode_image_result(
         scores: dict[int, float] = {}
         while lo <= hi:
             mid = (lo + hi) // 2
-            scores[mid] = media.psnr(_decode_rgb(codec_model, at(mid)), source.rgb)
+            scores[mid] = media.psnr(_decode_rgb(codec_model, at(mid), target), source.rgb)
             if scores[mid] >= psnr:
                 chosen, hi = mid, mid - 1
             else:
@@ -306,9 +314,9 @@ def _decode_alpha(data: bytes, width: int, height: int) -> np.ndarray:
     return _alpha_unfilter(residual, data[0])
 
 
-def _decode_rgb(model: Any, data: bytes) -> np.ndarray:
+def _decode_rgb(model: Any, data: bytes, device: Any) -> np.ndarray:
     """Decode our own just-encoded bytes to cropped RGB (for the psnr search)."""
-    return _decode(io.BytesIO(data), model).rgb
+    return _decode(io.BytesIO(data), model, device).rgb
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,7 +344,7 @@ class DecodedImage:
         return ImageMetadata(self.icc_profile, self.exif)
 
 
-def decode_image(src: Any, *, output: str = "pil", model: Any = None) -> Any:
+def decode_image(src: Any, *, output: str = "pil", model: Any = None, device: Any = "cpu") -> Any:
     """Decode a ``.vqc`` image from bytes, a path or a binary file object.
 
     ``output``: "pil" (PIL.Image in the original mode: RGB, RGBA, L or LA), "numpy" (uint8,
@@ -345,27 +353,30 @@ def decode_image(src: Any, *, output: str = "pil", model: Any = None) -> Any:
     same weights. Raises ModelMismatchError when the file's model is missing or differs,
     FormatError / TruncatedError / ChecksumError for damaged files, LimitError past
     :mod:`vqcodec.codec.limits`. A PIL image gets the file's ICC profile and Exif in ``.info``
-    (``"icc_profile"``, ``"exif"``), as Pillow's own readers give them.
+    (``"icc_profile"``, ``"exif"``), as Pillow's own readers give them. ``device``: where the
+    synthesis runs ("cpu", "cuda", "auto" or a torch.device); the entropy decoding, and so the
+    codes, are the same everywhere, the pixels within 1 per 8-bit value of the CPU's.
     """
     if output not in ("pil", "numpy", "torch"):
         raise ValueError(f"output must be 'pil', 'numpy' or 'torch', got {output!r}")
     if isinstance(src, (bytes, bytearray, memoryview)):
         src = io.BytesIO(bytes(src))
-    decoded = _decode(src, model)
+    decoded = _decode(src, model, device)
     picture = media.make_output(decoded.rgb, decoded.alpha, decoded.pixel_format, output)
     if output == "pil":
         picture.info.update(pil_info(decoded.metadata))
     return picture
 
 
-def decode_image_result(src: Any, *, model: Any = None) -> DecodedImage:
+def decode_image_result(src: Any, *, model: Any = None, device: Any = "cpu") -> DecodedImage:
     """Like :func:`decode_image` but returns the raw planes and the container header."""
     if isinstance(src, (bytes, bytearray, memoryview)):
         src = io.BytesIO(bytes(src))
-    return _decode(src, model)
+    return _decode(src, model, device)
 
 
-def _decode(src: Any, model: Any) -> DecodedImage:
+def _decode(src: Any, model: Any, device: Any = "cpu") -> DecodedImage:
+    target = resolve_device(device)  # DeviceError before the file is read
     with ContainerReader(src, side_chunk_types=SIDE_CHUNKS) as reader:
         header = reader.header
         check_header(header, "image", media.PIXEL_FORMATS)
@@ -410,7 +421,8 @@ def _decode(src: Any, model: Any) -> DecodedImage:
     alphabet = getattr(codec_model, "alphabet", None)
     if alphabet and codes.size and (int(codes.min()) < 0 or int(codes.max()) >= int(min(alphabet[:s]))):
         raise FormatError("payload decoded to codes outside the model's codebook", field="frame payload")
-    rgb = media.decode_tiled(codec_model.at_quality(header.quality), codes)[: header.height, : header.width]
+    synthesis = on_device(codec_model, target).at_quality(header.quality)
+    rgb = media.decode_tiled(synthesis, codes)[: header.height, : header.width]
     alpha = _decode_alpha(alpha_data, header.width, header.height) if alpha_data is not None else None
     return DecodedImage(
         rgb=np.ascontiguousarray(rgb),

@@ -389,14 +389,10 @@ def _split(n: int, parts: int) -> list[tuple[int, int]]:
 
 
 def model_device(model: Any) -> Any:
-    """Where the model's weights live (CPU unless someone moved ``model.network``, e.g. to CUDA)."""
-    import torch
+    """Where the model's weights live (CPU unless moved, see :func:`vqcodec.models.device.on_device`)."""
+    from vqcodec.models import device
 
-    network = getattr(model, "network", None)
-    if network is not None:
-        for parameter in network.parameters():
-            return parameter.device
-    return torch.device("cpu")
+    return device.model_device(model)
 
 
 def model_halos(model: Any) -> tuple[int, int]:
