@@ -22,6 +22,7 @@ import json
 import os
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +32,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
+from vqcodec.entropy import load_prior
 from vqcodec.errors import FormatError, ModelMismatchError
 from vqcodec.models.catalog import model_info
 from vqcodec.models.config import ImageCodecConfig
+from vqcodec.models.image import ImageCodec
 from vqcodec.models.image_sq import ScalarImageCodec, ScalarImageCodecConfig, group_for_quality
+from vqcodec.models.video import VideoCodec, VideoCodecConfig
+from vqcodec.registry import Registry
 
 BUNDLE_FORMAT = "vqcodec-bundle-1"
 MODEL_PREFIX = "model."
@@ -68,33 +73,36 @@ def inference_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
+@dataclass(frozen=True)
+class ModelKind:
+    """What a bundle needs to know about one kind of model (the config's ``kind`` field).
+
+    ``config_class`` rebuilds the frozen config from its JSON dict (``from_dict``), and
+    ``network_class`` builds a freshly initialised network from that config.
+    """
+
+    config_class: type[Any]
+    network_class: type[nn.Module]
+
+
+#: config ``kind`` -> ModelKind: the one place a model kind registers (a new kind adds one line)
+MODEL_KINDS: Registry[ModelKind] = Registry("model kind")
+MODEL_KINDS.register("image", ModelKind(ImageCodecConfig, ImageCodec))
+MODEL_KINDS.register("image-sq", ModelKind(ScalarImageCodecConfig, ScalarImageCodec))
+MODEL_KINDS.register("video", ModelKind(VideoCodecConfig, VideoCodec))
+
+
 def build_network(config: Any) -> nn.Module:
-    """A freshly initialised network for ``config`` (an ImageCodecConfig or another media's config)."""
-    if isinstance(config, ImageCodecConfig):
-        from vqcodec.models.image import ImageCodec
-
-        return ImageCodec(config)
-    if isinstance(config, ScalarImageCodecConfig):
-        return ScalarImageCodec(config)
-    if getattr(config, "kind", None) == "video":
-        from vqcodec.models.video import VideoCodec
-
-        return VideoCodec(config)
-    raise TypeError(f"no network is known for config type {type(config).__name__}")
+    """A freshly initialised network for ``config`` (the frozen config of a registered model kind)."""
+    kind = MODEL_KINDS.get(str(getattr(config, "kind", "")))
+    if not isinstance(config, kind.config_class):
+        raise TypeError(f"config {type(config).__name__} is not a {kind.config_class.__name__}")
+    return kind.network_class(config)
 
 
 def config_from_dict(data: Mapping[str, Any]) -> Any:
-    """Rebuild a model config from its JSON dict, dispatching on ``kind``."""
-    kind = data.get("kind", "image")
-    if kind == "image":
-        return ImageCodecConfig.from_dict(dict(data))
-    if kind == "image-sq":
-        return ScalarImageCodecConfig.from_dict(dict(data))
-    if kind == "video":
-        from vqcodec.models.video import VideoCodecConfig
-
-        return VideoCodecConfig.from_dict(dict(data))
-    raise ValueError(f"unknown model config kind {kind!r}")
+    """Rebuild a model config from its JSON dict, dispatching on ``kind`` (ValueError if unknown)."""
+    return MODEL_KINDS.get(str(data.get("kind", "image"))).config_class.from_dict(dict(data))
 
 
 class CodecModel:
@@ -362,8 +370,6 @@ def load_bundle(path: str | os.PathLike[str]) -> tuple[nn.Module, Any, Any, dict
     network.eval()
     prior = None
     if "prior" in metadata:
-        from vqcodec.entropy import load_prior
-
         arrays = {k[len(PRIOR_PREFIX) :]: v.numpy() for k, v in tensors.items() if k.startswith(PRIOR_PREFIX)}
         prior = load_prior(json.loads(metadata["prior"]), arrays)
     meta = {
@@ -424,7 +430,9 @@ def load_codec_model(path: str | os.PathLike[str], *, name: str | None = None) -
 
 __all__ = [
     "BUNDLE_FORMAT",
+    "MODEL_KINDS",
     "CodecModel",
+    "ModelKind",
     "build_network",
     "config_from_dict",
     "file_sha256",
