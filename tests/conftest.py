@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,3 +25,90 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder not found: {SHARED_DATA}")
     return SHARED_DATA
+
+
+# ---------------------------------------------------------------------------------------------
+# the CLI in this process, with its standard streams replaced (no `python -m vqcodec` startup)
+
+
+class _PipeReader(io.RawIOBase):
+    """A non-seekable byte source, like a pipe on stdin: ``sys.stdin.buffer`` over it can ``peek``."""
+
+    def __init__(self, data: bytes):
+        self._data = memoryview(bytes(data))
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        n = min(len(buffer), len(self._data) - self._pos)
+        buffer[:n] = self._data[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    @property
+    def consumed(self) -> int:
+        return self._pos
+
+
+class _PipeWriter(io.RawIOBase):
+    """A non-seekable byte sink, like a pipe on stdout; keeps what was written."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[override]
+        self.data += data
+        return len(data)
+
+
+@dataclass
+class CLIResult:
+    """What a ``vqcodec`` run left: exit status, stdout bytes, stderr text (like CompletedProcess)."""
+
+    returncode: int
+    stdout: bytes
+    stderr: str
+
+    def error_line(self) -> str:
+        """The one ``vqcodec: error:`` line a failed command prints (and nothing else, no traceback)."""
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("vqcodec: error:"), self.stderr
+        return lines[0]
+
+
+def run_vqcodec(*argv: str | os.PathLike[str], stdin: bytes = b"") -> CLIResult:
+    """``vqcodec ARGV`` through ``vqcodec.cli.main`` here, with stdin, stdout and stderr replaced
+    by pipe-like, non-terminal streams (binary underneath, as ``sys.stdin.buffer`` /
+    ``sys.stdout.buffer`` are). Usage errors (argparse's SystemExit) give their exit status."""
+    from vqcodec.cli import main
+
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    sink = _PipeWriter()
+    fake_in = io.TextIOWrapper(io.BufferedReader(_PipeReader(stdin)), encoding="utf-8")
+    fake_out = io.TextIOWrapper(io.BufferedWriter(sink), encoding="utf-8", write_through=True)
+    fake_err = io.StringIO()
+    saved = sys.stdin, sys.stdout, sys.stderr
+    sys.stdin, sys.stdout, sys.stderr = fake_in, fake_out, fake_err
+    try:
+        try:
+            status = main([os.fspath(a) for a in argv])
+        except SystemExit as exc:  # argparse: usage errors (2), --help / --version (0)
+            status = exc.code if isinstance(exc.code, int) else 1
+        fake_out.flush()
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved
+        if threads is not None:
+            torch.set_num_threads(threads)  # --threads / the CLI default must not leak into other tests
+    return CLIResult(int(status), bytes(sink.data), fake_err.getvalue())
+
+
+@pytest.fixture
+def vqcodec_cli():
+    """Run the CLI in-process: ``vqcodec_cli("decode", "-", "-", stdin=data)`` -> CLIResult."""
+    return run_vqcodec

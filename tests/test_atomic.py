@@ -11,8 +11,10 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import json
 import os
 import resource
+import shlex
 import shutil
 import signal
 import subprocess
@@ -28,23 +30,62 @@ from vqcodec.cli import main as cli_main
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = str(REPO / "formats" / "vectors" / "models" / "tiny-image.safetensors")
 SCENE = REPO / "samples" / "scene.png"
-VQCODEC = [sys.executable, "-m", "vqcodec"]
 
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture
-def inputs(tmp_path):
-    """scene.png and its .vqc, in a folder of their own."""
-    folder = tmp_path / "in"
+def make_inputs(folder: Path) -> tuple[Path, Path]:
+    """scene.png and its .vqc, in ``folder`` (made here)."""
     folder.mkdir()
     png = folder / "scene.png"
     shutil.copy(SCENE, png)
     vqc = folder / "scene.vqc"
     assert cli_main(["encode", str(png), str(vqc), "-q", "2", "--model", TINY_MODEL, "--quiet"]) == 0
     return png, vqc
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    """scene.png and its .vqc, in a folder of their own."""
+    return make_inputs(tmp_path / "in")
+
+
+# `python -m vqcodec ARGS` for several commands in one child interpreter (it pays the torch import
+# once): before each command a line "@@ NAME" goes to the child's stderr, so what follows up to the
+# next such line is that command's stderr; its exit status is a JSON line on stdout.
+DRIVER = r"""
+import json, runpy, sys
+for name, argv in json.loads(sys.argv[1]).items():
+    print("@@ " + name, file=sys.stderr, flush=True)
+    sys.argv = ["vqcodec", *argv]
+    try:
+        runpy.run_module("vqcodec", run_name="__main__", alter_sys=True)
+        status = 0
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else 1
+    sys.stderr.flush()
+    print(json.dumps({"name": name, "status": status}), flush=True)
+"""
+
+
+def driver_results(stdout: str, stderr: str) -> tuple[dict[str, int], dict[str, str]]:
+    """(exit status, stderr) of each command a DRIVER run reported."""
+    statuses = {}
+    for line in stdout.splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            statuses[record["name"]] = record["status"]
+    errors: dict[str, list[str]] = {}
+    current = None
+    for line in stderr.splitlines():
+        if line.startswith("@@ "):
+            current = line[3:]
+            errors[current] = []
+        elif current is not None:
+            errors[current].append(line)
+    return statuses, {name: "\n".join(lines) for name, lines in errors.items()}
 
 
 def one_error_line(stderr: str) -> str:
@@ -64,38 +105,69 @@ def can_mount_tmpfs() -> bool:
     return probe.returncode == 0
 
 
-@pytest.mark.skipif(not can_mount_tmpfs(), reason="needs root and unshare to mount a private tmpfs")
-@pytest.mark.parametrize("command", ["encode", "decode"])
-def test_full_tmpfs(tmp_path, inputs, command):
-    png, vqc = inputs
-    source = png if command == "encode" else vqc
-    before = digest(source)
-    mnt = tmp_path / "full"
-    mnt.mkdir()
-    name = "out.vqc" if command == "encode" else "out.png"
-    # the tmpfs (4 KiB) holds an older output and a filler that uses the rest, so it is full;
-    # everything is checked inside the namespace, where the mount exists
-    script = f"""
-mount -t tmpfs -o size=8k tmpfs {mnt} || exit 99
-printf old > {mnt}/{name}
-head -c 4096 /dev/zero > {mnt}/filler
-{" ".join(VQCODEC)} {command} {source} {mnt}/{name} --model {TINY_MODEL} -f 2> {tmp_path}/stderr
-echo "status=$?"
-ls -A {mnt}
-echo "old=$(cat {mnt}/{name})"
-"""
-    result = subprocess.run(
-        ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO
+TMPFS_CASES = {"encode": "out.vqc", "decode": "out.png"}
+
+
+@pytest.fixture(scope="module")
+def full_tmpfs_runs(tmp_path_factory):
+    """encode and decode, each onto its own full tmpfs, in one child inside a private mount namespace.
+
+    Each tmpfs (8 KiB) holds an older output and a filler that uses the rest, so it is full;
+    everything is checked inside the namespace, where the mounts exist.
+    """
+    root = tmp_path_factory.mktemp("tmpfs")
+    png, vqc = make_inputs(root / "in")
+    sources = {"encode": png, "decode": vqc}
+    before = {command: digest(source) for command, source in sources.items()}
+    script, commands = [], {}
+    for command, name in TMPFS_CASES.items():
+        mnt = root / f"full-{command}"
+        mnt.mkdir()
+        script += [
+            f"mount -t tmpfs -o size=8k tmpfs {mnt} || exit 99",
+            f"printf old > {mnt}/{name}",
+            f"head -c 4096 /dev/zero > {mnt}/filler",
+        ]
+        commands[command] = [command, str(sources[command]), f"{mnt}/{name}", "--model", TINY_MODEL, "-f"]
+    script.append(
+        f"{shlex.quote(sys.executable)} -c {shlex.quote(DRIVER)} {shlex.quote(json.dumps(commands))}"
     )
-    assert "status=" in result.stdout, result.stdout + result.stderr
-    out = result.stdout.split()
-    assert "status=1" in out, result.stdout
-    listing = set(out[out.index("status=1") + 1 : -1])
-    assert listing == {name, "filler"}, f"partial output left behind: {listing}"
-    assert out[-1] == "old=old", "the existing output was damaged"
-    line = one_error_line((tmp_path / "stderr").read_text())
+    for command, name in TMPFS_CASES.items():
+        mnt = root / f"full-{command}"
+        script += [f'echo "listing {command}" $(ls -A {mnt})', f'echo "old {command}" $(cat {mnt}/{name})']
+    result = subprocess.run(
+        ["unshare", "-m", "sh", "-c", "\n".join(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    statuses, errors = driver_results(result.stdout, result.stderr)
+    # "listing CMD NAME..." and "old CMD TEXT" lines, keyed by their first two words
+    words = {tuple(line.split()[:2]): line.split()[2:] for line in result.stdout.splitlines()}
+    return {
+        command: {
+            "status": statuses.get(command),
+            "stderr": errors.get(command, result.stdout + result.stderr),
+            "listing": set(words.get(("listing", command), ["?"])),
+            "old": words.get(("old", command)),
+            "source": sources[command],
+            "before": before[command],
+        }
+        for command in TMPFS_CASES
+    }
+
+
+@pytest.mark.skipif(not can_mount_tmpfs(), reason="needs root and unshare to mount a private tmpfs")
+@pytest.mark.parametrize("command", list(TMPFS_CASES))
+def test_full_tmpfs(full_tmpfs_runs, command):
+    run = full_tmpfs_runs[command]
+    assert run["status"] == 1, run["stderr"]
+    assert run["listing"] == {TMPFS_CASES[command], "filler"}, f"partial output left behind: {run['listing']}"
+    assert run["old"] == ["old"], "the existing output was damaged"
+    line = one_error_line(run["stderr"])
     assert "No space left on device" in line
-    assert digest(source) == before
+    assert digest(run["source"]) == run["before"]
 
 
 def _limit_file_size(limit: int):
@@ -113,36 +185,54 @@ def write_y4m(path: Path, frames: int = 4) -> None:
     path.write_bytes(b"YUV4MPEG2 W32 H32 F25:1 C420jpeg\n" + (b"FRAME\n" + luma + chroma) * frames)
 
 
-@pytest.mark.parametrize("command", ["encode", "decode", "encode-video", "decode-video"])
-def test_file_size_limit_in_a_subprocess(tmp_path, inputs, command):
-    png, vqc = inputs
-    source = png if command == "encode" else vqc
-    suffix = ".vqc" if command.startswith("encode") else ".png"
-    if command.endswith("video"):
-        pytest.importorskip("vqcodec.codec.video")
-        source = tmp_path / "in" / "clip.y4m"
-        write_y4m(source)
-        if command == "decode-video":
-            clip = tmp_path / "in" / "clip.vqc"
-            assert cli_main(["encode", str(source), str(clip), "--model", TINY_MODEL, "--quiet"]) == 0
-            source, suffix = clip, ".y4m"
-    command = command.split("-")[0]
-    before = digest(source)
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    output = out_dir / f"out{suffix}"
+FSIZE_SUFFIXES = {"encode": ".vqc", "decode": ".png", "encode-video": ".vqc", "decode-video": ".y4m"}
+
+
+@pytest.fixture(scope="module")
+def file_size_limit_runs(tmp_path_factory):
+    """The four commands in one child process whose files may not grow past 100 bytes."""
+    root = tmp_path_factory.mktemp("fsize")
+    png, vqc = make_inputs(root / "in")
+    clip = root / "in" / "clip.y4m"
+    write_y4m(clip)
+    clip_vqc = root / "in" / "clip.vqc"
+    assert cli_main(["encode", str(clip), str(clip_vqc), "--model", TINY_MODEL, "--quiet"]) == 0
+    sources = {"encode": png, "decode": vqc, "encode-video": clip, "decode-video": clip_vqc}
+    before = {name: digest(source) for name, source in sources.items()}
+    commands = {}
+    for name, source in sources.items():
+        out_dir = root / f"out-{name}"
+        out_dir.mkdir()
+        output = out_dir / f"out{FSIZE_SUFFIXES[name]}"
+        commands[name] = [name.split("-")[0], str(source), str(output), "--model", TINY_MODEL]
     result = subprocess.run(
-        [*VQCODEC, command, str(source), str(output), "--model", TINY_MODEL],
+        [sys.executable, "-c", DRIVER, json.dumps(commands)],
         capture_output=True,
         text=True,
         timeout=300,
         preexec_fn=_limit_file_size(100),
     )
-    assert result.returncode == 1, result.stderr
-    line = one_error_line(result.stderr)
+    statuses, errors = driver_results(result.stdout, result.stderr)
+    return {
+        name: {
+            "status": statuses.get(name),
+            "stderr": errors.get(name, result.stderr),
+            "out_dir": root / f"out-{name}",
+            "source": sources[name],
+            "before": before[name],
+        }
+        for name in sources
+    }
+
+
+@pytest.mark.parametrize("command", list(FSIZE_SUFFIXES))
+def test_file_size_limit_in_a_subprocess(file_size_limit_runs, command):
+    run = file_size_limit_runs[command]
+    assert run["status"] == 1, run["stderr"]
+    line = one_error_line(run["stderr"])
     assert "too large" in line.lower(), line
-    assert list(out_dir.iterdir()) == [], "partial output left behind"
-    assert digest(source) == before
+    assert list(run["out_dir"].iterdir()) == [], "partial output left behind"
+    assert digest(run["source"]) == run["before"]
 
 
 class _FullDisk(io.FileIO):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import types
 from pathlib import Path
@@ -15,6 +13,7 @@ from PIL import Image
 from test_codec.image_helpers import TINY_MODEL, picture
 
 from vqcodec.cli import main
+from vqcodec.container.spec import MAGIC
 
 M = str(TINY_MODEL)
 REPO = Path(__file__).resolve().parents[1]
@@ -117,28 +116,15 @@ def test_usage_errors_are_one_line(pngs, tmp_path, capsys):
     assert info.value.code == 2
 
 
-def test_pipes_through_stdin_and_stdout(pngs, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def test_pipes_through_stdin_and_stdout(pngs, tmp_path, vqcodec_cli):
+    """encode - - | decode - OUT, in-process (tests/test_pipes.py runs real processes in a pipeline)."""
     out = tmp_path / "piped.png"
-    vqcodec = [sys.executable, "-m", "vqcodec"]
-    with open(pngs[1], "rb") as src:
-        encoder = subprocess.Popen(
-            [*vqcodec, "encode", "-", "-", "--model", M],
-            stdin=src,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
-        decoder = subprocess.run(
-            [*vqcodec, "decode", "-", str(out), "--model", M],
-            stdin=encoder.stdout,
-            capture_output=True,
-            env=env,
-        )
-        encoder.stdout.close()
-        assert encoder.wait(60) == 0, encoder.stderr.read()
-    assert decoder.returncode == 0, decoder.stderr
-    assert b"bpp" in encoder.stderr.read()  # the report goes to stderr when stdout carries data
+    encoded = vqcodec_cli("encode", "-", "-", "--model", M, stdin=pngs[1].read_bytes())
+    assert encoded.returncode == 0, encoded.stderr
+    assert "bpp" in encoded.stderr  # the report goes to stderr when stdout carries data
+    assert encoded.stdout.startswith(MAGIC) and b"bpp" not in encoded.stdout
+    decoded = vqcodec_cli("decode", "-", out, "--model", M, stdin=encoded.stdout)
+    assert decoded.returncode == 0, decoded.stderr
     assert Image.open(out).mode == "RGBA" and Image.open(out).size == Image.open(pngs[1]).size
 
 
@@ -182,6 +168,7 @@ def test_video_inputs_and_files_go_to_the_video_module(pngs, tmp_path, monkeypat
     assert calls[-1] == ("decode", str(video), str(tmp_path / "v.mp4"))
 
 
+@pytest.mark.slow
 def test_end_to_end_on_kodak_with_the_default_model(shared_data, tmp_path, capsys):
     """Real photos, the bundled default model, the CLI both ways."""
     from vqcodec.codec.media import psnr

@@ -1,11 +1,13 @@
 """The CLI in shell pipelines: stdin/stdout for images and Y4M video give the bytes files give.
 
-Each pipeline runs the real ``vqcodec`` processes; the file-based reference runs in-process
-(``vqcodec.cli.main``) to keep the test fast.
+The two pipelines (an image, a Y4M clip) run the real ``vqcodec`` processes and are marked
+``slow``; the rest runs the CLI in-process with pipe-like standard streams (the ``vqcodec_cli``
+fixture of tests/conftest.py), and the file-based references run in-process too.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -32,12 +34,7 @@ def sh(script: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
     )
 
 
-def one_error_line(result: subprocess.CompletedProcess[bytes]) -> str:
-    lines = result.stderr.decode().strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("vqcodec: error:"), lines
-    return lines[0]
-
-
+@pytest.mark.slow
 def test_image_through_a_pipeline(tmp_path):
     """cat a.png | vqcodec encode - - | vqcodec decode - out.png (the .vqc kept with tee)."""
     result = sh(
@@ -53,27 +50,32 @@ def test_image_through_a_pipeline(tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png")), expected)
 
 
-def test_decode_to_stdout(tmp_path):
+def test_decode_to_stdout(tmp_path, vqcodec_cli):
     assert cli_main(["encode", str(SCENE), str(tmp_path / "a.vqc"), "-q", "2", "--model", TINY_MODEL]) == 0
-    result = sh(f"{VQCODEC} decode - - --format png {MODEL} < a.vqc | cat > out.png", tmp_path)
-    assert result.returncode == 0, result.stderr.decode()
+    result = vqcodec_cli(
+        "decode", "-", "-", "--format", "png", "--model", TINY_MODEL, stdin=(tmp_path / "a.vqc").read_bytes()
+    )
+    assert result.returncode == 0, result.stderr
+    (tmp_path / "out.png").write_bytes(result.stdout)
     with Image.open(tmp_path / "out.png") as im:
         assert im.format == "PNG"
         expected = decode_image(tmp_path / "a.vqc", output="numpy", model=TINY_MODEL)
         assert np.array_equal(np.asarray(im), expected)
 
 
-def test_garbage_and_cut_streams_on_stdin(tmp_path):
+def test_garbage_and_cut_streams_on_stdin(tmp_path, vqcodec_cli, monkeypatch):
     """Random bytes, and a stream cut 30 bytes early (a dropped connection): one error line each."""
     assert cli_main(["encode", str(SCENE), str(tmp_path / "a.vqc"), "--model", TINY_MODEL, "--quiet"]) == 0
-    size = (tmp_path / "a.vqc").stat().st_size
-    garbage = sh(f"head -c 3000 /dev/urandom | {VQCODEC} decode - out.png {MODEL}", tmp_path)
+    data = (tmp_path / "a.vqc").read_bytes()
+    monkeypatch.chdir(tmp_path)
+    garbage = vqcodec_cli("decode", "-", "out.png", "--model", TINY_MODEL, stdin=os.urandom(3000))
     assert garbage.returncode == 1
-    one_error_line(garbage)
-    cut = sh(f"head -c {size - 30} a.vqc | {VQCODEC} decode - out.png {MODEL}", tmp_path)
+    garbage.error_line()
+    cut = vqcodec_cli("decode", "-", "out.png", "--model", TINY_MODEL, stdin=data[:-30])
     assert cut.returncode == 1
-    one_error_line(cut)
+    cut.error_line()
     assert not (tmp_path / "out.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.vqc"]  # no partial file either
 
 
 def write_y4m(path: Path, frames: int = 4, width: int = 32, height: int = 32) -> None:
@@ -88,6 +90,7 @@ def write_y4m(path: Path, frames: int = 4, width: int = 32, height: int = 32) ->
     path.write_bytes(b"".join(out))
 
 
+@pytest.mark.slow
 def test_y4m_video_through_stdin_and_stdout(tmp_path):
     pytest.importorskip("vqcodec.codec.video")
     write_y4m(tmp_path / "clip.y4m")
