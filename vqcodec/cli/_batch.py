@@ -303,7 +303,7 @@ def quick_levels(model: str | None, media: str = "image") -> int | None:
         else:
             return None
         config = config.get("image", config) if media == "image" else config
-        stages = config.get("quality_stages")
+        stages = config.get("quality_stages", config.get("quality_qp"))  # RVQ stages or qps per level
         return len(stages) if isinstance(stages, list) and stages else None
     except (OSError, ValueError, KeyError, AttributeError):
         return None

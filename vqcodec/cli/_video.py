@@ -224,14 +224,18 @@ def encode_video(args: argparse.Namespace) -> int:
                 matrix=info.matrix,
                 scene_cut=not getattr(args, "no_scene_cut", False),
                 lambda_scale=getattr(args, "lambda_scale", 1.0),
+                kbps=getattr(args, "kbps", None),
             )
+            # a Y4M source's planes go in exactly (payload 2 codes 4:2:0 planes as they are)
+            frames = reader.planes() if isinstance(reader, Y4MReader) else iter(reader)
+            write = encoder.write_planes if isinstance(reader, Y4MReader) else encoder.write
             try:
-                for index, frame in enumerate(reader):
+                for index, frame in enumerate(frames):
                     if index < start:
                         continue
                     if stop is not None and index >= stop:
                         break
-                    encoder.write(frame)
+                    write(frame)
                     progress.update(encoder.frames_written, encoder.bytes_written)
                 progress.finish()
                 if encoder.frames_written == 0:
@@ -245,9 +249,13 @@ def encode_video(args: argparse.Namespace) -> int:
     if not args.quiet and not getattr(args, "json", False):
         seconds = max(stats.seconds, 1e-9)
         rate = 8.0 * encoder.bytes_written * float(encoder.fps) / max(1, stats.frames) / 1000.0
+        if encoder.quality is not None:
+            setting = f"quality {encoder.quality}" + (f" (qp {encoder.qp})" if encoder.qp is not None else "")
+        else:
+            setting = f"target {args.kbps:g} kbit/s" if args.kbps is not None else f"qp {encoder.qp}"
         print(
             f"{args.input}: {stats.frames} frames {info.width}x{info.height} {info.pixel_format} "
-            f"@ {float(encoder.fps):.3g} fps, quality {encoder.quality}, {stats.key_frames} key frames, "
+            f"@ {float(encoder.fps):.3g} fps, {setting}, {stats.key_frames} key frames, "
             f"{rate:.1f} kbit/s, {stats.frames / seconds:.1f} frames/s",
             file=sys.stderr,
         )
@@ -359,17 +367,21 @@ def _copy_frames(
 ) -> None:
     """Decoded frames into ``writer``; with ``salvage``, a frame that fails to decode ends the
     output there (with a warning) instead of failing the whole job."""
+    from vqcodec.codec.video_io import Y4MWriter
     from vqcodec.errors import VQCError
 
     decoder.output = "numpy"
     done = 0
+    # a payload-2 file's decoded 4:2:0 planes go into a Y4M output exactly, without RGB
+    planes = isinstance(writer, Y4MWriter) and decoder.payload_version == 2
     try:
-        for index, rgb in decoder.frames_with_index():
+        for index, picture in decoder.planes_with_index() if planes else decoder.frames_with_index():
             if stop is not None and index >= stop:
                 break
-            if rgb.ndim == 2:
-                rgb = rgb[..., None].repeat(3, axis=2)
-            writer.write(rgb)
+            if planes:
+                writer.write_planes(picture)
+            else:
+                writer.write(picture if picture.ndim == 3 else picture[..., None].repeat(3, axis=2))
             done += 1
             if progress is not None:
                 progress.update(done)

@@ -46,6 +46,7 @@ def register(subparsers: Any) -> None:
     rate.add_argument("-q", "--quality", type=int, metavar="N", help="quality level 1..N (higher is better)")
     rate.add_argument("--bpp", type=float, metavar="X", help="best quality level of at most X bits per pixel")
     rate.add_argument("--psnr", type=float, metavar="DB", help="lowest quality level reaching DB dB PSNR-RGB")
+    rate.add_argument("--kbps", type=float, metavar="RATE", help="video: target bitrate in kbit/s")
     p.add_argument(
         "--model",
         metavar="NAME",
@@ -78,10 +79,12 @@ def check_args(args: argparse.Namespace) -> None:
     _batch.check_device(args)
     if args.quality is not None:
         levels = _batch.quick_levels(args.model)
+        if args.model is None:  # images or videos: each codec checks its own default model's range
+            levels = max((n for n in (levels, _batch.quick_levels(None, "video")) if n), default=None)
         if args.quality < 1 or (levels is not None and args.quality > levels):
             span = f"1..{levels}" if levels is not None else ">= 1"
             raise CommandError(f"-q/--quality must be in {span}, got {args.quality}")
-    for name in ("bpp", "psnr"):
+    for name in ("bpp", "psnr", "kbps"):
         value = getattr(args, name)
         if value is not None and not (math.isfinite(value) and value > 0):
             raise CommandError(f"--{name} target must be a positive number, got {value}")
@@ -138,6 +141,8 @@ def encode_one(job: Job, args: argparse.Namespace, model: _batch.LazyModel) -> O
     from vqcodec.codec.media import open_image_file
 
     start = time.perf_counter()
+    if args.kbps is not None:
+        raise CommandError(f"{job.input}: --kbps is for videos; give a picture -q, --bpp or --psnr")
     _batch.check_output(job, args.force)
     if job.input == "-":
         data = sys.stdin.buffer.read()

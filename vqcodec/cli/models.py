@@ -25,7 +25,8 @@ def describe() -> list[dict[str, Any]]:
     for info in list_models():
         config = dict(info.config or {})
         config = dict(config.get("image", config))  # a video model's levels are its image network's
-        stages = config.get("quality_stages", config.get("steps"))  # RVQ stages or scalar steps per level
+        # RVQ stages, scalar steps or (weightless video-mc1) qps per level
+        stages = config.get("quality_stages", config.get("steps", config.get("quality_qp")))
         path = info.path
         rows.append(
             {
@@ -40,6 +41,7 @@ def describe() -> list[dict[str, Any]]:
                 else None,
                 "file": info.file,
                 "size_bytes": path.stat().st_size if path.is_file() else None,
+                "weightless": info.weightless,
                 "sha256": info.sha256,
                 "description": info.description,
             }
@@ -61,7 +63,11 @@ def run(args: argparse.Namespace) -> int:
             row["name"] + (" *" if row["default"] else ""),
             row["media"],
             f"1..{row['quality_levels']}" if row["quality_levels"] else "-",
-            f"{row['size_bytes'] / 1e6:.1f} MB" if row["size_bytes"] is not None else "missing",
+            "no weights"
+            if row["weightless"]
+            else f"{row['size_bytes'] / 1e6:.1f} MB"
+            if row["size_bytes"] is not None
+            else "missing",
             row["sha256"][:12],
             row["description"],
         )

@@ -117,7 +117,7 @@ REGISTRY: tuple[ModelInfo, ...] = (
         sha256="0548082a1a2f303ff1e3c623d98ae8ecd30a67499a2e5ee0b326fadaec5abfea",
         description="image-rvq8 key frames + latent-residual P frames (6-stage RVQ, K=512), DAVIS-trained",
         media="video",
-        default=True,
+        default=False,
         config={
             "gop": 32,
             "image": _IMAGE_RVQ8_CONFIG,
@@ -136,7 +136,7 @@ REGISTRY: tuple[ModelInfo, ...] = (
         description="Motion-compensated Y'CbCr 4:2:0 (quarter-pel blocks, integer transform, adaptive "
         "tables; video payload 2), no weights",
         media="video",
-        default=False,
+        default=True,
         config={
             "gop": 64,
             "kind": "video-mc",

@@ -173,6 +173,14 @@ class Reference:
     luma: I32
     chroma: I32
 
+    def windows(self, size: int) -> I32:
+        """Every size x size window of every luma phase plane (4, Hp - size + 1, Wp - size + 1, size,
+        size), a view (no copy): one fancy index gathers the prediction blocks."""
+        cache = self.__dict__.setdefault("_windows", {})
+        if size not in cache:
+            cache[size] = np.lib.stride_tricks.sliding_window_view(self.luma, (size, size), axis=(1, 2))
+        return cache[size]
+
     @staticmethod
     def from_planes(planes: list[np.ndarray]) -> Reference:
         y = np.pad(np.asarray(planes[0], dtype=np.int32), LUMA_PAD + 3, mode="edge")
@@ -209,12 +217,18 @@ def _gather_half(ref: Reference, half: I64, y0: I64, x0: I64, size: int) -> I32:
     phase = (half[:, 0] & 1) * 2 + (half[:, 1] & 1)
     iy = y0 + (half[:, 0] >> 1) + LUMA_PAD
     ix = x0 + (half[:, 1] >> 1) + LUMA_PAD
-    hp, wp = ref.luma.shape[1:]
-    r = np.arange(size, dtype=np.int64)
-    index = (
-        (phase * hp + iy)[:, None, None] * wp + (r[None, :, None] * wp + r[None, None, :]) + ix[:, None, None]
-    )
-    return ref.luma.reshape(-1)[index]
+    return np.asarray(ref.windows(size)[phase, iy, ix])
+
+
+def _luma_blocks(ref: Reference, mv: I64, y0: I64, x0: I64, size: int) -> I32:
+    """Luma prediction blocks (N, size, size) of blocks at (y0, x0) for quarter-pel vectors (N, 2)."""
+    half = mv >> 1
+    a = _gather_half(ref, half, y0, x0, size)
+    frac = mv & 1
+    if not frac.any():
+        return a
+    b = _gather_half(ref, half + frac, y0, x0, size)
+    return (a + b + 1) >> 1
 
 
 def predict_luma(ref: Reference, mvs: npt.NDArray[np.integer], size: int) -> I32:
@@ -223,13 +237,7 @@ def predict_luma(ref: Reference, mvs: npt.NDArray[np.integer], size: int) -> I32
     ``(mv >> 1) + (mv & 1)`` (component-wise), so half-pel vectors read one sample exactly."""
     rows, cols = mvs.shape[:2]
     y0, x0 = block_origins(rows, cols, size)
-    mv = mvs.reshape(-1, 2).astype(np.int64)
-    half = mv >> 1
-    a = _gather_half(ref, half, y0, x0, size)
-    if not (mv & 1).any():
-        return a
-    b = _gather_half(ref, half + (mv & 1), y0, x0, size)
-    return (a + b + 1) >> 1
+    return _luma_blocks(ref, mvs.reshape(-1, 2).astype(np.int64), y0, x0, size)
 
 
 def predict_chroma(ref: Reference, mvs: npt.NDArray[np.integer], size: int) -> I32:
@@ -455,23 +463,31 @@ def motion_search(
     rows, cols = luma.shape[0] // b, luma.shape[1] // b
     cur = np.asarray(to_blocks(luma, b), dtype=np.int32).reshape(-1, b, b)
     n = rows * cols
+    y0, x0 = block_origins(rows, cols, b)
+    everything = np.arange(n)
 
-    def cost(mv: I64, pred: I64) -> npt.NDArray[np.float64]:
-        p = predict_luma(ref, mv.reshape(rows, cols, 2), b)
-        return np.abs(cur - p).sum((1, 2)) + lam_sad * _mv_bits(mv - pred)
+    def cost(mv: I64, pred: I64, blocks: I64 = everything) -> npt.NDArray[np.float64]:
+        """SAD + lam_sad * bits of vectors ``mv`` for the blocks ``blocks`` (their rows of ``pred``)."""
+        p = _luma_blocks(ref, mv, y0[blocks], x0[blocks], b)
+        return np.abs(cur[blocks] - p).sum((1, 2)) + lam_sad * _mv_bits(mv - pred[blocks])
 
     def refine(best: I64, best_cost: npt.NDArray[np.float64], pred: I64, steps: list[int], repeats: int):
         for step in steps:
+            # a block that did not move in a pass would try the same candidates again and keep its
+            # vector: later passes visit only the blocks that moved (the same result, faster)
+            active = everything
             for _ in range(repeats):
-                moved = np.zeros(n, dtype=bool)
+                moved = np.zeros(active.size, dtype=bool)
                 for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)):
-                    cand = np.clip(best + np.array([dy * step, dx * step]), -MAX_MV, MAX_MV)
-                    c = cost(cand, pred)
-                    better = c < best_cost
-                    best[better], best_cost[better] = cand[better], c[better]
+                    cand = np.clip(best[active] + np.array([dy * step, dx * step]), -MAX_MV, MAX_MV)
+                    c = cost(cand, pred, active)
+                    better = c < best_cost[active]
+                    chosen = active[better]
+                    best[chosen], best_cost[chosen] = cand[better], c[better]
                     moved |= better
                 if not moved.any():
                     break
+                active = active[moved]
         return best, best_cost
 
     def try_candidates(best: I64, best_cost: npt.NDArray[np.float64], pred: I64, cands: list[I64]):
