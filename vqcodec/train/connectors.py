@@ -1,5 +1,6 @@
 """Checkpoint connector of ``Trainer``: the run folder, ``ckpt_path`` resolution ("last"), writing a
-full checkpoint and restoring one (layout in ``checkpoint.py``). A mixin: it runs on the trainer's state.
+full checkpoint and restoring one (layout in ``checkpoint.py``). A part of ``Trainer``: it runs on its
+``TrainerState`` (``state.py``).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from vqcodec.train.checkpoint import (
     restore_rng_state,
 )
 from vqcodec.train.module import TrainingModule
+from vqcodec.train.state import TrainerState
 from vqcodec.train.utilities import (
     next_version,
     version_folders,
 )
 
 
-class CheckpointConnector:
+class CheckpointConnector(TrainerState):
     """Run folder and checkpoint I/O part of ``Trainer``."""
 
     @property
@@ -90,6 +92,7 @@ class CheckpointConnector:
         if module is None:
             raise RuntimeError("save_checkpoint needs a module: call fit first")
         assert self.precision_plugin is not None
+        per_step = self._samples_per_step()
         checkpoint: dict[str, Any] = {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
@@ -111,11 +114,7 @@ class CheckpointConnector:
                 "time_elapsed": self.time_elapsed,
                 "data_seed": self._data_seed,
                 "world_size": self.world_size,
-                "samples_in_epoch": (
-                    self.progress.batch_in_epoch * self._samples_per_step()
-                    if self._samples_per_step()
-                    else None
-                ),
+                "samples_in_epoch": self.progress.batch_in_epoch * per_step if per_step else None,
             },
             "rng": self._gather_rng(),
             "callbacks": {c.state_key: c.state_dict() for c in self.callbacks},
@@ -126,7 +125,7 @@ class CheckpointConnector:
             "datamodule": self.datamodule.state_dict() if self.datamodule is not None else None,
         }
         for callback in self.callbacks:
-            callback.on_save_checkpoint(self, module, checkpoint)
+            callback.on_save_checkpoint(self._trainer, module, checkpoint)
         module.on_save_checkpoint(checkpoint)
         if self.is_global_zero:
             atomic_save(checkpoint, path)
@@ -166,14 +165,14 @@ class CheckpointConnector:
         for callback in self.callbacks:
             if callback.state_key in saved:
                 callback.load_state_dict(saved[callback.state_key])
-            callback.on_load_checkpoint(self, module, checkpoint)
+            callback.on_load_checkpoint(self._trainer, module, checkpoint)
         if self.datamodule is not None and checkpoint.get("datamodule"):
             self.datamodule.load_state_dict(checkpoint["datamodule"])
         module.on_load_checkpoint(checkpoint)
 
     def _samples_per_step(self) -> int | None:
         """Samples of the global data order one batch on every rank consumes (None if unknown)."""
-        sampler = self.train_loader.sampler if getattr(self, "train_loader", None) is not None else None
+        sampler = self.train_loader.sampler if self.train_loader is not None else None
         return sampler.batch_size * self.world_size if sampler is not None else None
 
     def _convert_position(self, loop: dict[str, Any]) -> int:

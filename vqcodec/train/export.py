@@ -21,7 +21,7 @@ import sys
 import time
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -138,6 +138,9 @@ class DecoderHalf(nn.Module):
     a flat (Q*K, D) table with per-stage offsets.
     """
 
+    if TYPE_CHECKING:  # for the type checker only: TorchScript cannot read class annotations here
+        codebooks: torch.Tensor  # (Q * K, D) every stage's codebook, stage-major (buffer)
+
     def __init__(self, network: ImageCodec):
         super().__init__()
         self.register_buffer("codebooks", stage_codebooks(network).flatten(0, 1))
@@ -154,6 +157,9 @@ class DecoderHalf(nn.Module):
 class EncoderHalf(nn.Module):
     """Pixels (B, 3, H, W) in [0, 1] -> codes (B, Q, H/stride, W/stride) with every stage."""
 
+    if TYPE_CHECKING:  # (see DecoderHalf)
+        codebooks: torch.Tensor  # (Q, K, D) every stage's codebook (buffer)
+
     def __init__(self, network: ImageCodec):
         super().__init__()
         self.analysis = network.analysis
@@ -163,7 +169,7 @@ class EncoderHalf(nn.Module):
         latents = self.analysis(pixels - 0.5)
         b, d, h, w = latents.shape
         vectors = latents.permute(0, 2, 3, 1).reshape(-1, d)
-        codes, _ = greedy_residual_codes(vectors, self.codebooks.unbind(0))
+        codes, _ = greedy_residual_codes(vectors, list(self.codebooks.unbind(0)))
         return codes.view(b, h, w, -1).permute(0, 3, 1, 2)
 
 

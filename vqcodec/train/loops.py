@@ -1,4 +1,4 @@
-"""The fit loop and the evaluation loop of ``Trainer`` (mixins: they run on the trainer's state).
+"""The fit loop and the evaluation loop of ``Trainer`` (parts of it: they run on its ``TrainerState``).
 
 ``FitLoop``: epochs, batches, accumulation, optimizer and scheduler steps, validation scheduling, the
 stop conditions (max_steps/max_epochs/max_time/SIGTERM). ``EvaluationLoop``: validation, test and
@@ -20,6 +20,7 @@ import torch
 from vqcodec.train.checkpoint import load_checkpoint
 from vqcodec.train.module import OptimizerConfig, TrainingModule, clip_gradients
 from vqcodec.train.sampling import PreparedLoader
+from vqcodec.train.state import TrainerState
 from vqcodec.train.utilities import (
     batch_size_of,
     loss_of,
@@ -28,7 +29,7 @@ from vqcodec.train.utilities import (
 )
 
 
-class FitLoop:
+class FitLoop(TrainerState):
     """Training part of ``Trainer`` (see ``trainer.py`` for the semantics)."""
 
     @contextmanager
@@ -112,7 +113,7 @@ class FitLoop:
             if progress.batch_in_epoch == 0:
                 module.on_train_epoch_start()
                 for callback in self.callbacks:
-                    callback.on_train_epoch_start(self, module)
+                    callback.on_train_epoch_start(self._trainer, module)
             exhausted = True
             for batch in self.train_loader:
                 if per_epoch is not None and progress.batch_in_epoch >= per_epoch:
@@ -137,9 +138,9 @@ class FitLoop:
             self._flush_train_metrics()
         module.on_train_end()
         for callback in self.callbacks:
-            callback.on_train_end(self, module)
+            callback.on_train_end(self._trainer, module)
         for callback in self.callbacks:
-            callback.on_fit_end(self, module)
+            callback.on_fit_end(self._trainer, module)
 
     def _end_epoch(self, module: TrainingModule, run_validation: bool) -> None:
         if self._micro_step and module.automatic_optimization:
@@ -149,7 +150,7 @@ class FitLoop:
                 self._flush_train_metrics()
         module.on_train_epoch_end()
         for callback in self.callbacks:
-            callback.on_train_epoch_end(self, module)
+            callback.on_train_epoch_end(self._trainer, module)
         self._flush_epoch_metrics()
         epoch = self.current_epoch
         self.current_epoch += 1
@@ -168,7 +169,7 @@ class FitLoop:
         self._active_buffer = self._train_buffer
         self.progress.step_at_batch_start = self.global_step
         for callback in self.callbacks:
-            callback.on_train_batch_start(self, module, batch, batch_idx)
+            callback.on_train_batch_start(self._trainer, module, batch, batch_idx)
         assert self.precision_plugin is not None
         if module.automatic_optimization:
             self._micro_step += 1
@@ -194,7 +195,7 @@ class FitLoop:
         self.progress.total_batches += 1
         self._active_buffer = None
         for callback in self.callbacks:
-            callback.on_train_batch_end(self, module, output, batch, batch_idx)
+            callback.on_train_batch_end(self._trainer, module, output, batch, batch_idx)
 
     def _backward(self, loss: torch.Tensor) -> None:
         assert self.precision_plugin is not None
@@ -232,7 +233,7 @@ class FitLoop:
         if not manual:
             self._clip(index)
         for callback in self.callbacks:
-            callback.on_before_optimizer_step(self, module, index)
+            callback.on_before_optimizer_step(self._trainer, module, index)
         self.precision_plugin.step(config.optimizer)
         self._optimizer_steps[index] += 1
         if manual:
@@ -296,7 +297,7 @@ class FitLoop:
         self._toggled = None
 
 
-class EvaluationLoop:
+class EvaluationLoop(TrainerState):
     """Validation/test/predict part of ``Trainer``."""
 
     @contextmanager
@@ -349,8 +350,10 @@ class EvaluationLoop:
                 f"{len(loaders)} {hook} loaders were given, but {type(module).__name__}.{hook}_step "
                 "does not take a dataloader_idx argument"
             )
+        trainer = self._trainer
         for callback in self.callbacks:
-            (callback.on_validation_start if hook == "validation" else callback.on_test_start)(self, module)
+            start = callback.on_validation_start if hook == "validation" else callback.on_test_start
+            start(trainer, module)
         metrics: dict[str, float] = {}
         try:
             if hook == "validation":
@@ -392,7 +395,7 @@ class EvaluationLoop:
             self.callback_metrics.update(metrics)
             self.log_metrics(metrics)
         for callback in self.callbacks:
-            (callback.on_validation_end if hook == "validation" else callback.on_test_end)(self, module)
+            (callback.on_validation_end if hook == "validation" else callback.on_test_end)(trainer, module)
         self.stage = previous_stage
         return metrics
 

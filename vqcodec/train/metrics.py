@@ -1,6 +1,6 @@
 """Logging connector: what ``self.log`` records, its reduction over windows, epochs and ranks, and the
-hand-off to the loggers. ``LoggingConnector`` is a part of ``Trainer`` (a mixin: it uses the trainer's
-strategy, buffers and loggers)."""
+hand-off to the loggers. ``LoggingConnector`` is a part of ``Trainer`` (it uses the strategy, buffers
+and loggers its ``TrainerState`` declares)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import math
 from typing import Any
 
 import torch
+
+from vqcodec.train.state import TrainerState
 
 
 class MetricBuffer:
@@ -50,7 +52,7 @@ class MetricBuffer:
         self.local.clear()
 
 
-class LoggingConnector:
+class LoggingConnector(TrainerState):
     """``Trainer``'s logging half (see ``trainer.py`` for the meanings of logged values)."""
 
     def _log(

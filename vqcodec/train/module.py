@@ -207,8 +207,8 @@ class TrainingModule(nn.Module):
     def device(self) -> torch.device:
         for tensor in self.parameters():
             return tensor.device
-        for tensor in self.buffers():
-            return tensor.device
+        for buffer in self.buffers():
+            return buffer.device
         return torch.device("cpu")
 
     # ------------------------------------------------------------------ hyperparameters

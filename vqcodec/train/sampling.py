@@ -151,7 +151,7 @@ class PreparedLoader:
             self._skip = 0
         else:
             for obj in (getattr(self.loader, "sampler", None), getattr(self.loader, "batch_sampler", None)):
-                if hasattr(obj, "set_epoch"):
+                if obj is not None and hasattr(obj, "set_epoch"):
                     obj.set_epoch(epoch)
             self._skip = start_batch
 

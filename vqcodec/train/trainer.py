@@ -58,16 +58,15 @@ from vqcodec.train.accelerators import Accelerator, make_accelerator
 from vqcodec.train.callbacks import Callback, ModelCheckpoint
 from vqcodec.train.checkpoint import load_checkpoint
 from vqcodec.train.connectors import CheckpointConnector
-from vqcodec.train.loggers import Logger, ProgressReporter, make_loggers
+from vqcodec.train.loggers import ProgressReporter, make_loggers
 from vqcodec.train.loops import EvaluationLoop, FitLoop
 from vqcodec.train.metrics import LoggingConnector, MetricBuffer
 from vqcodec.train.module import (
     DataModule,
-    OptimizerConfig,
     TrainingModule,
     normalize_optimizers,
 )
-from vqcodec.train.precision import Precision, canonical_precision, make_precision
+from vqcodec.train.precision import canonical_precision, make_precision
 from vqcodec.train.progress import Progress
 from vqcodec.train.sampling import PreparedLoader
 from vqcodec.train.strategies import Strategy, make_strategy
@@ -86,7 +85,8 @@ from vqcodec.train.utilities import (
 
 class Trainer(FitLoop, EvaluationLoop, CheckpointConnector, LoggingConnector):
     """The facade: settings, set-up and ``fit``; the loops, logging and checkpoint I/O live in
-    ``loops.py``, ``metrics.py`` and ``connectors.py`` (see the module docstring for the semantics)."""
+    ``loops.py``, ``metrics.py`` and ``connectors.py``, and what those parts share is declared once in
+    ``state.py`` (``TrainerState``). See the module docstring for the semantics."""
 
     def __init__(
         self,
@@ -161,11 +161,11 @@ class Trainer(FitLoop, EvaluationLoop, CheckpointConnector, LoggingConnector):
         self.overfit_batches = overfit_batches
         self.version = version
         self.max_time = parse_max_time(max_time)
-        self._time_offset = 0.0  # seconds of training before this fit (a resumed run's earlier time)
+        self._time_offset = 0.0
         self._fit_clock = time.monotonic()
-        self._signal: int | None = None
-        self.interrupted_by: int | None = None  # the signal that stopped the last fit, if one did
-        self._log_dir: Path | None = None
+        self._signal = None
+        self.interrupted_by = None
+        self._log_dir = None
         self.num_sanity_val_steps = int(num_sanity_val_steps)
         self.seed = seed
         self.fast_dev_run = int(fast_dev_run) if fast_dev_run else 0
@@ -183,7 +183,7 @@ class Trainer(FitLoop, EvaluationLoop, CheckpointConnector, LoggingConnector):
         if enable_checkpointing and not any(isinstance(c, ModelCheckpoint) for c in user_callbacks):
             user_callbacks.append(ModelCheckpoint())
         # checkpoint writers last, so they see the state the other callbacks left (EMA swapped back, ...)
-        self.callbacks: list[Callback] = sorted(user_callbacks, key=lambda c: isinstance(c, ModelCheckpoint))
+        self.callbacks = sorted(user_callbacks, key=lambda c: isinstance(c, ModelCheckpoint))
         if deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
@@ -191,64 +191,34 @@ class Trainer(FitLoop, EvaluationLoop, CheckpointConnector, LoggingConnector):
         self.should_stop = False
         self.stage = "fit"
         self.sanity_checking = False
-        self.callback_metrics: dict[str, float] = {}
-        self.progress_metrics: dict[str, float] = {}
-        self.optimizer_configs: list[OptimizerConfig] = []
-        self.module: TrainingModule | None = None
-        self.loggers: list[Logger] = []
-        self.precision_plugin: Precision | None = None
-        self.accelerator: Accelerator | None = None
-        self.datamodule: DataModule | None = None
+        self.callback_metrics = {}
+        self.progress_metrics = {}
+        self.optimizer_configs = []
+        self.module = None
+        self.loggers = []
+        self.precision_plugin = None
+        self.accelerator = None
+        self.datamodule = None
         self._micro_step = 0
-        self._optimizer_steps: list[int] = []
+        self._optimizer_steps = []
         self._train_buffer = MetricBuffer()
         self._eval_buffer = MetricBuffer()
-        self._epoch_buffer = MetricBuffer()  # training values logged with on_epoch=True
-        self._active_buffer: MetricBuffer | None = None
+        self._epoch_buffer = MetricBuffer()
+        self._active_buffer = None
         self._current_batch_size = 1
-        self._reporter: ProgressReporter | None = None
+        self._reporter = None
         self._environment_ready = False
-        self._toggled: dict[int, bool] | None = None
-        self._grad_norms: list[torch.Tensor | None] = []
+        self._toggled = None
+        self._grad_norms = []
         self._data_seed = 0
-        self.val_loader: list[tuple[str | None, PreparedLoader]] | None = None
-        self.current_dataloader_idx = 0  # the eval loader being run (its dict name, if any)
-        self.current_dataloader_name: str | None = None
+        self.train_loader = None
+        self.val_loader = None
+        self.current_dataloader_idx = 0
+        self.current_dataloader_name = None
 
     # ================================================================== public properties
-    @property
-    def global_step(self) -> int:
-        """Optimizer steps so far (see ``Progress``)."""
-        return self.progress.global_step
-
-    @global_step.setter
-    def global_step(self, value: int) -> None:
-        self.progress.global_step = int(value)
-
-    @property
-    def current_epoch(self) -> int:
-        return self.progress.epoch
-
-    @current_epoch.setter
-    def current_epoch(self, value: int) -> None:
-        self.progress.epoch = int(value)
-
-    @property
-    def is_global_zero(self) -> bool:
-        return self.strategy.is_global_zero
-
-    @property
-    def world_size(self) -> int:
-        return self.strategy.world_size
-
-    @property
-    def rank(self) -> int:
-        return self.strategy.rank
-
-    @property
-    def device(self) -> torch.device:
-        return self.strategy.device
-
+    # (global_step, current_epoch, is_global_zero, world_size, rank, device, time_elapsed,
+    # checkpoint_callback and print are TrainerState's: every part uses them)
     @property
     def optimizers(self) -> list[torch.optim.Optimizer]:
         return [c.optimizer for c in self.optimizer_configs]
@@ -258,22 +228,8 @@ class Trainer(FitLoop, EvaluationLoop, CheckpointConnector, LoggingConnector):
         return [c.scheduler.scheduler for c in self.optimizer_configs if c.scheduler is not None]
 
     @property
-    def checkpoint_callback(self) -> ModelCheckpoint | None:
-        return next((c for c in self.callbacks if isinstance(c, ModelCheckpoint)), None)
-
-    @property
     def lightning_module(self) -> TrainingModule | None:
         return self.module
-
-    def print(self, *args: Any) -> None:
-        """Print on rank 0 only (through the progress bar when one is shown)."""
-        if not self.is_global_zero:
-            return
-        text = " ".join(str(a) for a in args)
-        if self._reporter is not None:
-            self._reporter.message(text)
-        else:
-            print(text, flush=True)
 
     # ================================================================== set-up
     def _setup_environment(self) -> None:
@@ -369,11 +325,6 @@ class Trainer(FitLoop, EvaluationLoop, CheckpointConnector, LoggingConnector):
                 val = val if val is not None else datamodule.test_dataloader()
         return train, val
 
-    @property
-    def time_elapsed(self) -> float:
-        """Seconds of training in this run, earlier (resumed) fits included; what ``max_time`` bounds."""
-        return self._time_offset + (time.monotonic() - self._fit_clock)
-
     # ================================================================== run folder
 
     def _make_loggers(self) -> None:
@@ -463,9 +414,11 @@ class Trainer(FitLoop, EvaluationLoop, CheckpointConnector, LoggingConnector):
         finally:
             self._finish(module)
         if self.interrupted_by is not None:
-            callback = self.checkpoint_callback
+            checkpointer = self.checkpoint_callback
             raise TrainingInterrupted(
-                self.interrupted_by, self.global_step, callback.last_model_path if callback else None
+                self.interrupted_by,
+                self.global_step,
+                checkpointer.last_model_path if checkpointer is not None else None,
             )
 
     def _on_exception(self, module: TrainingModule, error: BaseException) -> None:

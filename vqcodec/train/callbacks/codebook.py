@@ -15,19 +15,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from vqcodec.quantize import Quantizer
 from vqcodec.train.callbacks.base import Callback
 
 if TYPE_CHECKING:
     from vqcodec.train.module import TrainingModule
     from vqcodec.train.trainer import Trainer
-
-
-def _quantizer_class() -> type | None:
-    try:
-        from vqcodec.quantize import Quantizer
-    except ImportError:
-        return None
-    return Quantizer
 
 
 class CodebookHealth(Callback):
@@ -48,12 +41,11 @@ class CodebookHealth(Callback):
         self._handles: list[Any] = []
 
     def _targets(self, module: nn.Module) -> list[tuple[str, nn.Module]]:
-        quantizer_class = _quantizer_class()
         found: list[tuple[str, nn.Module]] = []
         for name, sub in module.named_modules():
             if any(name.startswith(prefix + ".") for prefix, _ in found):
                 continue  # stages inside a residual quantizer report through their parent
-            if quantizer_class is not None and isinstance(sub, quantizer_class):
+            if isinstance(sub, Quantizer):
                 found.append((name, sub))
             elif self.match_any and sub is not module and getattr(sub, "_vqc_reports_metrics", False):
                 found.append((name, sub))

@@ -59,7 +59,9 @@ class EMA(Callback):
 
     def _params(self, module: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
         """(clean state-dict name, tensor) of everything averaged: trainable weights (+ float buffers)."""
-        found = [(clean_state_key(n), p) for n, p in module.named_parameters() if p.requires_grad]
+        found: list[tuple[str, torch.Tensor]] = [
+            (clean_state_key(n), p) for n, p in module.named_parameters() if p.requires_grad
+        ]
         if self.average_buffers:
             found += [
                 (clean_state_key(n), b) for n, b in module.named_buffers() if torch.is_floating_point(b)

@@ -157,9 +157,9 @@ def initialise_codebooks(
 
 def build(config: dict[str, Any]) -> tuple[ImageCodecModule, tuple[DataLoader, DataLoader]]:
     """Recipe builder: (module, (train_loader, val_loader)) from the parsed config dict."""
-    data = dict(config.get("data", {}))
-    optim = dict(config.get("optim", {}))
-    trainer = dict(config.get("trainer", {}))
+    data: dict[str, Any] = dict(config.get("data", {}))
+    optim: dict[str, Any] = dict(config.get("optim", {}))
+    trainer: dict[str, Any] = dict(config.get("trainer", {}))
     model_config = image_config_from(config)
     module = ImageCodecModule(
         model_config,
@@ -173,7 +173,8 @@ def build(config: dict[str, Any]) -> tuple[ImageCodecModule, tuple[DataLoader, D
         encoder_lr_scale=float(optim.get("encoder_lr_scale", 1.0)),
         val_qualities=tuple(config.get("validation", {}).get("qualities", ())),
     )
-    module.model.to(memory_format=torch.channels_last)
+    # nn.Module.to takes memory_format (documented), which its overloads leave out
+    module.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     packed = ensure_packed(
         resolve_path(data.get("packed", ".data/image_crops_144.pt")),
         crop_size=int(data.get("stored_crop_size", 144)),

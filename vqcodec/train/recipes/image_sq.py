@@ -35,6 +35,8 @@ from vqcodec.train.module import TrainingModule
 class ScalarImageCodecModule(TrainingModule):
     """Trains the refinement of ScalarImageCodec's synthesis; validation logs PSNR per level."""
 
+    steps: torch.Tensor  # (levels,) quantization step of each quality level (buffer)
+
     def __init__(
         self,
         model_config: ScalarImageCodecConfig,
@@ -112,9 +114,9 @@ def model_config_from(config: dict[str, Any]) -> ScalarImageCodecConfig:
 
 def build(config: dict[str, Any]) -> tuple[ScalarImageCodecModule, tuple[DataLoader, DataLoader]]:
     """Recipe builder: (module, (train_loader, val_loader)); fits the block KLT before training."""
-    data = dict(config.get("data", {}))
-    optim = dict(config.get("optim", {}))
-    trainer = dict(config.get("trainer", {}))
+    data: dict[str, Any] = dict(config.get("data", {}))
+    optim: dict[str, Any] = dict(config.get("optim", {}))
+    trainer: dict[str, Any] = dict(config.get("trainer", {}))
     model_config = model_config_from(config)
     module = ScalarImageCodecModule(
         model_config,
@@ -140,7 +142,8 @@ def build(config: dict[str, Any]) -> tuple[ScalarImageCodecModule, tuple[DataLoa
     else:
         pca_crops = packed["train"][: int(data.get("transform_crops", 2000)), :, :crop_size, :crop_size]
         module.model.initialise_transform(pca_crops.float().div(255.0))
-    module.model.to(memory_format=torch.channels_last)
+    # nn.Module.to takes memory_format (documented), which its overloads leave out
+    module.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     num_val = int(data.get("val_crops", 16))
     packed = dict(packed, val=packed["val"][:num_val])
     train_set, val_set = split_datasets(packed, crop_size, data.get("val_crop_size"))
@@ -165,7 +168,7 @@ def training_codes(model: ScalarImageCodec, crops: torch.Tensor, batch: int = 64
 def export(module: ScalarImageCodecModule, config: dict[str, Any], trainer: Any) -> Path:
     """Fit the coefficient prior on training crops' codes and write the bundle named in ``[export]``."""
     export_cfg = dict(config.get("export", {}))
-    data = dict(config.get("data", {}))
+    data: dict[str, Any] = dict(config.get("data", {}))
     model = module.model.eval()
     packed = ensure_packed(
         resolve_path(data.get("packed", ".data/image_crops_144.pt")),

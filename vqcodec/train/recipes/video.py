@@ -86,7 +86,7 @@ def load_image_network(image: dict[str, Any]) -> tuple[ImageCodec, Any]:
     """The frozen image codec and its prior, from ``[image] bundle`` or ``checkpoint`` + ``config``."""
     if image.get("bundle") and image_bundle_path(str(image["bundle"])).is_file():
         network, prior, config, _ = load_bundle(image_bundle_path(str(image["bundle"])))
-        if not isinstance(config, ImageCodecConfig):
+        if not isinstance(config, ImageCodecConfig) or not isinstance(network, ImageCodec):
             raise ValueError(f"{image['bundle']} is not an image model")
         return network, prior
     if not image.get("checkpoint"):
@@ -229,7 +229,7 @@ class VideoResidualModule(TrainingModule):
                 vectors = vectors[torch.randperm(vectors.shape[0])[: self.max_vectors]]
         return vectors.T[None, :, :, None], residual
 
-    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor | None:
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         vectors, _ = self._residuals(batch)
         if vectors.shape[2] < 8:
             return None
@@ -243,7 +243,7 @@ class VideoResidualModule(TrainingModule):
         return loss
 
     @torch.no_grad()
-    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         vectors, residual = self._residuals(batch)
         if vectors.shape[2] == 0:
             return
@@ -276,11 +276,11 @@ def build(config: dict[str, Any]) -> tuple[VideoResidualModule, tuple[DataLoader
     video = VideoCodec(video_config)
     video.image.load_state_dict(image_network.state_dict())
     video.init_residual_from_image()
-    data = dict(config.get("data", {}))
+    data: dict[str, Any] = dict(config.get("data", {}))
     clips = cached_latents(video.image, data)
     val_clips = int(data.get("val_clips", 2))
     train_set, val_set = FramePairs(clips[val_clips:]), FramePairs(clips[:val_clips])
-    optim = dict(config.get("optim", {}))
+    optim: dict[str, Any] = dict(config.get("optim", {}))
     module = VideoResidualModule(
         video,
         lr=float(optim.get("lr", 1e-3)),

@@ -22,18 +22,31 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from vqcodec.train.strategies.base import Strategy
 
+if TYPE_CHECKING:
+    from torch.distributed.device_mesh import DeviceMesh
+    from torch.distributed.fsdp import FSDPModule
+
 
 def _fsdp_api():
     from torch.distributed.fsdp import fully_shard
 
     return fully_shard
+
+
+def _as_sharded(module: nn.Module) -> FSDPModule:
+    """``module`` as the FSDPModule that ``fully_shard`` turned it into (it must have been sharded)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    if not isinstance(module, FSDPModule):
+        raise TypeError(f"{type(module).__name__} is not sharded")
+    return module
 
 
 def choose_units(
@@ -78,7 +91,7 @@ class FSDPStrategy(Strategy):
         self.min_num_params = int(min_num_params)
         self.shard_classes = tuple(shard_classes) if shard_classes else None
         self.reshard_after_forward = reshard_after_forward
-        self.mesh = None
+        self.mesh: DeviceMesh | None = None
         self._template: nn.Module | None = None
         self._sharded: set[int] = set()
 
@@ -105,12 +118,13 @@ class FSDPStrategy(Strategy):
 
     @contextlib.contextmanager
     def no_sync(self, module: nn.Module, enabled: bool) -> Iterator[None]:
-        if enabled and hasattr(module, "set_requires_gradient_sync"):
-            module.set_requires_gradient_sync(False)
+        if enabled and id(module) in self._sharded:
+            sharded = _as_sharded(module)
+            sharded.set_requires_gradient_sync(False)
             try:
                 yield
             finally:
-                module.set_requires_gradient_sync(True)
+                sharded.set_requires_gradient_sync(True)
         else:
             yield
 
@@ -129,14 +143,15 @@ class FSDPStrategy(Strategy):
         from torch.distributed.fsdp import FSDPModule
 
         units = [m for m in module.modules() if isinstance(m, FSDPModule)]
-        module.set_reshard_after_forward(False)
+        root = _as_sharded(module)
+        root.set_reshard_after_forward(False)
         for unit in units:
             unit.unshard()
         try:
             yield
         finally:
-            module.set_reshard_after_forward(self.reshard_after_forward)
-            module.set_reshard_after_forward(False, recurse=False)  # FSDP's own choice for the root
+            root.set_reshard_after_forward(self.reshard_after_forward)
+            root.set_reshard_after_forward(False, recurse=False)  # FSDP's own choice for the root
             for unit in units:
                 unit.reshard()
 
@@ -181,9 +196,9 @@ class FSDPStrategy(Strategy):
         return full() if full is not None else tensor
 
     def shard_like(self, full: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        if hasattr(reference, "device_mesh"):
-            from torch.distributed.tensor import distribute_tensor
+        from torch.distributed.tensor import DTensor, distribute_tensor
 
+        if isinstance(reference, DTensor):
             return distribute_tensor(
                 full.to(device=reference.device, dtype=reference.dtype),
                 reference.device_mesh,
