@@ -10,9 +10,10 @@ importing the package is the switch, as with ``pillow_heif.register_heif_opener(
         im.load()                              # decodes (this is where torch is imported)
     im.save("copy.vqc", quality=4)             # or bpp=0.25, psnr=32.0, model="name-or-path"
 
-Opening reads only the container header (no torch, no model): ``im.size``, ``im.mode``
-(RGB, RGBA, L or LA from the header's pixel format) and ``im.info["vqc"]`` (model name,
-quality, media) are there at once; the pixels are decoded by ``load()``, i.e. by the first
+Opening reads only the container up to the frame (no torch, no model): ``im.size``, ``im.mode``
+(RGB, RGBA, L or LA from the header's pixel format), ``im.info["vqc"]`` (model name,
+quality, media) and, when the file carries them, ``im.info["icc_profile"]`` / ``im.info["exif"]``
+are there at once; the pixels are decoded by ``load()``, i.e. by the first
 pixel access. Pillow's own ``Image.MAX_IMAGE_PIXELS`` check applies to the header's size at
 open time, and ``vqcodec.codec.limits`` to the decoder.
 
@@ -77,9 +78,14 @@ class VqcImageFile(ImageFile.ImageFile):
         assert self.fp is not None
         self._start = self.fp.tell()
         frame_count = 0
+        side: tuple[tuple[bytes, bytes], ...] = ()
         try:
             with ContainerReader(self.fp) as reader:
                 header = reader.header
+                if header.media == "image":
+                    # the ICC profile / Exif chunks precede the frame; damage is load()'s to report
+                    with contextlib.suppress(VQCError):
+                        side = next(reader.frames()).side_chunks
                 if header.media != "image" and not header.frame_count and reader.seekable:
                     # a streamed clip's header leaves the count out: the index (or a scan) has it
                     with contextlib.suppress(VQCError):
@@ -107,6 +113,7 @@ class VqcImageFile(ImageFile.ImageFile):
             "quality": header.quality,
             "pixel_format": header.pixel_format,
         }
+        self.info.update(_metadata_info(side))
         self._set_tile()
 
     def _set_tile(self) -> None:
@@ -152,6 +159,20 @@ class VqcImageFile(ImageFile.ImageFile):
                 raise
             raise VqcDecodeError(f"cannot decode .vqc data: {exc}") from exc
         return bytes(array.tobytes())
+
+
+def _metadata_info(side: tuple[tuple[bytes, bytes], ...]) -> dict[str, bytes]:
+    """``info["icc_profile"]`` / ``info["exif"]`` from an image's iCCP / eXIf chunks (as Pillow's
+    JPEG and PNG readers give them), so ``Image.open("x.vqc").save("x.png")`` keeps the profile."""
+    from vqcodec.codec.metadata import EXIF_CHUNK, ICC_CHUNK, ImageMetadata, check_metadata, pil_info
+    from vqcodec.errors import VQCError
+
+    found: dict[bytes, bytes | None] = {}
+    for chunk_type, data in side:
+        if chunk_type in (ICC_CHUNK, EXIF_CHUNK) and chunk_type not in found:
+            with contextlib.suppress(VQCError):  # over the limit: decoding the file reports it
+                found[chunk_type] = check_metadata(chunk_type, data)
+    return pil_info(ImageMetadata(found.get(ICC_CHUNK), found.get(EXIF_CHUNK)))
 
 
 def _video_frame(source: IO[bytes], index: int) -> Any:

@@ -222,3 +222,15 @@ def test_spec_constants_match_the_code():
     for name, value in rows:
         assert getattr(metadata, name) == ast.literal_eval(value), name
     assert set(metadata.ICC_SPACE_FOR_FORMAT) == set(media.PIXEL_FORMATS)
+
+
+def test_pillow_plugin_opens_with_the_metadata():
+    import vqcodec  # noqa: F401  (registers the plugin)
+
+    exif = _exif(Software="plugin").tobytes()
+    image = _jpeg(picture(16, 32, seed=9), icc_profile=SRGB, exif=exif)
+    with Image.open(io.BytesIO(encode_image(image, 1, model=M))) as opened:
+        assert opened.info["icc_profile"] == SRGB and opened.info["exif"] == exif
+        assert opened.getexif()[0x0131] == "plugin"
+    with Image.open(io.BytesIO(encode_image(image, 1, model=M, metadata=False))) as opened:
+        assert "icc_profile" not in opened.info and "exif" not in opened.info
