@@ -226,20 +226,28 @@ class CodecModel:
             bits = self.code_bits()
             if bits is not None:
                 rate = {"code_bits": bits, "rate_weight": self._rate_weight}
+        network = self.network
         with torch.inference_mode():
-            return self.network.to_codes(pixels.float(), quality, **rate)
+            if isinstance(network, ImageCodec):
+                return network.to_codes(pixels.float(), quality, **rate)
+            if isinstance(network, (ScalarImageCodec, VideoCodec)):  # nearest codes only
+                return network.to_codes(pixels.float(), quality)
+        raise TypeError(f"model {self.name!r} has no image network ({type(network).__name__})")
 
     def from_codes(self, codes: torch.Tensor, quality: int | None = None) -> torch.Tensor:
         """Codes (B, S, h, w) -> pixels (B, 3, h*stride, w*stride) float in [0, 1].
 
         ``quality`` is required for scalar models (it gives the step size) and ignored otherwise.
         """
+        network = self.network
         with torch.inference_mode():
-            if self.scalar:
+            if isinstance(network, ScalarImageCodec):
                 if quality is None:
                     raise ValueError("scalar-quantized codes decode only with their quality level")
-                return self.network.from_codes(codes, quality)
-            return self.network.from_codes(codes)
+                return network.from_codes(codes, quality)
+            if isinstance(network, (ImageCodec, VideoCodec)):
+                return network.from_codes(codes)
+        raise TypeError(f"model {self.name!r} has no image network ({type(network).__name__})")
 
     def __repr__(self) -> str:
         return f"CodecModel(name={self.name!r}, sha256={self.sha256.hex()[:16]}..., media={self.media!r})"
