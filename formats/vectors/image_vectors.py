@@ -11,6 +11,8 @@ machine — and the decoded picture (what ``decode_image(..., output="numpy")`` 
 zlib+base64 with its sha256, computed here from the codes with the model's synthesis transform,
 not by decoding the file. Pixels are exact on the platform and torch build recorded in
 ``pixels_exact_on`` and within 1 grey level elsewhere (formats/vqc-v1.md, Image frame payload).
+A vector with metadata (section "Image metadata") adds ``icc_sha256`` and ``exif_sha256``: the
+decoder must hand back exactly those chunk bytes.
 """
 
 from __future__ import annotations
@@ -46,6 +48,41 @@ def raw_zstd_frame(data: bytes) -> bytes:
     )
 
 
+def minimal_icc_profile() -> bytes:
+    """A 132-byte ICC profile from integers: the 128-byte header (ICC.1 v4.3, display class, RGB data,
+    XYZ connection space, D50 illuminant, ``acsp`` signature) and an empty tag table."""
+    header = struct.pack(
+        ">I4sI4s4s4s12s4s4sI4s4sQI12s4s16s28s",
+        132,  # profile size
+        b"\0\0\0\0",  # preferred CMM: none
+        0x04300000,  # version 4.3
+        b"mntr",
+        b"RGB ",
+        b"XYZ ",
+        bytes(12),  # date and time: unset
+        b"acsp",
+        b"\0\0\0\0",  # primary platform: none
+        0,  # flags
+        b"\0\0\0\0",  # device manufacturer
+        b"\0\0\0\0",  # device model
+        0,  # device attributes
+        0,  # rendering intent: perceptual
+        struct.pack(">iii", 0x0000F6D6, 0x00010000, 0x0000D32D),  # D50 in s15Fixed16
+        b"\0\0\0\0",  # creator
+        bytes(16),  # profile ID: not computed
+        bytes(28),  # reserved
+    )
+    assert len(header) == 128
+    return header + struct.pack(">I", 0)  # tag count
+
+
+def minimal_exif() -> bytes:
+    """A little-endian TIFF structure with one IFD entry, Software = "vqcodec" (34 bytes)."""
+    text = b"vqcodec\0"
+    ifd = struct.pack("<H", 1) + struct.pack("<HHII", 0x0131, 2, len(text), 26) + struct.pack("<I", 0)
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + text
+
+
 def _alpha_plane(height: int, width: int, seed: int) -> np.ndarray:
     """A soft disc of opacity with some noise: (H, W) uint8 from integers only."""
     y, x = np.mgrid[0:height, 0:width]
@@ -56,7 +93,14 @@ def _alpha_plane(height: int, width: int, seed: int) -> np.ndarray:
 
 
 def _build(
-    name: str, width: int, height: int, pixel_format: str, quality: int, seed: int, alpha_filter: int | None
+    name: str,
+    width: int,
+    height: int,
+    pixel_format: str,
+    quality: int,
+    seed: int,
+    alpha_filter: int | None,
+    metadata: bool = False,
 ) -> tuple[bytes, dict[str, Any]]:
     import torch
 
@@ -74,7 +118,12 @@ def _build(
         alpha = _alpha_plane(height, width, seed)
         filtered = image._alpha_filter(alpha, alpha_filter)
         alpha_data = bytes([alpha_filter]) + raw_zstd_frame(filtered.tobytes())
-    data = image.write_image_file(model, width, height, pixel_format, quality, codes, alpha_data)
+    carried = None
+    if metadata:
+        from vqcodec.codec.metadata import ImageMetadata
+
+        carried = ImageMetadata(minimal_icc_profile(), minimal_exif())
+    data = image.write_image_file(model, width, height, pixel_format, quality, codes, alpha_data, carried)
 
     with torch.inference_mode():
         rgb = media.from_tensor(model.from_codes(torch.from_numpy(codes).long()[None]))[:height, :width]
@@ -102,6 +151,10 @@ def _build(
             },
         },
     }
+    if carried is not None:
+        assert carried.icc_profile is not None and carried.exif is not None
+        expect["image"]["icc_sha256"] = hashlib.sha256(carried.icc_profile).hexdigest()
+        expect["image"]["exif_sha256"] = hashlib.sha256(carried.exif).hexdigest()
     return data, expect
 
 
@@ -159,5 +212,17 @@ VECTORS = [
         quality=1,
         seed=5,
         alpha_filter=0,
+    ),
+    _vector(
+        "image_metadata",
+        "24x16 rgb24 image, quality 2, with an iCCP chunk (a 132-byte ICC header-only profile) and an "
+        "eXIf chunk (a 34-byte TIFF structure, Software = vqcodec) before the frame",
+        width=24,
+        height=16,
+        pixel_format="rgb24",
+        quality=2,
+        seed=6,
+        alpha_filter=None,
+        metadata=True,
     ),
 ]

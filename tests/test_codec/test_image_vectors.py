@@ -43,6 +43,7 @@ def test_there_are_image_vectors_for_every_pixel_format_and_alpha_filter():
     }
     assert {e["expect"]["image"]["alpha_filter"] for e in IMAGE.values()} == {None, 0, 1, 2}
     assert all(e["valid"] for e in IMAGE.values())
+    assert any("icc_sha256" in e["expect"]["image"] for e in IMAGE.values())  # Image metadata
 
 
 @pytest.mark.parametrize("name", sorted(IMAGE))
@@ -61,6 +62,9 @@ def test_image_vector_decodes_to_the_golden_codes_and_pixels(name):
     assert hashlib.sha256(decoded.codes.astype("<i4").tobytes()).hexdigest() == expect["codes_sha256"]
     if expect["alpha_sha256"] is not None:
         assert hashlib.sha256(decoded.alpha.tobytes()).hexdigest() == expect["alpha_sha256"]
+    for field, key in (("icc_profile", "icc_sha256"), ("exif", "exif_sha256")):
+        got = getattr(decoded, field)  # the metadata chunks come back byte for byte, or not at all
+        assert (hashlib.sha256(got).hexdigest() if got is not None else None) == expect.get(key), field
 
     pixels = decode_image(VECTORS / name, model=MODEL, output="numpy")
     golden = np.frombuffer(zlib.decompress(base64.b64decode(expect["pixels_zlib_b64"])), np.uint8)
