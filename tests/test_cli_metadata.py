@@ -93,3 +93,16 @@ def test_animated_webp_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "animated WEBP with 4 frames" in err and err.count("\n") == 1
     assert not path.with_suffix(".vqc").exists()
+
+
+def test_salvage_keeps_the_metadata(tagged, tmp_path, capsys):
+    vqc = tmp_path / "tagged.vqc"
+    assert _encode(tagged, vqc, "--quiet") == 0
+    cut = tmp_path / "cut.vqc"
+    cut.write_bytes(vqc.read_bytes()[:-30])  # the end chunk and part of the index are gone
+    out = tmp_path / "cut.png"
+    assert main(["decode", str(cut), str(out), "--model", M]) == 1
+    assert main(["decode", str(cut), str(out), "--model", M, "--salvage"]) == 0
+    assert "salvaged" in capsys.readouterr().err
+    with Image.open(out) as image:
+        assert image.info.get("icc_profile") == SRGB and image.getexif().get(0x0131) == "vqcodec test"
