@@ -3,10 +3,10 @@
 Sections (all printed as tables and written to benchmarks/results/entropy.json):
   synthetic   coder overhead on ~5 KB payloads (header included), speed on large streams that
               share a few tables, ANS vs constriction's range coder (the design choice).
-  patch_rvq   real image codes before a trained codec exists: a residual k-means on PCA'd 16x16
-              patches fitted on ../shared/data/train, evaluated on Kodak; factorized vs spatial
-              context prior (fitted on train codes), overhead, zstd-19 of the raw codes, speed.
-  model       the bundled image model's Kodak codes (when a bundled model exists; --model NAME).
+  checkpoint  (--checkpoint/--hparams) codes of an image-codec training checkpoint before it is
+              bundled: factorized vs spatial-context prior fitted on train codes, on Kodak.
+  model       the bundled image model's Kodak codes (--model NAME): coded vs ideal size, speed,
+              and factorized vs spatial-context priors refitted on the model's train codes.
 
 Usage: python benchmarks/entropy.py [--quick] [--model NAME] [--out PATH]
 """
@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,13 +24,36 @@ from typing import Any
 import constriction
 import numpy as np
 import zstandard
+from PIL import Image
 
 from vqcodec.entropy import FactorizedPrior, SpatialContextPrior, quantize_pmf
 from vqcodec.entropy.cdf import ideal_bits_of
 from vqcodec.entropy.coder import CodingTables, decode_symbols, encode_symbols
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+DATA = Path(os.environ.get("VQCODEC_DATA", HERE.parents[1] / "shared" / "data"))
+
+
+def _load(path: Path, max_side: int) -> np.ndarray:
+    """An image as (H, W, 3) float32 in [0, 1], downscaled (Lanczos) so its longer side is <= max_side."""
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        scale = max_side / max(im.size)
+        if scale < 1:
+            im = im.resize((max(16, round(im.width * scale)), max(16, round(im.height * scale))),
+                           Image.Resampling.LANCZOS)
+        return np.asarray(im, dtype=np.float32) / 255.0
+
+
+def train_images(limit: int) -> list[Path]:
+    """``limit`` training photos spread evenly over ../shared/data/train (never Kodak)."""
+    files = sorted(p for p in (DATA / "train").rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    step = max(1, len(files) // limit)
+    return files[::step][:limit]
+
+
+def kodak_images() -> list[Path]:
+    return sorted((DATA / "kodak").glob("*.png"))
 
 
 def _best_time(fn: Any, repeat: int) -> float:
@@ -198,124 +220,10 @@ def compare_priors(train: list[np.ndarray], test: list[np.ndarray], alphabet: tu
             "fit_seconds": {"factorized": t1 - t0, "spatial_context": t2 - t1}}
 
 
-def stage_group_ablation(train: list[np.ndarray], test: list[np.ndarray], k: int, groups: int = 16,
-                         smoothing: float = 0.5, iters: int = 10) -> list[dict[str, Any]]:
-    """Ideal bits of the alternative context considered: stream s conditioned on the group of the
-    stream s-1 code at the same position (codes clustered into ``groups`` by the KL divergence of
-    their next-stage distributions, tables per (stream, group)), vs factorized and vs the full
-    previous code as context.  Cross-entropy on ``test`` only (no coder), bits per code."""
-    rows = []
-    for s in range(1, train[0].shape[0]):
-        joint = np.zeros((k, k))
-        for c in train:
-            np.add.at(joint, (c[s - 1].reshape(-1), c[s].reshape(-1)), 1)
-        marginal = joint.sum(0) + smoothing
-        marginal /= marginal.sum()
-        group_of = np.argsort(np.argsort(-joint.sum(1))) % groups  # start: interleave by frequency
-        for _ in range(iters):  # Lloyd iterations with the cross-entropy as distance
-            counts = np.stack([joint[group_of == g].sum(0) for g in range(groups)]) + smoothing
-            log_q = np.log(counts / counts.sum(1, keepdims=True))
-            group_of = np.argmax(joint @ log_q.T, axis=1)
-        counts = np.stack([joint[group_of == g].sum(0) for g in range(groups)]) + smoothing
-        q = counts / counts.sum(1, keepdims=True)
-        full = (joint + smoothing) / (joint + smoothing).sum(1, keepdims=True)
-        bits = {"factorized": 0.0, f"prev-stage {groups} groups": 0.0, "prev-stage full code": 0.0}
-        n = 0
-        for c in test:
-            a, b = c[s - 1].reshape(-1), c[s].reshape(-1)
-            bits["factorized"] -= np.log2(marginal[b]).sum()
-            bits[f"prev-stage {groups} groups"] -= np.log2(q[group_of[a], b]).sum()
-            bits["prev-stage full code"] -= np.log2(full[a, b]).sum()
-            n += b.size
-        rows.append({"stream": s, **{name: v / n for name, v in bits.items()}})
-    return rows
-
-
-def patch_rvq(quick: bool) -> dict[str, Any] | None:
-    from _patch_rvq import DATA, real_codes
-
-    if not (DATA / "train").is_dir() or not (DATA / "kodak").is_dir():
-        print(f"shared data not found under {DATA}: skipping real image codes")
-        return None
-    codes = real_codes(stages=4, k=1024, dims=64, train_limit=60 if quick else 120)
-    pixels = [c.shape[1] * c.shape[2] * 256 for c in codes["kodak"]]
-    result = compare_priors(codes["train"], codes["kodak"], (1024,) * 4, pixels)
-    result["stage_group_ablation"] = stage_group_ablation(codes["train"], codes["kodak"], 1024)
-    con = SpatialContextPrior.fit(codes["train"], (1024,) * 4)
-    kodak = codes["kodak"]
-    # speed on a large map: 16 landscape Kodak code maps tiled 4 x 4 -> (4, 128, 192)
-    land = [c for c in kodak if c.shape == kodak[0].shape][:16]
-    if len(land) == 16:
-        big = np.concatenate([np.concatenate(land[i * 4 : (i + 1) * 4], axis=2) for i in range(4)], axis=1)
-        fac = FactorizedPrior.fit(codes["train"], (1024,) * 4)
-        speed = []
-        for name, prior in (("factorized", fac), ("spatial_context", con)):
-            payload = prior.encode(big)
-            t_enc = _best_time(lambda p=prior: p.encode(big), 3)
-            t_dec = _best_time(lambda p=prior, d=payload: p.decode(d, big.shape), 3)
-            speed.append({"prior": name, "codes": str(big.shape), "encode_Msym_s": big.size / t_enc / 1e6,
-                          "decode_Msym_s": big.size / t_dec / 1e6, "bytes": len(payload)})
-        result["large_map_speed"] = speed
-    result["stage_group_ablation_spatial_context"] = [
-        {"stream": s,
-         "spatial_context": sum(con.ideal_bits(c[: s + 1]) - con.ideal_bits(c[:s]) for c in kodak)
-         / sum(c[s].size for c in kodak)}
-        for s in range(1, 4)]
-    result["setup"] = ("residual k-means (4 stages x 1024) on 64-d PCA of 16x16 RGB patches, fitted on "
-                       f"{len(codes['train'])} train images; priors fitted on their codes; "
-                       "Kodak (24) evaluated")
-    return result
-
-
-def video(quick: bool) -> dict[str, Any] | None:
-    """Reference (previous frame) coding: priors fitted on video_train clips, evaluated on video/."""
-    from _patch_rvq import DATA, video_codes
-
-    if not (DATA / "video_train").is_dir() or not (DATA / "video").is_dir():
-        print("video data not found: skipping video codes")
-        return None
-    frames = 6 if quick else 12
-    train = video_codes("video_train", 17, frames)
-    test = video_codes("video", 6, frames)
-    items = [f for clip in train for f in clip]
-    refs = [None if j == 0 else clip[j - 1] for clip in train for j in range(len(clip))]
-    alphabet = (1024,) * 4
-    fac = FactorizedPrior.fit(items, alphabet)
-    con = SpatialContextPrior.fit(items, alphabet, references=refs)
-    rows = []
-    for label, prior, use_ref in (("factorized", fac, False), ("spatial_context intra", con, False),
-                                  ("spatial_context + reference", con, True)):
-        actual = ideal = 0.0
-        symbols = 0
-        t_enc = t_dec = 0.0
-        for clip in test:
-            for j in range(1, len(clip)):
-                ref = clip[j - 1] if use_ref else None
-                t0 = time.perf_counter()
-                payload = prior.encode(clip[j], reference=ref)
-                t1 = time.perf_counter()
-                assert np.array_equal(prior.decode(payload, clip[j].shape, reference=ref), clip[j])
-                t_dec += time.perf_counter() - t1
-                t_enc += t1 - t0
-                actual += len(payload)
-                ideal += prior.ideal_bits(clip[j], reference=ref) / 8
-                symbols += clip[j].size
-        rows.append({"prior": label, "bits_per_code": 8 * actual / symbols,
-                     "overhead_%": 100 * (actual / ideal - 1),
-                     "encode_Msym_s": symbols / t_enc / 1e6, "decode_Msym_s": symbols / t_dec / 1e6})
-    base = rows[0]["bits_per_code"]
-    for r in rows:
-        r["saving_vs_factorized_%"] = 100 * (1 - r["bits_per_code"] / base)
-    return {"rows": rows, "setup": f"image-fitted patch RVQ codes of {len(train)} video_train clips x "
-            f"{frames} frames (fit) and {len(test)} video/ clips (eval, predicted frames only)",
-            "table_bytes": con.table_bytes(), "stage_modes": list(con.stage_modes)}
-
-
 def checkpoint_codes(checkpoint: str, hparams: str, train_limit: int) -> dict[str, Any] | None:
     """Codes of an image-codec training checkpoint (before a bundle exists): priors fitted on
     the codes of train images, evaluated on Kodak, at the stream counts of the quality levels."""
     import torch
-    from _patch_rvq import _load, kodak_images, train_images
 
     from vqcodec.train.export import network_from_checkpoint
 
@@ -343,18 +251,16 @@ def checkpoint_codes(checkpoint: str, hparams: str, train_limit: int) -> dict[st
 
 
 def bundled_model(name: str | None, train_limit: int = 40) -> dict[str, Any] | None:
-    try:
-        from vqcodec.models.zoo import DEFAULT_IMAGE_MODEL, load_model
-    except Exception as exc:  # no model layer yet
-        print(f"model zoo unavailable ({exc}): skipping bundled model")
+    from vqcodec.models.zoo import DEFAULT_IMAGE_MODEL, load_model
+
+    if not kodak_images():
+        print(f"no Kodak images under {DATA}: skipping the bundled model")
         return None
     name = name or DEFAULT_IMAGE_MODEL
     if not name:
         print("no bundled image model: skipping")
         return None
     import torch
-    from _patch_rvq import kodak_images
-    from PIL import Image
 
     model = load_model(name)
     if model.prior is None:
@@ -386,7 +292,6 @@ def bundled_model(name: str | None, train_limit: int = 40) -> dict[str, Any] | N
                      "encode_ms": 1e3 * t_enc / n, "decode_ms": 1e3 * t_dec / n})
     result: dict[str, Any] = {"rows": rows, "table_bytes": model.prior.table_bytes()}
     # factorized vs context prior on this model's codes: fit on train images, evaluate on Kodak
-    from _patch_rvq import _load, train_images
 
     def codes_of(img: np.ndarray) -> np.ndarray:
         st = model.stride
@@ -414,7 +319,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", default=None, help="image-codec training checkpoint to take codes from")
     ap.add_argument("--hparams", default=None, help="hparams.json of that training run")
     ap.add_argument("--skip-synthetic", action="store_true")
-    ap.add_argument("--skip-patch", action="store_true", help="skip patch-RVQ image and video codes")
     args = ap.parse_args(argv)
 
     result: dict[str, Any] = {"machine": {"python": platform.python_version(), "numpy": np.__version__,
@@ -440,32 +344,6 @@ def main(argv: list[str] | None = None) -> int:
                                           "zstd19_raw_bytes"]))
         print("\n== synthetic: throughput (1 thread) ==")
         print(_table(syn["speed"], ["case", "encode_Msym_s", "decode_Msym_s", "overhead_%"]))
-
-    real = None if args.skip_patch else patch_rvq(args.quick)
-    if real is not None:
-        result["patch_rvq"] = real
-        print(f"\n== real image codes: {real['setup']} ==")
-        print(_table(real["rows"], ["prior", "streams", "bytes_per_image", "ideal_bytes", "overhead_%", "bpp",
-                                    "bits_per_code", "zstd19_raw_bytes", "saving_vs_factorized_%",
-                                    "encode_ms", "decode_ms"]))
-        print(f"stage modes chosen: {real['context_stage_modes']}; tables: {real['num_tables']}; "
-              f"table bytes: {real['table_bytes']}")
-        if "large_map_speed" in real:
-            print("\n== priors on a large code map (Kodak codes tiled), 1 thread ==")
-            print(_table(real["large_map_speed"],
-                         ["prior", "codes", "encode_Msym_s", "decode_Msym_s", "bytes"]))
-        abl = [dict(r, **x) for r, x in zip(real["stage_group_ablation"],
-                                            real["stage_group_ablation_spatial_context"])]
-        print("\n== context choice, ideal bits per code of stream s on Kodak (alternatives considered) ==")
-        print(_table(abl, list(abl[0])))
-
-    vid = None if args.skip_patch else video(args.quick)
-    if vid is not None:
-        result["video"] = vid
-        print(f"\n== video codes, predicted frames: {vid['setup']} ==")
-        print(_table(vid["rows"], ["prior", "bits_per_code", "overhead_%", "saving_vs_factorized_%",
-                                   "encode_Msym_s", "decode_Msym_s"]))
-        print(f"context tables with reference contexts: {vid['table_bytes']} bytes")
 
     model = bundled_model(args.model, 20 if args.quick else 60)
     if model is not None:

@@ -461,3 +461,17 @@ def test_progress_counts_optimizer_steps_and_interval_crossings():
         Regression(), loaders()[0]
     )
     assert seen == [(0, 1), (1, 2), (1, 3), (2, 4), (2, 5), (3, 6)]
+
+
+def test_callbacks_ported_from_lightning_reach_the_module_as_trainer_lightning_module():
+    seen: list[bool] = []
+
+    class Ported(Callback):  # Lightning callbacks reach the module through trainer.lightning_module
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            seen.append(trainer.lightning_module is module)
+
+    module = Regression()
+    trainer = Trainer(max_steps=2, callbacks=[Ported()], **QUIET)
+    assert trainer.lightning_module is None  # nothing attached before fit
+    trainer.fit(module, loaders()[0])
+    assert seen == [True, True] and trainer.lightning_module is module

@@ -208,8 +208,4 @@ class ImageCodec(nn.Module):
         return self.decode(codes)
 
 
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-__all__ = ["ImageCodec", "ImageCodecOutput", "count_parameters"]
+__all__ = ["ImageCodec", "ImageCodecOutput"]

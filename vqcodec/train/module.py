@@ -30,7 +30,6 @@ under its plain name, so checkpoints of compiled and uncompiled runs are interch
 from __future__ import annotations
 
 import inspect
-import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -424,10 +423,6 @@ class DataModule:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-def is_finite_number(value: float) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 __all__ = [

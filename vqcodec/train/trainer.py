@@ -229,6 +229,7 @@ class Trainer(FitLoop, EvaluationLoop, CheckpointConnector, LoggingConnector):
 
     @property
     def lightning_module(self) -> TrainingModule | None:
+        """The module being fitted (Lightning's name for it, so ported callbacks keep working)."""
         return self.module
 
     # ================================================================== set-up
