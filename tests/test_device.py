@@ -143,3 +143,14 @@ def test_cuda_codes_equal_cpu_codes(name, shared_data):
         == encode_image_result(crop, psnr=target, model=model, device="cpu").data
     )
     assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+
+
+def test_cli_default_is_the_cpu(tmp_path, capsys, monkeypatch):
+    """Without --device nothing asks for CUDA, even where torch says it has it (here it cannot
+    deliver on a CPU-only build: a CUDA default would fail)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    src = tmp_path / "in.png"
+    Image.fromarray(picture(16, 16, seed=3)).save(src)
+    assert main(["encode", str(src), str(tmp_path / "a.vqc"), "--model", M, "--quiet"]) == 0
+    assert main(["decode", str(tmp_path / "a.vqc"), str(tmp_path / "a.png"), "--model", M, "--quiet"]) == 0
+    assert capsys.readouterr().err == ""

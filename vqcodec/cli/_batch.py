@@ -94,13 +94,18 @@ def add_threads_option(p: argparse.ArgumentParser, per: str = "file") -> None:
 
 
 def add_device_option(p: argparse.ArgumentParser) -> None:
-    """``--device auto|cpu|cuda``: where the network runs (the codes never depend on it)."""
+    """``--device cpu|auto|cuda``: where the network runs (the codes never depend on it).
+
+    The default is the CPU, as for the library: decoded pixels are then the same as
+    ``decode_image``'s and as on any machine with the same torch build, and no CUDA context is
+    made unasked; ``auto`` takes CUDA when there is one.
+    """
     p.add_argument(
         "--device",
-        default="auto",
+        default="cpu",
         metavar="DEV",
-        help="auto (CUDA when available), cpu or cuda[:N]: where pictures are synthesised; the codes, "
-        "and so the file's bytes, are the same on every device (default auto; video runs on the CPU)",
+        help="cpu (default), auto (CUDA when available) or cuda[:N]: where pictures are synthesised; "
+        "the codes, and so the file's bytes, are the same on every device (video runs on the CPU)",
     )
 
 
