@@ -900,14 +900,18 @@ def run_campaign(
     startup_timeout: float = 300.0,
     watchdog: float | None = None,
     max_seconds: float | None = None,
+    prebuilt: tuple[list[CorpusFile], list[str]] | None = None,
 ) -> Campaign:
     """Run ``cases`` cases (seeds ``seed .. seed + cases - 1``) over the corpus on ``workers`` workers.
 
     ``watchdog``: seconds without an answer after which a worker is killed and its case counted
     as a hang (default ``2 * timeout + 10``: the per-case timer normally fires first).
     ``max_seconds``: stop issuing cases after this long (the summary then counts the cases run).
+    ``prebuilt``: the ``(corpus, notes)`` of an earlier :func:`build_corpus` call, used instead of
+    building the corpus again (``model_paths`` and ``video`` are then not used).
     """
-    corpus, notes = build_corpus(model_paths, video=video)
+    corpus, notes = prebuilt if prebuilt is not None else build_corpus(model_paths, video=video)
+    notes = list(notes)  # the campaign appends to its notes
     campaign = Campaign(cases, seed, workers, timeout, memory_mb, notes=notes)
     campaign.corpus = [{"name": c.name, "media": c.media, "bytes": len(c.data)} for c in corpus]
     hard_limit = watchdog if watchdog is not None else 2 * timeout + 10.0

@@ -1,4 +1,8 @@
-"""A short run of benchmarks/fuzz_decode.py (the full campaign is 100,000 cases) and its harness checks."""
+"""A short run of benchmarks/fuzz_decode.py (the full campaign is 100,000 cases) and its harness checks.
+
+The corpora are built once for the module, and the short campaign runs once: its outcomes are both
+checked and replayed in this process.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 FUZZ_SCRIPT = REPO / "benchmarks" / "fuzz_decode.py"
+# enough cases for every mutation family on every corpus file, and for each expected outcome below;
+# the benchmark itself runs 100,000
+CAMPAIGN_SEED, CAMPAIGN_CASES = 1_000_000, 1000
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +29,45 @@ def fuzz():
     sys.modules.pop("fuzz_decode", None)
 
 
-def test_short_campaign_has_no_problems(fuzz):
-    campaign = fuzz.run_campaign(3000, seed=1_000_000, workers=2, timeout=5.0, memory_mb=1024)
+@pytest.fixture(scope="module")
+def bundled_corpus(fuzz):
+    """(corpus, notes) from the bundled image and video models."""
+    return fuzz.build_corpus()
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(fuzz):
+    """(corpus, notes) from the tiny test model: its images, then clips coded with it."""
+    return fuzz.build_corpus([str(fuzz.TINY_IMAGE_MODEL)])
+
+
+@pytest.fixture(scope="module")
+def short_campaign(fuzz, bundled_corpus):
+    return fuzz.run_campaign(
+        CAMPAIGN_CASES, seed=CAMPAIGN_SEED, workers=2, timeout=5.0, memory_mb=1024, prebuilt=bundled_corpus
+    )
+
+
+@pytest.fixture(scope="module")
+def campaign_cases(fuzz, bundled_corpus):
+    """seed -> (corpus index, mutation family) of each case of the short campaign."""
+    corpus, _ = bundled_corpus
+    cases = {}
+    for seed in range(CAMPAIGN_SEED, CAMPAIGN_SEED + CAMPAIGN_CASES):
+        index, mutation, _ = fuzz.make_case(corpus, seed)
+        cases[seed] = (index, mutation.split("-")[0])
+    return cases
+
+
+@pytest.mark.slow
+def test_short_campaign_has_no_problems(fuzz, short_campaign, bundled_corpus, campaign_cases):
+    campaign = short_campaign
     summary = campaign.summary()
     assert campaign.problems == [], "\n".join(
         f"seed {p['seed']}: {p['outcome']} {p['mutation']} {p['message']}" for p in campaign.problems
     )
     totals = summary["totals"]
-    assert totals["ok"] + totals["expected"] == 3000
+    assert totals["ok"] + totals["expected"] == CAMPAIGN_CASES
     # the cases reach every layer: container framing, CRCs, the entropy payload, the model
     outcomes = summary["outcomes"]
     for name in ("expected:ChecksumError", "expected:TruncatedError", "expected:FormatError", "ok"):
@@ -37,22 +75,30 @@ def test_short_campaign_has_no_problems(fuzz):
     assert any("payload" in m or "coded body" in m for m in summary["top_error_messages"]), summary[
         "top_error_messages"
     ]
-    assert {"flip", "splice", "truncate", "chunk", "payload", "head", "codes"} <= set(summary["by_mutation"])
+    assert set(fuzz.MUTATIONS) <= set(summary["by_mutation"]), summary["by_mutation"]
+    # ... on every file of the corpus: images and clips, of each bundled model
+    corpus, _ = bundled_corpus
+    assert {index for index, _ in campaign_cases.values()} == set(range(len(corpus)))
+    assert {item.media for item in corpus} == {"image", "video"}
 
 
-def test_cases_are_reproducible_from_their_seed(fuzz):
-    corpus, _ = fuzz.build_corpus(video=False)
+def test_cases_are_reproducible_from_their_seed(fuzz, bundled_corpus):
+    corpus, _ = bundled_corpus
     for seed in range(200):
         assert fuzz.make_case(corpus, seed) == fuzz.make_case(corpus, seed)
     assert len({fuzz.make_case(corpus, seed)[2] for seed in range(200)}) > 150
 
 
-def test_harness_reports_crash_hang_memory_and_unexpected(fuzz, monkeypatch):
+@pytest.mark.slow
+def test_harness_reports_crash_hang_memory_and_unexpected(fuzz, tiny_corpus, monkeypatch):
     """Deliberate failures injected in the worker must each be caught and tied to their seed."""
     monkeypatch.setenv("VQCODEC_FUZZ_SELFTEST", "3:crash,5:hang,7:slow,9:alloc,10:torch-alloc,11:raise")
-    tiny = str(fuzz.TINY_IMAGE_MODEL)  # fast cases: only the injected ones may hit the limits
+    corpus, notes = tiny_corpus
+    # the tiny model's pictures: fast cases, so only the injected ones may hit the limits
+    images = [item for item in corpus if item.media == "image"]
+    assert images
     campaign = fuzz.run_campaign(
-        14, seed=0, workers=2, timeout=2.0, memory_mb=256, watchdog=4.0, video=False, model_paths=[tiny]
+        14, seed=0, workers=2, timeout=2.0, memory_mb=256, watchdog=4.0, prebuilt=(images, notes)
     )
     by_seed = {p["seed"]: p["outcome"] for p in campaign.problems}
     assert by_seed == {
@@ -67,22 +113,31 @@ def test_harness_reports_crash_hang_memory_and_unexpected(fuzz, monkeypatch):
     assert campaign.restarts == 2  # after the crash and after the watchdog kill
 
 
-def test_replay_gives_the_campaign_outcome(fuzz):
-    tiny = str(fuzz.TINY_IMAGE_MODEL)
-    campaign = fuzz.run_campaign(120, seed=42, workers=1, model_paths=[tiny])
-    corpus, _ = fuzz.build_corpus([tiny])
-    assert sorted(campaign.by_seed) == list(range(42, 162))
-    for seed in range(42, 162, 3):  # in this process, without the worker's limits: the same outcome
+@pytest.mark.slow
+def test_replay_gives_the_campaign_outcome(fuzz, short_campaign, bundled_corpus, campaign_cases):
+    campaign = short_campaign
+    corpus, _ = bundled_corpus
+    assert sorted(campaign.by_seed) == list(range(CAMPAIGN_SEED, CAMPAIGN_SEED + CAMPAIGN_CASES))
+    # in this process, without the worker's limits: the same outcome, for the first seeds of each
+    # mutation family and the first seed of each outcome
+    replayed: dict[str, list[int]] = {}
+    for seed, (_, family) in sorted(campaign_cases.items()):
+        if len(replayed.setdefault(family, [])) < 4:
+            replayed[family].append(seed)
+    assert set(replayed) == set(fuzz.MUTATIONS)
+    seeds = {seed for family_seeds in replayed.values() for seed in family_seeds}
+    seeds |= {min(s for s, o in campaign.by_seed.items() if o == outcome) for outcome in campaign.outcomes}
+    for seed in sorted(seeds):
         assert fuzz.run_case(corpus, seed, 0)["outcome"] == campaign.by_seed[seed], seed
 
 
-def test_cli_decode_of_mutated_files(fuzz, tmp_path, capsys):
+def test_cli_decode_of_mutated_files(fuzz, tiny_corpus, tmp_path, capsys):
     """``vqcodec decode`` on mutated files: exit 0 with an output, or exit 1 with one error line
     and nothing written."""
     from vqcodec.cli import main as cli_main
 
     tiny = str(fuzz.TINY_IMAGE_MODEL)
-    corpus, _ = fuzz.build_corpus([tiny])
+    corpus, _ = tiny_corpus
     statuses = set()
     for seed in range(300):
         _, _, data = fuzz.make_case(corpus, seed)
