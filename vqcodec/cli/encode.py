@@ -79,8 +79,10 @@ def check_args(args: argparse.Namespace) -> None:
     _batch.check_device(args)
     if args.quality is not None:
         levels = _batch.quick_levels(args.model)
-        if args.model is None:  # images or videos: each codec checks its own default model's range
-            levels = max((n for n in (levels, _batch.quick_levels(None, "video")) if n), default=None)
+        kinds = {_input_media(path) for path in args.paths if not path.lower().endswith(".vqc")}
+        if args.model is None and kinds & {"video", None}:  # the default video model's levels
+            video = _batch.quick_levels(None, "video")
+            levels = video if kinds == {"video"} else max((n for n in (levels, video) if n), default=None)
         if args.quality < 1 or (levels is not None and args.quality > levels):
             span = f"1..{levels}" if levels is not None else ">= 1"
             raise CommandError(f"-q/--quality must be in {span}, got {args.quality}")
@@ -225,6 +227,13 @@ def _line(o: Outcome) -> str:
         f"{o.input} -> {o.output}: {o.info['width']}x{o.info['height']} {o.info['pixel_format']}, "
         f"quality {o.info['quality']}, {o.bytes_out} bytes, {o.bpp:.4f} bpp{psnr}, {o.seconds:.2f} s"
     )
+
+
+def _input_media(path: str) -> str | None:
+    """The media of an input path ("video" or "image"); None for stdin (not known before it is read)."""
+    if path == "-":
+        return None
+    return "video" if _batch.is_video_path(path) else "image"
 
 
 def _is_video_input(path: str) -> bool:
