@@ -5,6 +5,8 @@
   writes logged images as PNG under ``<dir>/images/``.
 - ``TensorBoardLogger``: when the ``tensorboard`` package is installed (``torch.utils.tensorboard``);
   ``make_loggers`` adds it automatically then, under ``<dir>/tensorboard``.
+- ``WandbLogger`` / ``MLflowLogger``: when ``wandb`` / ``mlflow`` is installed (the ``loggers``
+  extra) and asked for (``logger="wandb"``, ``logger=["csv", MLflowLogger(dir, experiment=...)]``).
 - ``ProgressReporter``: a tqdm bar with the loss and steps/s when stderr is a terminal, otherwise one
   plain line per logging step (batch jobs, CI, files).
 """
@@ -154,6 +156,129 @@ class TensorBoardLogger(Logger):
         self.writer.close()
 
 
+def _require(module: str, logger: str) -> Any:
+    """Import an optional logging package, or say in one line how to get it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        package = module.split(".")[0]
+        raise RuntimeError(
+            f"logger {logger!r} needs the {package} package: pip install 'vqcodec[loggers]'"
+        ) from None
+
+
+def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"module": {"lr": 1e-3}} -> {"module/lr": 1e-3} (services that take flat key/value pairs)."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "/"))
+        else:
+            flat[name] = value
+    return flat
+
+
+class WandbLogger(Logger):
+    """Weights & Biases: metrics, images and hyperparameters of one run (needs ``wandb``).
+
+    ``save_dir``: where wandb keeps its files (the run folder by default); ``project``, ``name``,
+    ``mode`` ("online", "offline": nothing leaves the machine, "disabled") and ``init_kwargs`` go
+    to ``wandb.init``. Metrics are logged at the trainer's ``global_step`` with ``epoch`` beside
+    them, images as ``wandb.Image``, hyperparameters into the run's config.
+    """
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike[str],
+        *,
+        project: str = "vqcodec",
+        name: str | None = None,
+        mode: str | None = None,
+        **init_kwargs: Any,
+    ):
+        self._wandb = _require("wandb", "wandb")
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        self.run = self._wandb.init(project=project, name=name, dir=str(save_dir), mode=mode, **init_kwargs)
+
+    def log_metrics(self, metrics: dict[str, float], step: int, epoch: int = 0) -> None:
+        self.run.log({**{k: float(v) for k, v in metrics.items()}, "epoch": epoch}, step=step)
+
+    def log_image(self, name: str, image: Any, step: int) -> None:
+        self.run.log({name: self._wandb.Image(to_pil(image))}, step=step)
+
+    def log_hyperparams(self, params: dict[str, Any]) -> None:
+        self.run.config.update(json.loads(json.dumps(params, default=str)), allow_val_change=True)
+
+    def finalize(self) -> None:
+        self.run.finish()
+
+
+class MLflowLogger(Logger):
+    """MLflow tracking: metrics, images (artifacts) and parameters of one run (needs ``mlflow``
+    or ``mlflow-skinny``).
+
+    ``tracking_uri``: the server or store; default ``$MLFLOW_TRACKING_URI``, else a local SQLite
+    store ``<save_dir>/mlflow.db`` with artifacts in ``<save_dir>/artifacts`` (nothing leaves the
+    machine; MLflow's SQLite store needs SQLAlchemy, which full ``mlflow`` brings). ``experiment`` is created when
+    missing. Nested hyperparameters become flat ``section/key`` parameters (MLflow's values are
+    strings of bounded length: longer ones are cut, with the cut marked by "...").
+    """
+
+    MAX_PARAM_LENGTH = 500  # the smallest limit MLflow servers enforce
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike[str],
+        *,
+        experiment: str = "vqcodec",
+        run_name: str | None = None,
+        tracking_uri: str | None = None,
+        tags: dict[str, str] | None = None,
+    ):
+        tracking = _require("mlflow.tracking", "mlflow")
+        self._entities = _require("mlflow.entities", "mlflow")
+        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        store = Path(save_dir).resolve()
+        if not uri:
+            store.mkdir(parents=True, exist_ok=True)
+            uri = f"sqlite:///{store / 'mlflow.db'}"
+        self.client = tracking.MlflowClient(tracking_uri=uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is not None:
+            experiment_id = found.experiment_id
+        elif uri.startswith("sqlite:"):  # a local store keeps its artifacts beside it, not in the cwd
+            experiment_id = self.client.create_experiment(experiment, (store / "artifacts").as_uri())
+        else:
+            experiment_id = self.client.create_experiment(experiment)
+        self.run_id: str = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+
+    def log_metrics(self, metrics: dict[str, float], step: int, epoch: int = 0) -> None:
+        stamp = int(time.time() * 1000)
+        rows = [self._entities.Metric(k, float(v), stamp, step) for k, v in metrics.items()]
+        rows.append(self._entities.Metric("epoch", float(epoch), stamp, step))
+        self.client.log_batch(self.run_id, metrics=rows)
+
+    def log_image(self, name: str, image: Any, step: int) -> None:
+        import numpy as np
+
+        self.client.log_image(self.run_id, np.asarray(to_pil(image)), f"images/{name}/step={step}.png")
+
+    def log_hyperparams(self, params: dict[str, Any]) -> None:
+        limit = self.MAX_PARAM_LENGTH
+        rows = []
+        for key, value in _flatten(json.loads(json.dumps(params, default=str))).items():
+            text = json.dumps(value) if not isinstance(value, str) else value
+            rows.append(self._entities.Param(key, text if len(text) <= limit else text[: limit - 3] + "..."))
+        for start in range(0, len(rows), 100):  # MLflow takes at most 100 parameters per batch
+            self.client.log_batch(self.run_id, params=rows[start : start + 100])
+
+    def finalize(self) -> None:
+        self.client.set_terminated(self.run_id)
+
+
 def _tensorboard_logger(root: Path) -> Logger:
     if not tensorboard_available():
         raise RuntimeError("logger 'tensorboard' needs the tensorboard package")
@@ -164,11 +289,14 @@ def _tensorboard_logger(root: Path) -> Logger:
 LOGGERS: Registry[Callable[[Path], Logger]] = Registry("logger")
 LOGGERS.register("csv", CSVLogger)
 LOGGERS.register("tensorboard", _tensorboard_logger)
+LOGGERS.register("wandb", WandbLogger)
+LOGGERS.register("mlflow", MLflowLogger)
 
 
 def make_loggers(logger: Any, root: Path) -> list[Logger]:
     """``logger``: True (CSV + TensorBoard when installed), False/None (none), a name in ``LOGGERS``
-    ("csv", "tensorboard"), a Logger, or a list of those."""
+    ("csv", "tensorboard", "wandb", "mlflow": those two only when named, with their defaults), a
+    Logger, or a list of those."""
     if logger is False or logger is None:
         return []
     if logger is True:
@@ -239,7 +367,9 @@ __all__ = [
     "LOGGERS",
     "Logger",
     "ProgressReporter",
+    "MLflowLogger",
     "TensorBoardLogger",
+    "WandbLogger",
     "image_grid",
     "make_loggers",
     "read_csv_metrics",
