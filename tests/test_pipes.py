@@ -92,7 +92,6 @@ def write_y4m(path: Path, frames: int = 4, width: int = 32, height: int = 32) ->
 
 @pytest.mark.slow
 def test_y4m_video_through_stdin_and_stdout(tmp_path):
-    pytest.importorskip("vqcodec.codec.video")
     write_y4m(tmp_path / "clip.y4m")
     piped = sh(
         f"cat clip.y4m | {VQCODEC} encode - - -q 2 --gop 2 {MODEL} | tee piped.vqc"

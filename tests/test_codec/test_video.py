@@ -204,6 +204,7 @@ def test_truncated_stream_yields_complete_frames_then_raises(model):
             assert np.array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_memory_is_bounded_on_a_long_clip(model):
     base = picture(32, 48, seed=1)
     out = io.BytesIO()

@@ -113,6 +113,7 @@ def test_vqcodec_train_reports_bad_configs_in_one_line(tmp_path, capsys):
     assert "unknown callback 'emma'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_vqcodec_train_under_torchrun(tmp_path):
     config = write_config(tmp_path)
     env = dict(

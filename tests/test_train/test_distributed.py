@@ -21,6 +21,8 @@ GLOBAL_BATCH = 8
 WORLD = 2
 QUIET = {"enable_progress_bar": False, "logger": False, "enable_checkpointing": False}
 
+pytestmark = pytest.mark.slow  # every test here waits for spawned processes
+
 
 def _ddp_module() -> Regression:
     seed_everything(0)
