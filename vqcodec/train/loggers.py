@@ -222,9 +222,9 @@ class MLflowLogger(Logger):
 
     ``tracking_uri``: the server or store; default ``$MLFLOW_TRACKING_URI``, else a local SQLite
     store ``<save_dir>/mlflow.db`` with artifacts in ``<save_dir>/artifacts`` (nothing leaves the
-    machine; MLflow's SQLite store needs SQLAlchemy, which full ``mlflow`` brings). ``experiment`` is created when
-    missing. Nested hyperparameters become flat ``section/key`` parameters (MLflow's values are
-    strings of bounded length: longer ones are cut, with the cut marked by "...").
+    machine; MLflow's SQLite store needs SQLAlchemy, which full ``mlflow`` brings). ``experiment``
+    is created when missing. Nested hyperparameters become flat ``section/key`` parameters
+    (MLflow's values are strings of bounded length: longer ones are cut, marked by "...").
     """
 
     MAX_PARAM_LENGTH = 500  # the smallest limit MLflow servers enforce
