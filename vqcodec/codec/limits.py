@@ -10,7 +10,9 @@ values that a program may raise, lower, or switch off (``None``)::
 
 - ``MAX_IMAGE_PIXELS``: width * height of one decoded picture (image or video frame).
   The default (2**27, about 134 megapixels, 400 MB as RGB) is well above a 24-MP photo.
-- ``MAX_FRAMES``: frames of one video stream (declared count, or counted while decoding).
+  It is the container's ``spec.MAX_PIXELS``, the default a reader checks a header against.
+- ``MAX_FRAMES``: frames of one video stream (declared count, or counted while decoding);
+  2**24 by default, the container's ``spec.MAX_FRAME_COUNT``.
 - ``MAX_BYTES``: bytes of one decoded payload buffer (e.g. an inflated alpha plane,
   a whole decoded clip held in memory); 2**31 by default.
 - ``MAX_METADATA_BYTES``: bytes of one metadata block of a picture (the ICC profile, the
@@ -35,6 +37,7 @@ import os
 import threading
 from collections.abc import Iterator
 
+from vqcodec.container import spec
 from vqcodec.errors import LimitError
 
 
@@ -52,8 +55,9 @@ def _from_env(name: str, default: int) -> int | None:
     return value if value > 0 else None
 
 
-MAX_IMAGE_PIXELS: int | None = _from_env("VQCODEC_MAX_IMAGE_PIXELS", 2**27)
-MAX_FRAMES: int | None = _from_env("VQCODEC_MAX_FRAMES", 10_000_000)
+# one truth with the container's reader limits: the same defaults (formats/vqc-v1.md, "Limits")
+MAX_IMAGE_PIXELS: int | None = _from_env("VQCODEC_MAX_IMAGE_PIXELS", spec.MAX_PIXELS)
+MAX_FRAMES: int | None = _from_env("VQCODEC_MAX_FRAMES", spec.MAX_FRAME_COUNT)
 MAX_BYTES: int | None = _from_env("VQCODEC_MAX_BYTES", 2**31)
 MAX_METADATA_BYTES: int | None = _from_env("VQCODEC_MAX_METADATA_BYTES", 2**24)
 

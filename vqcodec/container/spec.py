@@ -90,7 +90,7 @@ READ_BLOCK: Final = 1 << 20
 # -- limits (defaults) --------------------------------------------------------------------------
 MAX_HEADER_LENGTH: Final = 1 << 20
 MAX_CHUNK_LENGTH: Final = 1 << 28
-MAX_PIXELS: Final = 1 << 28
+MAX_PIXELS: Final = 1 << 27  # about 134 megapixels: 400 MB as RGB, far above a 24-MP photo
 MAX_FRAME_COUNT: Final = 1 << 24
 
 # every struct above must have the size the spec states
