@@ -183,27 +183,39 @@ class Reference:
 
     @staticmethod
     def from_planes(planes: list[np.ndarray]) -> Reference:
-        y = np.pad(np.asarray(planes[0], dtype=np.int32), LUMA_PAD + 3, mode="edge")
-        t = HALF_PEL_TAPS
-        # horizontal intermediate (unrounded, 32x scale), then the rounded phases
-        hor = np.zeros((y.shape[0], y.shape[1] - 5), dtype=np.int32)  # (Hp+6, Wp+1)
-        ver = np.zeros((y.shape[0] - 5, y.shape[1]), dtype=np.int32)  # (Hp+1, Wp+6)
-        for k in range(6):
-            hor += t[k] * y[:, k : y.shape[1] - 5 + k]
-            ver += t[k] * y[k : y.shape[0] - 5 + k, :]
-        diag = np.zeros((hor.shape[0] - 5, hor.shape[1]), dtype=np.int32)  # (Hp+1, Wp+1)
-        for k in range(6):
-            diag += t[k] * hor[k : hor.shape[0] - 5 + k, :]
+        # The phases are filtered over the plane and a margin of M = 3 samples only: further out,
+        # every tap reads the repeated edge sample, so each phase is its own edge sample repeated
+        # (the filters see a constant), and the rest of the padding is copied (np.pad "edge").
+        m = 3
+        y = np.pad(np.asarray(planes[0], dtype=np.int32), m + 3, mode="edge")
         hp, wp = y.shape[0] - 6, y.shape[1] - 6
-        full = y[3 : 3 + hp, 3 : 3 + wp]
-        half_x = np.clip((hor[3 : 3 + hp, 1 : 1 + wp] + 16) >> 5, 0, 255)
-        half_y = np.clip((ver[1 : 1 + hp, 3 : 3 + wp] + 16) >> 5, 0, 255)
-        half_xy = np.clip((diag[1 : 1 + hp, 1 : 1 + wp] + 512) >> 10, 0, 255)
-        luma = np.stack([full, half_x, half_y, half_xy]).astype(np.int32)
+        small = np.empty((4, hp, wp), dtype=np.int32)
+        small[0] = y[3 : 3 + hp, 3 : 3 + wp]
+        # horizontal intermediate (unrounded, 32x scale), then the rounded phases
+        hor = _six_tap(y, 1)  # (hp+6, wp+1)
+        np.clip((hor[3 : 3 + hp, 1 : 1 + wp] + 16) >> 5, 0, 255, out=small[1])
+        ver = _six_tap(y[:, 3 : 3 + wp], 0)  # (hp+1, wp)
+        np.clip((ver[1 : 1 + hp] + 16) >> 5, 0, 255, out=small[2])
+        diag = _six_tap(hor, 0)  # (hp+1, wp+1)
+        np.clip((diag[1 : 1 + hp, 1 : 1 + wp] + 512) >> 10, 0, 255, out=small[3])
+        luma = np.pad(
+            small, ((0, 0), (LUMA_PAD - m, LUMA_PAD - m), (LUMA_PAD - m, LUMA_PAD - m)), mode="edge"
+        )
         chroma = np.stack(
             [np.pad(np.asarray(p, dtype=np.int32), CHROMA_PAD + 1, mode="edge") for p in planes[1:3]]
         )
         return Reference(luma=luma, chroma=chroma)
+
+
+def _six_tap(a: I32, axis: int) -> I32:
+    """sum over k of HALF_PEL_TAPS[k] * a[k : n - 5 + k] along ``axis`` (n - 5 long there), in int32:
+    the taps (1, -5, 20, 20, -5, 1) are symmetric, so (a0 + a5) - 5 (a1 + a4) + 20 (a2 + a3)."""
+    n = a.shape[axis]
+
+    def s(k: int) -> I32:
+        return a[k : n - 5 + k] if axis == 0 else a[:, k : n - 5 + k]
+
+    return (s(0) + s(5)) - 5 * (s(1) + s(4)) + 20 * (s(2) + s(3))
 
 
 def block_origins(rows: int, cols: int, size: int) -> tuple[I64, I64]:
