@@ -336,3 +336,32 @@ def test_temporal_coder_cache_is_shared_across_threads():
         t.join()
     assert len(got) == 4 and all(c is got[0] for c in got)
     assert not hasattr(model, "_temporal_coder")  # nothing is stored on the shared model
+
+
+@pytest.mark.parametrize("fmt", ["yuv420p", "yuv422p", "yuv444p"])
+def test_yuv_to_rgb_equals_the_repeat_then_convert_definition(fmt):
+    """The decoder's RGB output computes the chroma terms at chroma resolution: the same bits as
+    repeating the samples first (the definition, written out here)."""
+    from vqcodec.codec.video_io import SUBSAMPLING, plane_shapes
+
+    rng = np.random.default_rng(7)
+    for height, width in ((31, 17), (64, 96), (2, 3)):
+        planes = [rng.integers(0, 256, size=s, dtype=np.uint8) for s in plane_shapes(fmt, width, height)]
+        for full_range in (False, True):
+            sx, sy = SUBSAMPLING[fmt]
+            y = planes[0].astype(np.float32)
+            u, v = (
+                np.repeat(np.repeat(p, sy, 0), sx, 1)[:height, :width].astype(np.float32) for p in planes[1:]
+            )
+            if full_range:
+                yy, cb, cr = y, u - 128.0, v - 128.0
+            else:
+                yy = (y - 16.0) * (255.0 / 219.0)
+                cb, cr = (u - 128.0) * (255.0 / 224.0), (v - 128.0) * (255.0 / 224.0)
+            kr, kb = 0.299, 0.114
+            r = yy + 2.0 * (1.0 - kr) * cr
+            b = yy + 2.0 * (1.0 - kb) * cb
+            g = (yy - kr * r - kb * b) / (1.0 - kr - kb)
+            want = np.clip(np.rint(np.stack([r, g, b], axis=-1)), 0, 255).astype(np.uint8)
+            got = yuv_to_rgb(planes, fmt, matrix=6, full_range=full_range)
+            assert np.array_equal(got, want)
