@@ -262,17 +262,13 @@ def predict_chroma(ref: Reference, mvs: npt.NDArray[np.integer], size: int) -> I
     fy, fx = (mv[:, 0] & 7)[:, None, None], (mv[:, 1] & 7)[:, None, None]
     iy = y0 + (mv[:, 0] >> 3) + CHROMA_PAD + 1
     ix = x0 + (mv[:, 1] >> 3) + CHROMA_PAD + 1
-    hp, wp = ref.chroma.shape[1:]
-    r = np.arange(half, dtype=np.int64)
-    base = iy[:, None, None] * wp + r[None, :, None] * wp + r[None, None, :] + ix[:, None, None]
-    out = []
-    for c in range(2):
-        flat = ref.chroma[c].reshape(-1)
-        a, b = flat[base], flat[base + 1]
-        cc, d = flat[base + wp], flat[base + wp + 1]
-        s = (8 - fy) * ((8 - fx) * a + fx * b) + fy * ((8 - fx) * cc + fx * d)
-        out.append((s + 32) >> 6)
-    return np.stack(out).astype(np.int32)
+    # one (half + 1) x (half + 1) window per block and plane holds all four bilinear neighbours
+    windows = np.lib.stride_tricks.sliding_window_view(ref.chroma, (half + 1, half + 1), axis=(1, 2))
+    blocks = windows[:, iy, ix]  # (2, N, half + 1, half + 1)
+    a, b = blocks[..., :half, :half], blocks[..., :half, 1:]
+    cc, d = blocks[..., 1:, :half], blocks[..., 1:, 1:]
+    s = (8 - fy) * ((8 - fx) * a + fx * b) + fy * ((8 - fx) * cc + fx * d)
+    return ((s + 32) >> 6).astype(np.int32)
 
 
 def median_predictors(mvs: npt.NDArray[np.integer], modes: npt.NDArray[np.integer] | None = None) -> I32:
