@@ -810,12 +810,15 @@ class Campaign:
     restarts: int = 0
     messages: Counter[str] = field(default_factory=Counter)
     by_seed: dict[int, str] = field(default_factory=dict)  # outcome of every case (not in the JSON)
+    # (corpus file name, mutation) of every case, not in the JSON either
+    case_of: dict[int, tuple[str, str]] = field(default_factory=dict)
 
     def add(self, result: dict[str, Any]) -> None:
         outcome = result["outcome"]
         self.outcomes[outcome] += 1
         if result["seed"] is not None:
             self.by_seed[result["seed"]] = outcome
+            self.case_of[result["seed"]] = (result["file"], result["mutation"])
         family = result["mutation"].split("-")[0]
         self.by_mutation.setdefault(family, Counter())[outcome.split(":")[0]] += 1
         if outcome.split(":")[0] in PROBLEMS:
@@ -1021,6 +1024,7 @@ def run_campaign(
         if problem["file"] == "?" and problem["seed"] is not None:
             index, mutation, _ = make_case(corpus, problem["seed"])
             problem["file"], problem["mutation"] = corpus[index].name, mutation
+            campaign.case_of[problem["seed"]] = (corpus[index].name, mutation)
     return campaign
 
 

@@ -48,19 +48,8 @@ def short_campaign(fuzz, bundled_corpus):
     )
 
 
-@pytest.fixture(scope="module")
-def campaign_cases(fuzz, bundled_corpus):
-    """seed -> (corpus index, mutation family) of each case of the short campaign."""
-    corpus, _ = bundled_corpus
-    cases = {}
-    for seed in range(CAMPAIGN_SEED, CAMPAIGN_SEED + CAMPAIGN_CASES):
-        index, mutation, _ = fuzz.make_case(corpus, seed)
-        cases[seed] = (index, mutation.split("-")[0])
-    return cases
-
-
 @pytest.mark.slow
-def test_short_campaign_has_no_problems(fuzz, short_campaign, bundled_corpus, campaign_cases):
+def test_short_campaign_has_no_problems(fuzz, short_campaign, bundled_corpus):
     campaign = short_campaign
     summary = campaign.summary()
     assert campaign.problems == [], "\n".join(
@@ -78,7 +67,7 @@ def test_short_campaign_has_no_problems(fuzz, short_campaign, bundled_corpus, ca
     assert set(fuzz.MUTATIONS) <= set(summary["by_mutation"]), summary["by_mutation"]
     # ... on every file of the corpus: images and clips, of each bundled model
     corpus, _ = bundled_corpus
-    assert {index for index, _ in campaign_cases.values()} == set(range(len(corpus)))
+    assert {name for name, _ in campaign.case_of.values()} == {item.name for item in corpus}
     assert {item.media for item in corpus} == {"image", "video"}
 
 
@@ -114,21 +103,24 @@ def test_harness_reports_crash_hang_memory_and_unexpected(fuzz, tiny_corpus, mon
 
 
 @pytest.mark.slow
-def test_replay_gives_the_campaign_outcome(fuzz, short_campaign, bundled_corpus, campaign_cases):
+def test_replay_gives_the_campaign_outcome(fuzz, short_campaign, bundled_corpus):
     campaign = short_campaign
     corpus, _ = bundled_corpus
     assert sorted(campaign.by_seed) == list(range(CAMPAIGN_SEED, CAMPAIGN_SEED + CAMPAIGN_CASES))
     # in this process, without the worker's limits: the same outcome, for the first seeds of each
     # mutation family and the first seed of each outcome
     replayed: dict[str, list[int]] = {}
-    for seed, (_, family) in sorted(campaign_cases.items()):
+    for seed, (_, mutation) in sorted(campaign.case_of.items()):
+        family = mutation.split("-")[0]
         if len(replayed.setdefault(family, [])) < 4:
             replayed[family].append(seed)
     assert set(replayed) == set(fuzz.MUTATIONS)
     seeds = {seed for family_seeds in replayed.values() for seed in family_seeds}
     seeds |= {min(s for s, o in campaign.by_seed.items() if o == outcome) for outcome in campaign.outcomes}
     for seed in sorted(seeds):
-        assert fuzz.run_case(corpus, seed, 0)["outcome"] == campaign.by_seed[seed], seed
+        result = fuzz.run_case(corpus, seed, 0)
+        assert (result["file"], result["mutation"]) == campaign.case_of[seed], seed
+        assert result["outcome"] == campaign.by_seed[seed], seed
 
 
 def test_cli_decode_of_mutated_files(fuzz, tiny_corpus, tmp_path, capsys):
