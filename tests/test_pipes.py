@@ -46,6 +46,7 @@ def test_image_through_a_pipeline(tmp_path):
     assert b"Traceback" not in result.stderr
     with Image.open(SCENE) as scene:
         assert (tmp_path / "piped.vqc").read_bytes() == encode_image(scene, 3, model=TINY_MODEL)
+    # the decoding process and this one give the same pixels (decoding is deterministic across processes)
     expected = decode_image(tmp_path / "piped.vqc", output="numpy", model=TINY_MODEL)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png")), expected)
 
