@@ -18,6 +18,7 @@ from vqcodec.codec import limits
 from vqcodec.container import Header
 from vqcodec.errors import FormatError, ModelMismatchError, UnknownModelError
 from vqcodec.models.bundle import CodecModel
+from vqcodec.models.interface import ModelIdentity
 from vqcodec.models.zoo import ModelSpec, list_models, load_model
 
 
@@ -113,7 +114,7 @@ def encode_codec_params(params: Mapping[str, Any]) -> bytes:
 
 
 def make_header(
-    model: CodecModel,
+    model: ModelIdentity,
     *,
     media: str,
     width: int,

@@ -46,10 +46,11 @@ from vqcodec.codec.header import (
     parse_codec_params,
 )
 from vqcodec.codec.metadata import EXIF_CHUNK, ICC_CHUNK, ImageMetadata, check_metadata, pil_info
-from vqcodec.container import ContainerReader, ContainerWriter
+from vqcodec.container import ContainerReader, ContainerWriter, Header
 from vqcodec.errors import FormatError, VQCError
 from vqcodec.models.bundle import CodecModel
 from vqcodec.models.device import on_device, resolve_device
+from vqcodec.models.interface import ImageCodecModel
 from vqcodec.models.zoo import ModelSpec, load_model
 
 ALPHA_CHUNK = b"ALPH"
@@ -207,7 +208,7 @@ def encode_image_result(
 
 
 def _encode_level(
-    model: Any,
+    model: ImageCodecModel,
     source: media.SourceImage,
     padded: np.ndarray,
     quality: int,
@@ -221,7 +222,7 @@ def _encode_level(
 
 
 def write_image_file(
-    model: Any,
+    model: ImageCodecModel,
     width: int,
     height: int,
     pixel_format: str,
@@ -314,7 +315,7 @@ def _decode_alpha(data: bytes, width: int, height: int) -> np.ndarray:
     return _alpha_unfilter(residual, data[0])
 
 
-def _decode_rgb(model: Any, data: bytes, device: Any) -> np.ndarray:
+def _decode_rgb(model: ImageCodecModel, data: bytes, device: Any) -> np.ndarray:
     """Decode our own just-encoded bytes to cropped RGB (for the psnr search)."""
     return _decode(io.BytesIO(data), model, device).rgb
 
@@ -334,7 +335,7 @@ class DecodedImage:
     rgb: np.ndarray
     alpha: np.ndarray | None
     pixel_format: str
-    header: Any
+    header: Header
     codes: np.ndarray  # (S, h, w) int32, as entropy-decoded
     icc_profile: bytes | None = None
     exif: bytes | None = None
@@ -435,7 +436,9 @@ def _decode(src: Any, model: Any, device: Any = "cpu") -> DecodedImage:
     )
 
 
-def _check_codes_shape(params: dict[str, Any], header: Any, model: Any) -> tuple[int, int, int]:
+def _check_codes_shape(
+    params: dict[str, Any], header: Header, model: ImageCodecModel
+) -> tuple[int, int, int]:
     shape = params.get("codes")
     stride = int(model.stride)
     if (

@@ -45,6 +45,8 @@ from vqcodec.errors import VQCError
 if TYPE_CHECKING:
     import torch
 
+    from vqcodec.models.interface import PixelCodesModel
+
 # Pixel formats written in the container header (field pixel_format) for images.
 PIXEL_FORMATS = {"rgb24": 3, "rgba32": 4, "gray8": 1, "graya16": 2}
 
@@ -388,14 +390,14 @@ def _split(n: int, parts: int) -> list[tuple[int, int]]:
     return [(edges[i], edges[i + 1]) for i in range(parts)]
 
 
-def model_device(model: Any) -> Any:
+def model_device(model: PixelCodesModel) -> Any:
     """Where the model's weights live (CPU unless moved, see :func:`vqcodec.models.device.on_device`)."""
     from vqcodec.models import device
 
     return device.model_device(model)
 
 
-def model_halos(model: Any) -> tuple[int, int]:
+def model_halos(model: PixelCodesModel) -> tuple[int, int]:
     """(encoder halo, decoder halo) in latents: the transforms' receptive-field radius + 1.
 
     Measured once per model with autograd on ``model.network.analyse`` / ``synthesise``:
@@ -410,7 +412,7 @@ def model_halos(model: Any) -> tuple[int, int]:
         return _halos[key]
 
 
-def _probe_halo(model: Any, method: str) -> int:
+def _probe_halo(model: PixelCodesModel, method: str) -> int:
     import torch
 
     transform = getattr(getattr(model, "network", None), method, None)
@@ -449,7 +451,7 @@ def _probe_halo(model: Any, method: str) -> int:
     return min(MAX_HALO, radius + 1)
 
 
-def encode_tiled(model: Any, rgb: np.ndarray, quality: int, **tiling: int) -> np.ndarray:
+def encode_tiled(model: PixelCodesModel, rgb: np.ndarray, quality: int, **tiling: int) -> np.ndarray:
     """Padded pixels (H, W, 3) uint8, H and W multiples of ``model.stride`` -> codes (S, h, w) int32."""
     import torch
 
@@ -481,7 +483,7 @@ def encode_tiled(model: Any, rgb: np.ndarray, quality: int, **tiling: int) -> np
     return codes
 
 
-def decode_tiled(model: Any, codes: np.ndarray, **tiling: int) -> np.ndarray:
+def decode_tiled(model: PixelCodesModel, codes: np.ndarray, **tiling: int) -> np.ndarray:
     """Codes (S, h, w) -> pixels (h * stride, w * stride, 3) uint8, tile by tile."""
     import torch
 

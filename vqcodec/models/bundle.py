@@ -24,7 +24,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -450,3 +450,8 @@ __all__ = [
     "read_metadata",
     "save_bundle",
 ]
+
+if TYPE_CHECKING:  # mypy checks that the shipped model implements the codec layer's seam
+    from vqcodec.models.interface import ImageCodecModel
+
+    _implements_the_seam: type[ImageCodecModel] = CodecModel
