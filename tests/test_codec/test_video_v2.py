@@ -248,21 +248,21 @@ def test_scene_cut_becomes_a_key_frame(clip):
 
 def test_rate_control_lands_near_the_target(clip):
     frames = (clip + clip[::-1]) * 2  # 96 frames, 4 s at 24 fps
-    results = {}
-    for target in (60.0, 200.0):
+    results = []
+    # (gop, target kbit/s): one key frame a GOP of 32, intra only, a key frame every 8 frames
+    for gop, target in ((32, 60.0), (32, 200.0), (1, 400.0), (8, 150.0)):
         out = io.BytesIO()
-        with VideoEncoder(out, fps=24, kbps=target, gop=32, pixel_format="yuv420p") as enc:
+        with VideoEncoder(out, fps=24, kbps=target, gop=gop, pixel_format="yuv420p") as enc:
             for planes in frames:
                 enc.write_planes(planes)
         data = out.getvalue()
-        kbps = 8.0 * len(data) * 24 / len(frames) / 1000.0
-        results[target] = kbps
+        results.append((gop, target, 8.0 * len(data) * 24 / len(frames) / 1000.0))
         with ContainerReader(io.BytesIO(data)) as reader:
             header, qps = reader.header, [f.payload[1] for f in reader.frames()]
         assert header.quality == qps[0]  # the header's base qp is the first frame's
         assert len(set(qps)) > 1  # the controller moves the qp
         assert enc.quality is None
-    for target, kbps in results.items():
+    for _, target, kbps in results:
         assert abs(kbps / target - 1.0) < 0.10, results
     with pytest.raises(ValueError):
         RateController(0, 25, 32, 100)

@@ -475,10 +475,11 @@ class RateController:
         ratio = self._bits(True, reference) / self._bits(False, reference)
         horizon = self.window
         available = max((self.frames + horizon) * self.target - self.bits, 0.1 * horizon * self.target)
-        # key frames among the next `horizon` frames: this one if key, then one per GOP boundary
+        # key frames among the next `horizon` frames (at positions since the last key frame
+        # p .. p + horizon - 1, p = 0 for this one when it is a key frame): one per multiple of gop
         position = 0 if key else self.since_key
-        keys = int(key) + max(0, (position + horizon - 1) // self.gop - (1 if key else 0))
-        keys = min(keys, horizon)
+        keys = (position + horizon - 1) // self.gop - (position - 1) // self.gop
+        keys = min(max(keys, int(key)), horizon)
         share = available / (horizon - keys + keys * ratio)
         budget = share * (ratio if key else 1.0)
         qp = self.SLOPE[key] * (self.log_c[key] - math.log2(max(budget, 1.0)))
