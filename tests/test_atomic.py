@@ -2,8 +2,11 @@
 
 Three ways to fill the disk, from the most real to the most portable:
 - a 4 KiB tmpfs mounted in a private mount namespace (``unshare -m``; needs root, skipped otherwise);
-- ``RLIMIT_FSIZE`` on the CLI subprocess: writes past the limit fail (EFBIG), any user, Linux;
+- ``RLIMIT_FSIZE`` in a CLI subprocess: writes past the limit fail (EFBIG), any user, Linux;
 - the atomic writer's file object replaced by one that raises ENOSPC (in-process, everywhere).
+
+The first two run in one child process for the whole module (``child_runs``): it pays the torch
+import once.
 """
 
 from __future__ import annotations
@@ -13,10 +16,8 @@ import hashlib
 import io
 import json
 import os
-import resource
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -53,20 +54,29 @@ def inputs(tmp_path):
 
 
 # `python -m vqcodec ARGS` for several commands in one child interpreter (it pays the torch import
-# once): before each command a line "@@ NAME" goes to the child's stderr, so what follows up to the
-# next such line is that command's stderr; its exit status is a JSON line on stdout.
+# once). Each command is {"name", "argv", "fsize"}: with "fsize", the child's files may not grow past
+# that many bytes while the command runs (RLIMIT_FSIZE, soft limit; SIGXFSZ ignored, so a write past it
+# fails with EFBIG instead of killing the process). Before each command a line "@@ NAME" goes to the
+# child's stderr, so what follows up to the next such line is that command's stderr; its exit status
+# is a JSON line on stdout.
 DRIVER = r"""
-import json, runpy, sys
-for name, argv in json.loads(sys.argv[1]).items():
-    print("@@ " + name, file=sys.stderr, flush=True)
-    sys.argv = ["vqcodec", *argv]
+import json, resource, runpy, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+for command in json.loads(sys.argv[1]):
+    print("@@ " + command["name"], file=sys.stderr, flush=True)
+    sys.argv = ["vqcodec", *command["argv"]]
+    if command.get("fsize"):
+        resource.setrlimit(resource.RLIMIT_FSIZE, (command["fsize"], hard))
     try:
         runpy.run_module("vqcodec", run_name="__main__", alter_sys=True)
         status = 0
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
     sys.stderr.flush()
-    print(json.dumps({"name": name, "status": status}), flush=True)
+    print(json.dumps({"name": command["name"], "status": status}), flush=True)
 """
 
 
@@ -105,78 +115,7 @@ def can_mount_tmpfs() -> bool:
     return probe.returncode == 0
 
 
-TMPFS_CASES = {"encode": "out.vqc", "decode": "out.png"}
-
-
-@pytest.fixture(scope="module")
-def full_tmpfs_runs(tmp_path_factory):
-    """encode and decode, each onto its own full tmpfs, in one child inside a private mount namespace.
-
-    Each tmpfs (8 KiB) holds an older output and a filler that uses the rest, so it is full;
-    everything is checked inside the namespace, where the mounts exist.
-    """
-    root = tmp_path_factory.mktemp("tmpfs")
-    png, vqc = make_inputs(root / "in")
-    sources = {"encode": png, "decode": vqc}
-    before = {command: digest(source) for command, source in sources.items()}
-    script, commands = [], {}
-    for command, name in TMPFS_CASES.items():
-        mnt = root / f"full-{command}"
-        mnt.mkdir()
-        script += [
-            f"mount -t tmpfs -o size=8k tmpfs {mnt} || exit 99",
-            f"printf old > {mnt}/{name}",
-            f"head -c 4096 /dev/zero > {mnt}/filler",
-        ]
-        commands[command] = [command, str(sources[command]), f"{mnt}/{name}", "--model", TINY_MODEL, "-f"]
-    script.append(
-        f"{shlex.quote(sys.executable)} -c {shlex.quote(DRIVER)} {shlex.quote(json.dumps(commands))}"
-    )
-    for command, name in TMPFS_CASES.items():
-        mnt = root / f"full-{command}"
-        script += [f'echo "listing {command}" $(ls -A {mnt})', f'echo "old {command}" $(cat {mnt}/{name})']
-    result = subprocess.run(
-        ["unshare", "-m", "sh", "-c", "\n".join(script)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-    )
-    statuses, errors = driver_results(result.stdout, result.stderr)
-    # "listing CMD NAME..." and "old CMD TEXT" lines, keyed by their first two words
-    words = {tuple(line.split()[:2]): line.split()[2:] for line in result.stdout.splitlines()}
-    return {
-        command: {
-            "status": statuses.get(command),
-            "stderr": errors.get(command, result.stdout + result.stderr),
-            "listing": set(words.get(("listing", command), ["?"])),
-            "old": words.get(("old", command)),
-            "source": sources[command],
-            "before": before[command],
-        }
-        for command in TMPFS_CASES
-    }
-
-
-@pytest.mark.skipif(not can_mount_tmpfs(), reason="needs root and unshare to mount a private tmpfs")
-@pytest.mark.parametrize("command", list(TMPFS_CASES))
-def test_full_tmpfs(full_tmpfs_runs, command):
-    run = full_tmpfs_runs[command]
-    assert run["status"] == 1, run["stderr"]
-    assert run["listing"] == {TMPFS_CASES[command], "filler"}, f"partial output left behind: {run['listing']}"
-    assert run["old"] == ["old"], "the existing output was damaged"
-    line = one_error_line(run["stderr"])
-    assert "No space left on device" in line
-    assert digest(run["source"]) == run["before"]
-
-
-def _limit_file_size(limit: int):
-    def apply() -> None:
-        # SIGXFSZ would kill the process; ignored, the write fails with EFBIG instead
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    return apply
+CAN_MOUNT_TMPFS = can_mount_tmpfs()
 
 
 def write_y4m(path: Path, frames: int = 4) -> None:
@@ -185,49 +124,85 @@ def write_y4m(path: Path, frames: int = 4) -> None:
     path.write_bytes(b"YUV4MPEG2 W32 H32 F25:1 C420jpeg\n" + (b"FRAME\n" + luma + chroma) * frames)
 
 
+TMPFS_CASES = {"encode": "out.vqc", "decode": "out.png"}
 FSIZE_SUFFIXES = {"encode": ".vqc", "decode": ".png", "encode-video": ".vqc", "decode-video": ".y4m"}
 
 
 @pytest.fixture(scope="module")
-def file_size_limit_runs(tmp_path_factory):
-    """The four commands in one child process whose files may not grow past 100 bytes."""
-    root = tmp_path_factory.mktemp("fsize")
+def child_runs(tmp_path_factory):
+    """Every full-disk command of this module in one child process.
+
+    - ``tmpfs/encode``, ``tmpfs/decode`` (root only): onto their own 8 KiB tmpfs, mounted in a
+      private mount namespace (``unshare -m``), that holds an older output and a filler using the
+      rest, so it is full; the listing and the old output are read inside the namespace, where
+      the mounts exist;
+    - ``fsize/encode``, ``fsize/decode``, ``fsize/encode-video``, ``fsize/decode-video``: with
+      files limited to 100 bytes.
+    """
+    root = tmp_path_factory.mktemp("full")
     png, vqc = make_inputs(root / "in")
     clip = root / "in" / "clip.y4m"
     write_y4m(clip)
     clip_vqc = root / "in" / "clip.vqc"
     assert cli_main(["encode", str(clip), str(clip_vqc), "--model", TINY_MODEL, "--quiet"]) == 0
     sources = {"encode": png, "decode": vqc, "encode-video": clip, "decode-video": clip_vqc}
-    before = {name: digest(source) for name, source in sources.items()}
-    commands = {}
+    runs: dict[str, dict] = {}
+    commands, setup, listing = [], [], []
+    if CAN_MOUNT_TMPFS:
+        for command, name in TMPFS_CASES.items():
+            mnt = root / f"tmpfs-{command}"
+            mnt.mkdir()
+            setup += [
+                f"mount -t tmpfs -o size=8k tmpfs {mnt} || exit 99",
+                f"printf old > {mnt}/{name}",
+                f"head -c 4096 /dev/zero > {mnt}/filler",
+            ]
+            listing += [
+                f'echo "listing {command}" $(ls -A {mnt})',
+                f'echo "old {command}" $(cat {mnt}/{name})',
+            ]
+            argv = [command, str(sources[command]), f"{mnt}/{name}", "--model", TINY_MODEL, "-f"]
+            commands.append({"name": f"tmpfs/{command}", "argv": argv})
+            runs[f"tmpfs/{command}"] = {"source": sources[command], "before": digest(sources[command])}
     for name, source in sources.items():
-        out_dir = root / f"out-{name}"
+        out_dir = root / f"fsize-{name}"
         out_dir.mkdir()
         output = out_dir / f"out{FSIZE_SUFFIXES[name]}"
-        commands[name] = [name.split("-")[0], str(source), str(output), "--model", TINY_MODEL]
-    result = subprocess.run(
-        [sys.executable, "-c", DRIVER, json.dumps(commands)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=_limit_file_size(100),
-    )
+        argv = [name.split("-")[0], str(source), str(output), "--model", TINY_MODEL]
+        commands.append({"name": f"fsize/{name}", "argv": argv, "fsize": 100})
+        runs[f"fsize/{name}"] = {"source": source, "before": digest(source), "out_dir": out_dir}
+    child = f"{shlex.quote(sys.executable)} -c {shlex.quote(DRIVER)} {shlex.quote(json.dumps(commands))}"
+    script = "\n".join([*setup, child, *listing])
+    shell = ["unshare", "-m", "sh", "-c", script] if CAN_MOUNT_TMPFS else ["sh", "-c", script]
+    result = subprocess.run(shell, capture_output=True, text=True, timeout=300, cwd=REPO)
     statuses, errors = driver_results(result.stdout, result.stderr)
-    return {
-        name: {
-            "status": statuses.get(name),
-            "stderr": errors.get(name, result.stderr),
-            "out_dir": root / f"out-{name}",
-            "source": sources[name],
-            "before": before[name],
-        }
-        for name in sources
-    }
+    # "listing CMD NAME..." and "old CMD TEXT" lines, keyed by their first two words
+    words = {tuple(line.split()[:2]): line.split()[2:] for line in result.stdout.splitlines()}
+    for name, run in runs.items():
+        run["status"] = statuses.get(name)
+        run["stderr"] = errors.get(name, result.stdout + result.stderr)  # all of it when it is missing
+        if name.startswith("tmpfs/"):
+            command = name.split("/")[1]
+            run["listing"] = set(words.get(("listing", command), ["?"]))
+            run["old"] = words.get(("old", command))
+    return runs
+
+
+@pytest.mark.skipif(not CAN_MOUNT_TMPFS, reason="needs root and unshare to mount a private tmpfs")
+@pytest.mark.parametrize("command", list(TMPFS_CASES))
+def test_full_tmpfs(child_runs, command):
+    run = child_runs[f"tmpfs/{command}"]
+    assert run["status"] == 1, run["stderr"]
+    assert run["listing"] == {TMPFS_CASES[command], "filler"}, f"partial output left behind: {run['listing']}"
+    assert run["old"] == ["old"], "the existing output was damaged"
+    line = one_error_line(run["stderr"])
+    assert "No space left on device" in line
+    assert digest(run["source"]) == run["before"]
 
 
 @pytest.mark.parametrize("command", list(FSIZE_SUFFIXES))
-def test_file_size_limit_in_a_subprocess(file_size_limit_runs, command):
-    run = file_size_limit_runs[command]
+def test_file_size_limit_in_a_subprocess(child_runs, command):
+    run = child_runs[f"fsize/{command}"]
     assert run["status"] == 1, run["stderr"]
     line = one_error_line(run["stderr"])
     assert "too large" in line.lower(), line
