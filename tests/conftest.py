@@ -99,7 +99,7 @@ def run_vqcodec(*argv: str | os.PathLike[str], stdin: bytes = b"") -> CLIResult:
         try:
             status = main([os.fspath(a) for a in argv])
         except SystemExit as exc:  # argparse: usage errors (2), --help / --version (0)
-            status = exc.code if isinstance(exc.code, int) else 1
+            status = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
         fake_out.flush()
     finally:
         sys.stdin, sys.stdout, sys.stderr = saved

@@ -72,7 +72,7 @@ for command in json.loads(sys.argv[1]):
         runpy.run_module("vqcodec", run_name="__main__", alter_sys=True)
         status = 0
     except SystemExit as exc:
-        status = exc.code if isinstance(exc.code, int) else 1
+        status = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
     sys.stderr.flush()
