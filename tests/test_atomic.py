@@ -188,6 +188,7 @@ def child_runs(tmp_path_factory):
     return runs
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CAN_MOUNT_TMPFS, reason="needs root and unshare to mount a private tmpfs")
 @pytest.mark.parametrize("command", list(TMPFS_CASES))
 def test_full_tmpfs(child_runs, command):
@@ -200,6 +201,7 @@ def test_full_tmpfs(child_runs, command):
     assert digest(run["source"]) == run["before"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", list(FSIZE_SUFFIXES))
 def test_file_size_limit_in_a_subprocess(child_runs, command):
     run = child_runs[f"fsize/{command}"]
