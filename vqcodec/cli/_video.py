@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -228,7 +229,9 @@ def encode_video(args: argparse.Namespace) -> int:
             )
             # a Y4M source's planes go in exactly (payload 2 codes 4:2:0 planes as they are)
             frames = reader.planes() if isinstance(reader, Y4MReader) else iter(reader)
-            write = encoder.write_planes if isinstance(reader, Y4MReader) else encoder.write
+            write: Callable[[Any], int] = (
+                encoder.write_planes if isinstance(reader, Y4MReader) else encoder.write
+            )
             try:
                 for index, frame in enumerate(frames):
                     if index < start:

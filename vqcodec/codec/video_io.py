@@ -24,6 +24,7 @@ sample repetition and downsampled by 2x2 box averaging: a pair that maps chroma 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -277,7 +278,7 @@ class Y4MReader:
     def __init__(self, src: Any):
         from vqcodec._io import open_input
 
-        self._ctx = open_input(src)
+        self._ctx: contextlib.AbstractContextManager[IO[bytes]] | None = open_input(src)
         self._stream: IO[bytes] = self._ctx.__enter__()
         try:
             self._offset = 0
@@ -404,7 +405,7 @@ class AVReader:
             else:
                 stream = sys.stdin.buffer if src == "-" else src
                 self._container = av.open(stream, mode="r", format=raw_format)
-        except (av.error.FFmpegError, OSError) as exc:  # type: ignore[attr-defined]
+        except (av.error.FFmpegError, OSError) as exc:
             raise FormatError(f"cannot open the video: {exc}", field="input") from None
         if not self._container.streams.video:
             self._container.close()
@@ -440,7 +441,7 @@ class AVReader:
         try:
             for frame in self._container.decode(self._stream):
                 yield frame.to_ndarray(format="rgb24")
-        except av.error.FFmpegError as exc:  # type: ignore[attr-defined]
+        except av.error.FFmpegError as exc:
             raise FormatError(f"cannot decode the video: {exc}", field="input") from None
 
     def close(self) -> None:
