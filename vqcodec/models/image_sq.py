@@ -131,8 +131,9 @@ class ScalarImageCodec(nn.Module):
     def __init__(self, config: ScalarImageCodecConfig):
         super().__init__()
         self.config = config
-        # orthonormal rows; identity until fitted (``initialise_transform``)
-        self.register_buffer("basis", torch.eye(COEFFICIENTS))
+        # orthonormal rows; identity until fitted (``initialise_transform``). Not torch.eye: bundles
+        # are first built on the meta device, where eye imports torch._dynamo (2-3 s per process)
+        self.register_buffer("basis", torch.zeros(COEFFICIENTS, COEFFICIENTS).fill_diagonal_(1.0))
         self.register_buffer("mean", torch.zeros(COEFFICIENTS))
         # per-coefficient standard deviation on training blocks: normalises the refinement's input
         self.register_buffer("scale", torch.ones(COEFFICIENTS))
