@@ -224,6 +224,9 @@ def test_zoo_unknown_names_and_user_paths(tmp_path):
 
 def test_registry_files_match_their_sha256():
     for info in zoo.list_models():
+        if info.weightless:  # no file: the sha256 names the payload definition it implements
+            assert bytes(zoo.load_model(info.name, media=info.media).sha256).hex() == info.sha256
+            continue
         assert info.path.is_file(), info.file
         assert file_sha256(info.path).hex() == info.sha256, info.name
         # the registry's config is the one the file carries (the file rebuilds the model alone)

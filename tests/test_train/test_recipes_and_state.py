@@ -69,7 +69,10 @@ def test_every_train_registry_names_its_known_entries(tmp_path):
             lambda: make_callback("emma"),
             "unknown callback 'emma'; known: checkpoint, codebook_health, early_stopping, ema,",
         ),
-        (lambda: make_loggers("wandb", tmp_path), "unknown logger 'wandb'; known: csv, tensorboard"),
+        (
+            lambda: make_loggers("comet", tmp_path),
+            "unknown logger 'comet'; known: csv, mlflow, tensorboard, wandb",
+        ),
     ]
     for call, message in cases:
         with pytest.raises(UnknownNameError) as caught:
