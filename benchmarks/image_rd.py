@@ -445,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--large", action="store_true", help="also encode/decode a 24-MP picture, report peak RSS"
     )
+    parser.add_argument(
+        "--effort", type=int, default=0, help="encoder effort (0 fast; 1 RD quantization, scalar models)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "image_rd.json")
     args = parser.parse_args(argv)
 
@@ -456,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     MS_SSIM = not args.no_ms_ssim
     torch.set_num_threads(args.threads)
     model = resolve_model(args.model)
+    if args.effort:
+        model = model.with_effort(args.effort)
     if args.device != "cpu":
         model.network.to(args.device)
     levels = (
@@ -464,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     images = load_kodak(args.limit)
     print(
         f"model {model.name} ({bytes(model.sha256).hex()[:12]}), {len(images)} Kodak images, "
-        f"levels {levels}, "
+        f"levels {levels}, effort {model.effort}, "
         f"{args.threads} threads, device {args.device}",
         flush=True,
     )
@@ -533,7 +538,12 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "image_rd",
         "command": "python benchmarks/image_rd.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "model": {"name": model.name, "sha256": bytes(model.sha256).hex(), "levels": model.quality_levels},
+        "model": {
+            "name": model.name,
+            "sha256": bytes(model.sha256).hex(),
+            "levels": model.quality_levels,
+            "effort": model.effort,
+        },
         "images": [n for n, _ in images],
         "threads": args.threads,
         "device": args.device,

@@ -191,3 +191,16 @@ def test_end_to_end_on_kodak_with_the_default_model(shared_data, tmp_path, capsy
         # real picture content, not a blur of it: clearly better than the flat mean colour
         flat = np.broadcast_to(np.rint(original.mean(axis=(0, 1))).astype(np.uint8), original.shape)
         assert psnr(decoded, original) > psnr(flat, original) + 3.0
+
+
+def test_encode_effort_one_on_a_scalar_model_and_refused_on_an_rvq_model(tmp_path, capsys):
+    scene = REPO / "vqcodec" / "samples" / "scene.png"
+    fast, slow, refused = tmp_path / "fast.vqc", tmp_path / "slow.vqc", tmp_path / "refused.vqc"
+    assert main(["encode", str(scene), str(fast), "-q", "10", "--model", "image-sq20"]) == 0
+    assert main(["encode", str(scene), str(slow), "-q", "10", "--model", "image-sq20", "--effort", "1"]) == 0
+    assert slow.stat().st_size < fast.stat().st_size
+    capsys.readouterr()
+    assert main(["encode", str(scene), str(refused), "--effort", "1", "--model", "image-rvq8"]) != 0
+    err = capsys.readouterr().err
+    assert "effort 0 only" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not refused.exists()

@@ -122,3 +122,51 @@ def test_fast_contexts_give_the_reference_batches_and_payload(prior, shape):
             payload = prior.encode(codes, group=group)
             assert payload == build_payload(prior.kind, 0, (coded, shape[1], shape[2]), ref_body)
             assert np.array_equal(prior.decode(payload, codes.shape, group=group), codes)
+
+
+# --- rate-distortion quantization (the encoder's effort 1) ---------------------------------------
+
+
+def test_magnitude_tables_and_code_cost_add_up_to_the_ideal_bits(prior):
+    rng = np.random.default_rng(5)
+    codes = _codes(rng, 8, 6, scale=4.0)
+    codes[-1, 0, 0] = 3  # every channel coded, so nothing is trimmed from the payload
+    tables = prior.magnitude_tables(codes, group=1)
+    assert tables.shape == codes.shape
+    total = float(prior.code_cost(tables, np.abs(codes)).sum())
+    assert total == pytest.approx(prior.ideal_bits(codes, group=1), rel=1e-9)
+
+
+def test_rd_quantize_limits_zero_lambda_nearest_huge_lambda_cheapest(prior):
+    rng = np.random.default_rng(6)
+    coefficients = rng.laplace(size=(CHANNELS, 7, 9)) * 3.0
+    step = 0.7
+    nearest = np.sign(coefficients) * np.floor(np.abs(coefficients) / step + 0.5)
+    assert np.array_equal(prior.rd_quantize(coefficients, step, group=0, lam=0.0), nearest)
+    # a huge lambda keeps the cheapest candidate: mostly zeros, far fewer bits
+    cheapest = prior.rd_quantize(coefficients, step, group=0, lam=1e9)
+    assert prior.ideal_bits(cheapest, group=0) < 0.5 * prior.ideal_bits(nearest.astype(np.int64), group=0)
+    assert np.count_nonzero(cheapest) < 0.5 * np.count_nonzero(nearest)
+    # no passes: the dead-zone start
+    dead = np.sign(coefficients) * np.floor(np.abs(coefficients) / step + 0.35)
+    assert np.array_equal(prior.rd_quantize(coefficients, step, group=0, passes=0), dead)
+
+
+def test_rd_quantize_lowers_the_rd_cost_and_its_codes_round_trip(prior):
+    rng = np.random.default_rng(7)
+    step, lam = 0.5, 0.15
+    coefficients = _codes(rng, 9, 7, scale=2.0) * step + rng.uniform(-0.5, 0.5, size=(CHANNELS, 9, 7)) * step
+
+    def rd_cost(codes):
+        error = ((coefficients / step - codes) ** 2).sum()
+        return error + lam * prior.ideal_bits(codes, group=0)
+
+    dead = prior.rd_quantize(coefficients, step, group=0, passes=0)
+    chosen = prior.rd_quantize(coefficients, step, group=0, lam=lam)
+    assert rd_cost(chosen) < rd_cost(dead)
+    shape = (CHANNELS, 9, 7)
+    assert np.array_equal(prior.decode(prior.encode(chosen, group=0), shape, group=0), chosen)
+    with pytest.raises(ValueError, match="coefficients must be"):
+        prior.rd_quantize(coefficients[:3], step, group=0)
+    with pytest.raises(ValueError, match="step > 0"):
+        prior.rd_quantize(coefficients, 0.0, group=0)

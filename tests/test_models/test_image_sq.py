@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from vqcodec.models.bundle import load_bundle, save_bundle
 from vqcodec.models.image_sq import ScalarImageCodec, ScalarImageCodecConfig, group_for_quality
 from vqcodec.train.recipes.image_sq import training_codes
 
+SAMPLES = Path(vqcodec.__file__).resolve().parent / "samples"
 CONFIG = ScalarImageCodecConfig(steps=(0.8, 0.2, 0.01), decoder_channels=(8, 8, 4), decoder_blocks=(0, 0, 0))
 
 
@@ -87,3 +90,43 @@ def test_bundle_and_codec_round_trip(network, tmp_path):
     assert result.codes.shape == (192, 5, 4)
     with pytest.raises(vqcodec.VQCError):
         vqcodec.decode_image(data[:-30], model=str(path))
+
+
+def test_effort_one_chooses_rd_codes_that_decode_and_save_bits():
+    from PIL import Image
+
+    from vqcodec.models.zoo import load_model
+
+    scene = np.asarray(Image.open(SAMPLES / "scene.png").convert("RGB"))
+    model = load_model("image-sq20")
+    assert model.effort == 0 and model.max_effort == 1
+    fast = vqcodec.codec.image.encode_image_result(scene, 10, model=model)
+    slow = vqcodec.codec.image.encode_image_result(scene, 10, model=model, effort=1)
+    assert model.effort == 0  # the cached model is never changed, a view is
+    assert len(slow.data) < 0.97 * len(fast.data)
+    decoded = vqcodec.decode_image(slow.data, output="numpy")
+    assert decoded.shape == scene.shape
+    error = float(np.mean((decoded.astype(float) - scene) ** 2))
+    assert 10 * np.log10(255**2 / error) > 26.0
+    with pytest.raises(ValueError, match=r"effort must be an integer in 0\.\.1"):
+        model.with_effort(2)
+    with pytest.raises(ValueError, match=r"in 0\.\.0 for model 'image-rvq8'"):
+        vqcodec.encode_image(scene, 3, model="image-rvq8", effort=1)
+
+
+def test_refinement_runs_in_bf16_on_the_cpu_close_to_fp32(network):
+    import copy
+
+    network = copy.deepcopy(network)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # a refinement that does something (the last layer starts at zero)
+        for parameter in network.refine.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=g) * 0.05)
+    codes = network.to_codes(_pixels(3, 64), 2)
+    out = network.from_codes(codes, 2)
+    dequantized = codes.float() * CONFIG.steps[1]
+    with torch.no_grad():
+        reference = network.synthesise(dequantized, CONFIG.steps[1]).clamp(0, 1)
+    assert out.dtype == torch.float32
+    difference = (out - reference).abs()
+    assert float(reference.std()) > 0.05 and 0 < float(difference.max()) < 0.02

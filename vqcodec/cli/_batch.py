@@ -308,7 +308,8 @@ def quick_levels(model: str | None, media: str = "image") -> int | None:
         else:
             return None
         config = config.get("image", config) if media == "image" else config
-        stages = config.get("quality_stages", config.get("quality_qp"))  # RVQ stages or qps per level
+        # RVQ stages, qps or scalar step sizes per level
+        stages = config.get("quality_stages", config.get("quality_qp", config.get("steps")))
         return len(stages) if isinstance(stages, list) and stages else None
     except (OSError, ValueError, KeyError, AttributeError):
         return None
@@ -598,6 +599,8 @@ def run_video(kind: str, args: argparse.Namespace, job: Job) -> Outcome:
     start = time.perf_counter()
     if str(getattr(args, "device", "cpu")).startswith("cuda"):
         warn(f"--device {args.device}: videos are coded on the CPU (the device applies to pictures)")
+    if getattr(args, "effort", 0):
+        warn(f"--effort {args.effort}: applies to pictures; videos are coded at their own speed")
     func = module.encode_video if kind == "encode" else module.decode_video
     status = int(func(video_args(args, job)) or 0)
     outcome = Outcome(job.input, job.output, ok=status == 0, seconds=time.perf_counter() - start)

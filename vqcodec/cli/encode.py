@@ -52,6 +52,14 @@ def register(subparsers: Any) -> None:
         metavar="NAME",
         help="bundled model name or .safetensors bundle path (see 'vqcodec models')",
     )
+    p.add_argument(
+        "--effort",
+        type=int,
+        choices=(0, 1),
+        default=0,
+        help="images: 0 fast (default), 1 rate-distortion optimised codes (smaller files, slower; "
+        "scalar-quantized models such as image-sq20)",
+    )
     p.add_argument("--quiet", action="store_true", help="print nothing but errors (no progress, no summary)")
     p.add_argument(
         "--no-metadata",
@@ -145,6 +153,9 @@ def encode_one(job: Job, args: argparse.Namespace, model: _batch.LazyModel) -> O
     start = time.perf_counter()
     if args.kbps is not None:
         raise CommandError(f"{job.input}: --kbps is for videos; give a picture -q, --bpp or --psnr")
+    if args.effort and not model.get().max_effort:
+        name = model.get().name
+        raise CommandError(f"--effort {args.effort}: model {name!r} has effort 0 only (RVQ models)")
     _batch.check_output(job, args.force)
     if job.input == "-":
         data = sys.stdin.buffer.read()
@@ -172,6 +183,7 @@ def encode_one(job: Job, args: argparse.Namespace, model: _batch.LazyModel) -> O
         model=model.get(),
         metadata=not args.no_metadata,
         device=args.device,
+        effort=args.effort,
     )
     _check_target(job, args, result)
     with _batch.output_file(job, args.force) as f:

@@ -116,6 +116,7 @@ def encode_image(
     model: Any = None,
     metadata: bool = True,
     device: Any = "cpu",
+    effort: int = 0,
 ) -> bytes:
     """Encode a picture to ``.vqc`` bytes.
 
@@ -128,9 +129,12 @@ def encode_image(
     strips them, like ``cwebp -metadata none``). ``device``: "cpu", "cuda", "auto" (CUDA when
     available) or a torch.device, where a ``psnr`` search decodes its trials; the codes, and so
     the bytes, are chosen on the CPU whatever the device (:mod:`vqcodec.models.device`).
+    ``effort``: 0 (fast) or 1 (rate-distortion optimised codes: smaller files at the same
+    quality, slower encoding; scalar-quantized models only, ValueError otherwise); decoding is
+    the same either way (``CodecModel.effort``).
     """
     return encode_image_result(
-        image, quality, bpp=bpp, psnr=psnr, model=model, metadata=metadata, device=device
+        image, quality, bpp=bpp, psnr=psnr, model=model, metadata=metadata, device=device, effort=effort
     ).data
 
 
@@ -143,6 +147,7 @@ def encode_image_result(
     model: Any = None,
     metadata: bool = True,
     device: Any = "cpu",
+    effort: int = 0,
 ) -> EncodedImage:
     """:func:`encode_image`, returning an :class:`EncodedImage` with the chosen quality and bpp."""
     start = time.perf_counter()
@@ -150,6 +155,8 @@ def encode_image_result(
         raise ValueError("give at most one of quality, bpp and psnr")
     target = resolve_device(device)  # DeviceError (e.g. no CUDA) before any work
     codec_model = on_device(resolve_model(model), "cpu")  # codes are chosen on the CPU
+    if effort != codec_model.effort:
+        codec_model = codec_model.with_effort(effort)  # ValueError naming the model's range
     levels = int(codec_model.quality_levels)
     if quality is not None:
         quality = check_quality(quality, levels)

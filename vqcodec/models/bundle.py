@@ -51,6 +51,10 @@ DEFAULT_RATE_WEIGHT = 0.15
 TRAINING_ONLY_SUFFIXES = ("embed_avg", "cluster_size", "steps_unused", "num_updates", "initted")
 
 
+#: encoder effort levels (CodecModel.effort): 0 fast, 1 rate-distortion quantization
+EFFORT_LEVELS = 2
+
+
 def file_sha256(path: str | os.PathLike[str]) -> bytes:
     """sha256 digest (32 bytes) of the file at ``path``."""
     digest = hashlib.sha256()
@@ -137,6 +141,7 @@ class CodecModel:
         self.path = path
         self.extra = extra or {}
         self._rate_weight = DEFAULT_RATE_WEIGHT if media == "image" else 0.0
+        self._effort = 0
         self._code_bits: list[torch.Tensor] | None = None
         self._code_bits_lock = threading.Lock()
 
@@ -156,6 +161,30 @@ class CodecModel:
             raise ValueError(f"rate_weight must be >= 0, got {rate_weight!r}")
         view = copy.copy(self)
         view._rate_weight = float(rate_weight)
+        return view
+
+    @property
+    def effort(self) -> int:
+        """How hard the encoder works for the same format: 0 (the default, fast) or 1 (slower,
+        smaller files). At 1 a scalar-quantized model picks its codes by rate-distortion
+        optimisation under its own context tables (``CoefficientContextPrior.rd_quantize``); RVQ
+        models have one level only (their codes already weigh the rate, see :attr:`rate_weight`).
+        Read-only like ``rate_weight``: :meth:`with_effort` gives a view with another setting."""
+        return self._effort
+
+    @property
+    def max_effort(self) -> int:
+        """The highest effort this model has (1 for scalar-quantized models, else 0)."""
+        return EFFORT_LEVELS - 1 if self.scalar and self.prior is not None else 0
+
+    def with_effort(self, effort: int) -> CodecModel:
+        """A CodecModel sharing this one's weights and caches whose encoder works at ``effort``."""
+        if isinstance(effort, bool) or not isinstance(effort, int) or not 0 <= effort <= self.max_effort:
+            raise ValueError(
+                f"effort must be an integer in 0..{self.max_effort} for model {self.name!r}, got {effort!r}"
+            )
+        view = copy.copy(self)
+        view._effort = effort
         return view
 
     @property
@@ -230,9 +259,22 @@ class CodecModel:
         with torch.inference_mode():
             if isinstance(network, ImageCodec):
                 return network.to_codes(pixels.float(), quality, **rate)
+            if isinstance(network, ScalarImageCodec) and self._effort > 0:
+                return self._rd_codes(network, pixels.float(), quality)
             if isinstance(network, (ScalarImageCodec, VideoCodec)):  # nearest codes only
                 return network.to_codes(pixels.float(), quality)
         raise TypeError(f"model {self.name!r} has no image network ({type(network).__name__})")
+
+    def _rd_codes(self, network: ScalarImageCodec, pixels: torch.Tensor, quality: int) -> torch.Tensor:
+        """Effort-1 codes (B, 192, h, w) of a scalar model: rate-distortion quantization per image."""
+        network._check_pixels(pixels)
+        step = self.config.step_for_quality(quality)
+        group = self._group(quality)
+        coefficients = network.analyse(pixels).double().numpy()
+        codes = [
+            self.prior.rd_quantize(c, step, group=group, rounding=self.config.rounding) for c in coefficients
+        ]
+        return torch.from_numpy(np.stack(codes))
 
     def from_codes(self, codes: torch.Tensor, quality: int | None = None) -> torch.Tensor:
         """Codes (B, S, h, w) -> pixels (B, 3, h*stride, w*stride) float in [0, 1].
