@@ -151,7 +151,7 @@ def test_bad_arguments_fail_without_importing_torch(photo, tmp_path):
     assert result.stdout.strip() == "[1, 1, 1, 1, 1, 1] False", result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 6
-    assert "1..8" in lines[0] and "1..4" in lines[1] and "no such file" in lines[2]
+    assert "1..20" in lines[0] and "1..4" in lines[1] and "no such file" in lines[2]
 
 
 # --- item 2: threads ------------------------------------------------------------------------

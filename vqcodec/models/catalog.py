@@ -91,6 +91,13 @@ _IMAGE_SQ20_CONFIG: dict[str, Any] = {
 }
 
 
+# image-sq20's transform, steps and prior layout with a 4x wider refinement
+# (train/configs/image_sq20b.toml)
+_IMAGE_SQ20B_CONFIG: dict[str, Any] = dict(
+    _IMAGE_SQ20_CONFIG, decoder_channels=[128, 64, 32], decoder_blocks=[2, 1, 0]
+)
+
+
 REGISTRY: tuple[ModelInfo, ...] = (
     ModelInfo(
         name="image-rvq8",
@@ -98,7 +105,7 @@ REGISTRY: tuple[ModelInfo, ...] = (
         sha256="6e4a618d400c4d0669fb835cec4c193bc9332f297a76d7065493ab2817629edf",
         description="Stride-8 block-PCA encoder + conv decoder, 14-stage RVQ (K=512), 8 quality levels",
         media="image",
-        default=True,
+        default=False,
         config=_IMAGE_RVQ8_CONFIG,
     ),
     ModelInfo(
@@ -110,6 +117,16 @@ REGISTRY: tuple[ModelInfo, ...] = (
         media="image",
         default=False,
         config=_IMAGE_SQ20_CONFIG,
+    ),
+    ModelInfo(
+        name="image-sq20b",
+        file="image-sq20b.safetensors",
+        sha256="766592317845245ca894d27cde4ea0c78e127e2d8af6e10d15083cff921994e9",
+        description="image-sq20's block KLT and dead-zone scalar quantization with a 4x wider conv "
+        "refinement (16,000 steps), 20 quality levels up to 40+ dB",
+        media="image",
+        default=True,
+        config=_IMAGE_SQ20B_CONFIG,
     ),
     ModelInfo(
         name="video-rvq8",
