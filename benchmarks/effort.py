@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from image_rd import DATA, RESULTS, bd_rate, psnr  # noqa: E402
+from image_rd import RESULTS, bd_rate, load_kodak, psnr  # noqa: E402
 
 from vqcodec.entropy import coefficients as cc  # noqa: E402
+from vqcodec.models.image_sq import group_for_quality  # noqa: E402
 from vqcodec.models.zoo import load_model  # noqa: E402
 
 
@@ -44,10 +44,6 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "effort.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    kodak_dir = DATA / "kodak"
-    if not kodak_dir.is_dir():
-        print(f"skipped: no Kodak images in {kodak_dir}")
-        return 0
     start = time.time()
     model = load_model(args.model)
     if not model.max_effort:
@@ -55,14 +51,17 @@ def main() -> int:
         return 1
     net, prior = model.network, model.prior
     levels = [int(x) for x in args.levels.split(",")]
-    images = [np.array(Image.open(p).convert("RGB")) for p in sorted(kodak_dir.glob("*.png"))[: args.limit]]
+    images = [np.array(rgb) for _, rgb in load_kodak(args.limit)]
     pixels = [torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255 for a in images]
     fast, slow = model.with_effort(0), model.with_effort(1)
 
     def sweep(lam: float, passes: int):
         def codes_of(p: torch.Tensor, q: int) -> torch.Tensor:
             coefficients = net.analyse(p)[0].double().numpy()
-            step, group = model.config.step_for_quality(q), model._group(q)
+            step, group = (
+                model.config.step_for_quality(q),
+                group_for_quality(q, model.quality_levels, prior.num_groups),
+            )
             return torch.from_numpy(
                 prior.rd_quantize(coefficients, step, group=group, lam=lam, passes=passes)
             )[None]

@@ -63,7 +63,8 @@ CHUNK_BITS = 4
 CHUNKS = -(-(MAX_EXTRA_BITS - 1) // CHUNK_BITS)
 #: rate-distortion quantization (:meth:`CoefficientContextPrior.rd_quantize`): lambda in units of
 #: step**2 per bit and context refinement passes, measured on 8 Kodak images against dead-zone
-#: rounding (benchmarks/effort.py: lambda 0.10 / 0.15 / 0.20 with 2 passes gave -2.3 / -2.9 / -2.2 %)
+#: rounding (benchmarks/effort.py, image-sq20: lambda 0.10 / 0.15 / 0.20 with 2 passes gave
+#: -2.3 / -2.9 / -2.2 %; image-sq20b, whose wider refinement hides more of the dead zone: -0.6 %)
 RDO_LAMBDA = 0.15
 RDO_PASSES = 2
 

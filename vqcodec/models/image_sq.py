@@ -234,8 +234,9 @@ class ScalarImageCodec(nn.Module):
         if codes.ndim != 4 or codes.shape[1] != COEFFICIENTS:
             raise ValueError(f"codes must be (B, {COEFFICIENTS}, h, w), got {tuple(codes.shape)}")
         step = self.config.step_for_quality(quality)
-        # the refinement runs under bf16 autocast on the CPU, as it was trained: 2-3x faster than
-        # fp32 and the same PSNR to 1e-3 dB (the exact linear inverse stays fp32, see synthesise).
+        # the refinement runs under bf16 autocast on the CPU, as it was trained: about 2x faster
+        # than fp32, PSNR within 1e-3 dB (benchmarks/bf16_refine.py; the exact linear inverse stays
+        # fp32, see synthesise).
         # Only codes must be exact across machines; pixels are the synthesis' float output.
         on_cpu = codes.device.type == "cpu"
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=on_cpu):
