@@ -15,8 +15,20 @@ SHARED_DATA = Path(os.environ.get("VQCODEC_DATA", REPO.parent / "shared" / "data
 SAMPLES = REPO / "samples"
 VECTORS = REPO / "formats" / "vectors"
 
-# Keep torch from grabbing both cores in every test worker: CI has two.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Keep torch from oversubscribing the cores: CI has two. Under pytest-xdist (the README's test
+# command runs one worker per core) each worker and the processes it starts get one thread, so two
+# workers never run four threads on two cores; a plain run keeps two. Tests that are about thread
+# counts set them explicitly.
+os.environ.setdefault("OMP_NUM_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
+
+
+# the longest single tests, started first: on pytest-xdist workers a long test collected last would
+# run alone at the end while the other worker idles
+FIRST = ("tests/test_wheel.py::",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not item.nodeid.startswith(FIRST))  # stable: the rest keep their order
 
 
 @pytest.fixture(scope="session")

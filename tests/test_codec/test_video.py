@@ -18,9 +18,10 @@ import pytest
 import torch
 
 from tests.test_codec.image_helpers import TINY_MODEL, picture
-from vqcodec.codec.video import FRAME_INTER, FRAME_INTRA, VideoDecoder, VideoEncoder
+from vqcodec.codec.video import VideoDecoder, VideoEncoder
 from vqcodec.container import ContainerReader
 from vqcodec.errors import FormatError, ModelMismatchError, TruncatedError
+from vqcodec.models.video_latent import FRAME_INTER, FRAME_INTRA
 
 
 @pytest.fixture(autouse=True)
@@ -279,7 +280,7 @@ def test_video_model_bundle_round_trip(model, tmp_path):
 
 
 def test_scene_cut_codes_a_key_frame_when_a_p_frame_costs_more(model, monkeypatch):
-    from vqcodec.codec.video import TemporalCoder
+    from vqcodec.models.video_latent import TemporalCoder
 
     frames = moving_clip(4, 32, 32)
     coder = TemporalCoder.for_model(model)
@@ -354,7 +355,7 @@ def test_large_frames_run_in_tiles_without_seams(model, monkeypatch):
 def test_p_frames_code_changed_positions_intra_and_decode_them_exactly(model):
     """Synthetic latents: half the positions keep the reference, half change to content the image
     RVQ represents exactly; with a small lambda those take the intra mode (R + 1)."""
-    from vqcodec.codec.video import TemporalCoder, key_counts
+    from vqcodec.models.video_latent import TemporalCoder, key_counts
 
     coder = TemporalCoder.for_model(model)
     big_r, stages, h, w = coder.stages, 4, 4, 6

@@ -15,7 +15,6 @@ import pytest
 
 from vqcodec.codec.video import (
     RateController,
-    TemporalCoder,
     VideoDecoder,
     VideoEncoder,
     encode_video,
@@ -24,6 +23,7 @@ from vqcodec.codec.video_io import Y4MReader, rgb_to_yuv, yuv_to_rgb
 from vqcodec.container import ContainerReader, ContainerWriter, Header
 from vqcodec.errors import FormatError, ModelMismatchError, TruncatedError, VQCError
 from vqcodec.models import video_mc as vm
+from vqcodec.models.video_latent import TemporalCoder
 from vqcodec.models.zoo import load_model
 
 REPO = Path(__file__).resolve().parents[2]

@@ -20,8 +20,8 @@ A video model is an image codec (``ImageCodec``: analysis -> residual VQ -> synt
 Shapes: pixels (B, 3, H, W) in [0, 1]; latents (B, C, h, w); image codes (B, S, h, w);
 residual codes (B, h, w, R) (ResidualVQ layout), counts (B, h, w) int64 in 0..R.
 
-This module sits below ``vqcodec.entropy`` (layer rule), so its default tables are built here
-with plain integer arithmetic; the training recipe fits real ones.
+Its default tables are built here with plain integer arithmetic; the training recipe fits real
+ones. The frame bitstream that uses them is ``vqcodec.models.video_latent.TemporalCoder``.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,23 @@ def load_training_image(path: Path, factor: int = 1) -> np.ndarray:
         if rgb.size != target:
             rgb = rgb.resize(target, Image.Resampling.BOX)
         return np.asarray(rgb, dtype=np.uint8)
+
+
+def read_training_clip(path: Path, max_frames: int) -> Iterator[np.ndarray]:
+    """RGB uint8 frames (H, W, 3) of a training clip's first ``max_frames`` frames, through PyAV
+    (MKV/MP4/WebM and Y4M alike).
+
+    Training data comes from files the user chose, so this reader has none of the decode limits
+    and stream handling of ``vqcodec.codec.video_io`` (the codec layer's reader for untrusted
+    input), just as training images are read with Pillow directly.
+    """
+    import av  # a runtime dependency, imported here to keep image-only training light
+
+    with av.open(str(path)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index >= max_frames:
+                break
+            yield frame.to_ndarray(format="rgb24")
 
 
 def _is_validation(path: Path, every: int) -> bool:

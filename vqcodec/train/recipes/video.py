@@ -13,7 +13,7 @@ MJPEG clips; ``<data>/video`` is evaluation data and is refused).
    (``||r||^2`` above ``data.min_residual_ratio`` times the intra quantization error there)
    trains the residual VQ's codebooks (initialised from the image RVQ's later stages) by the
    codebook loss, with dead-code re-seeding.
-3. Export (``export``): the real encoder (``vqcodec.codec.video.TemporalCoder``) codes GOPs of
+3. Export (``export``): the real encoder (``vqcodec.models.video_latent.TemporalCoder``) codes GOPs of
    the cached latents at several quality levels; the stage counts (per context) and the
    residual codes (per stage) it chooses are counted into integer frequency tables (twice: the
    second pass decides with the first pass's tables), and the bundle is written with
@@ -38,19 +38,17 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from vqcodec.codec import media
-from vqcodec.codec.video import TemporalCoder, key_counts
-from vqcodec.codec.video_io import open_video
 from vqcodec.entropy.cdf import quantize_pmf
 from vqcodec.models import zoo
 from vqcodec.models.bundle import CodecModel, load_bundle, save_bundle
 from vqcodec.models.config import ImageCodecConfig
 from vqcodec.models.image import ImageCodec
 from vqcodec.models.video import TABLE_PRECISION, VideoCodec, VideoCodecConfig
+from vqcodec.models.video_latent import TemporalCoder, key_counts
 from vqcodec.quantize.kmeans import greedy_residual_codes
 from vqcodec.train.checkpoint import module_state_dict
 from vqcodec.train.config import RECIPES, Recipe
-from vqcodec.train.data import data_root, resolve_path
+from vqcodec.train.data import data_root, read_training_clip, resolve_path
 from vqcodec.train.export import image_config_from
 from vqcodec.train.module import TrainingModule
 
@@ -107,15 +105,14 @@ def clip_latents(network: ImageCodec, path: Path, *, scale: float, max_frames: i
     """Latents (T, C, h, w) fp16 of one clip's first ``max_frames`` frames, scaled and stride-cropped."""
     stride = network.stride
     out = []
-    with open_video(path) as reader:
-        for index, rgb in enumerate(reader):
-            if index >= max_frames:
-                break
-            if scale != 1.0:
-                size = (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))
-                rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
-            h, w = (rgb.shape[0] // stride) * stride, (rgb.shape[1] // stride) * stride
-            out.append(network.analyse(media.to_tensor(np.ascontiguousarray(rgb[:h, :w]))).half())
+    for rgb in read_training_clip(path, max_frames):
+        if scale != 1.0:
+            size = (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))
+            rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+        h, w = (rgb.shape[0] // stride) * stride, (rgb.shape[1] // stride) * stride
+        # (1, 3, h, w) in [0, 1] in channels_last strides, as the codec feeds the same network
+        pixels = torch.from_numpy(np.ascontiguousarray(rgb[:h, :w]))[None].permute(0, 3, 1, 2)
+        out.append(network.analyse(pixels.float().div_(255.0)).half())
     return torch.cat(out)
 
 
