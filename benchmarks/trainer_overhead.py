@@ -14,9 +14,13 @@ model summary), paired step by step with its own plain-loop twin the same way. T
 Lightning passes alternate (``--repeats`` rounds), and each framework's overhead is against the plain
 steps interleaved with it, so drift in machine load between passes does not enter the comparison.
 
-A second table compares 2-process DDP (gloo, one thread per process) against one process with the
-same per-process batch: global samples/s, best of ``--repeats`` runs (sequential runs, so on a loaded
-machine this ratio is only indicative). With a CUDA device a bf16 row is added (images/s).
+A second table runs 2-process DDP (gloo, one thread per process, the same per-process batch) three
+ways: a hand-written DDP loop (DistributedSampler + DistributedDataParallel), vqcodec's ``ddp``
+strategy and Lightning's ``ddp`` strategy (in the same two processes, which Lightning adopts from
+torchrun's variables). The three alternate run by run for ``--ddp-repeats`` rounds, in rotated
+order; the table gives the median run of each: global samples/s, the speed-up over one process of
+the plain loop, and the overhead against the plain DDP loop from the median and the best wall times
+and from rank 0's CPU time. With a CUDA device a bf16 row is added to the first table.
 
     python benchmarks/trainer_overhead.py            # a few minutes on 2 CPU cores
     python benchmarks/trainer_overhead.py --steps 100 --repeats 2 --no-ddp
@@ -33,6 +37,7 @@ import platform
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,18 +98,31 @@ class Autoencoder(TrainingModule):
         return torch.optim.AdamW(self.parameters(), lr=LR)
 
 
-class Clock(Callback):
-    """Wall time from the end of step ``warmup`` to the end of step ``warmup + steps``."""
+class StepClock:
+    """Wall and process CPU time from the end of step ``warmup`` to the end of step ``warmup + steps``
+    (``tick(global_step)`` after every step; any framework's callback can drive it)."""
 
     def __init__(self, warmup: int, steps: int):
         self.warmup, self.steps = warmup, steps
-        self.start = self.seconds = 0.0
+        self.start = (0.0, 0.0)
+        self.seconds = self.cpu = 0.0
+
+    def tick(self, global_step: int) -> None:
+        if global_step == self.warmup:
+            self.start = (time.perf_counter(), time.process_time())
+        elif global_step == self.warmup + self.steps:
+            self.seconds = time.perf_counter() - self.start[0]
+            self.cpu = time.process_time() - self.start[1]
+
+
+class Clock(Callback):
+    """vqcodec callback around a StepClock."""
+
+    def __init__(self, warmup: int, steps: int):
+        self.clock = StepClock(warmup, steps)
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if trainer.global_step == self.warmup:
-            self.start = time.perf_counter()
-        elif trainer.global_step == self.warmup + self.steps:
-            self.seconds = time.perf_counter() - self.start
+        self.clock.tick(trainer.global_step)
 
 
 def hand_steps(width: int, batch_size: int, precision: str, device: torch.device) -> Iterator[None]:
@@ -166,16 +184,9 @@ class Interleaved(Callback):
         self.resumed = (time.perf_counter(), time.process_time())
 
 
-def lightning_run(
-    width: int, batch_size: int, precision: str, warmup: int, steps: int, root: str, paired: Interleaved
-) -> None:
-    """The same training as ``trainer_run`` under ``lightning.Trainer`` (fp32 = "32-true")."""
-    import logging
-
+def lightning_autoencoder(width: int):
+    """``Autoencoder`` as a ``LightningModule``: the same network, loss, logging and optimizer."""
     import lightning as L
-    from lightning.pytorch.loggers import CSVLogger
-
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # no banner lines in the table
 
     class LightningAutoencoder(L.LightningModule):
         def __init__(self) -> None:
@@ -193,6 +204,20 @@ def lightning_run(
 
         def configure_optimizers(self):
             return torch.optim.AdamW(self.parameters(), lr=LR)
+
+    return LightningAutoencoder()
+
+
+def lightning_run(
+    width: int, batch_size: int, precision: str, warmup: int, steps: int, root: str, paired: Interleaved
+) -> None:
+    """The same training as ``trainer_run`` under ``lightning.Trainer`` (fp32 = "32-true")."""
+    import logging
+
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # no banner lines in the table
 
     class Pair(L.Callback):
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
@@ -214,7 +239,7 @@ def lightning_run(
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
-    trainer.fit(LightningAutoencoder(), loader(batch_size))
+    trainer.fit(lightning_autoencoder(width), loader(batch_size))
 
 
 def lightning_available() -> bool:
@@ -235,8 +260,8 @@ def trainer_run(
     strategy: str = "single",
     callback: Callback | None = None,
     accelerator: str = "auto",
-) -> float:
-    """Fit ``warmup + steps`` steps; returns seconds for the last ``steps``."""
+) -> StepClock:
+    """Fit ``warmup + steps`` steps; returns the clock of the last ``steps``."""
     seed_everything(0)
     clock = Clock(warmup, steps)
     trainer = Trainer(
@@ -254,14 +279,91 @@ def trainer_run(
     trainer.fit(Autoencoder(width), loader(batch_size))
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
-    return clock.seconds
+    return clock.clock
 
 
-def _ddp_worker(width: int, batch_size: int, warmup: int, steps: int, root: str, out: str) -> None:
+def plain_ddp_run(width: int, batch_size: int, warmup: int, steps: int) -> StepClock:
+    """The DDP loop a user would write (gloo, DistributedSampler, DistributedDataParallel, clipping,
+    AdamW); the clock of the last ``steps`` steps on this rank (the ranks step in lock-step)."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+    from torch.utils.data.distributed import DistributedSampler
+
+    dist.init_process_group("gloo")
+    seed_everything(0)
+    model = DistributedDataParallel(network(width))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
+    sampler = DistributedSampler(dataset(), shuffle=True, seed=0, drop_last=True)
+    data = DataLoader(dataset(), batch_size=batch_size, sampler=sampler, drop_last=True)
+    clock = StepClock(warmup, steps)
+    step, epoch = 0, 0
+    while step < warmup + steps:
+        sampler.set_epoch(epoch)
+        for (pixels,) in data:
+            loss = torch.mean((model(pixels).float() - pixels) ** 2)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP, foreach=True)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            clock.tick(step)
+            if step == warmup + steps:
+                break
+        epoch += 1
+    return clock
+
+
+def lightning_ddp_run(width: int, batch_size: int, warmup: int, steps: int, root: str) -> StepClock:
+    """``lightning.Trainer(strategy="ddp", devices=2)`` in the two processes ``spawn`` started: with
+    torchrun's variables set Lightning adopts them (TorchElasticEnvironment) instead of launching."""
+    import logging
+
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)  # no banner lines in the table
+    warnings.filterwarnings("ignore", message=r".*(LeafSpec|logging interval).*")
+    os.environ.setdefault("GROUP_RANK", "0")
+
+    clock = StepClock(warmup, steps)
+
+    class LightningClock(L.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            clock.tick(trainer.global_step)
+
+    L.seed_everything(0, verbose=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp",
+        precision="32-true",
+        max_steps=warmup + steps,
+        gradient_clip_val=CLIP,
+        callbacks=[LightningClock()],
+        logger=CSVLogger(root, name="lightning"),
+        log_every_n_steps=50,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(lightning_autoencoder(width), loader(batch_size))
+    return clock
+
+
+def _ddp_worker(
+    framework: str, width: int, batch_size: int, warmup: int, steps: int, root: str, out: str
+) -> None:
     torch.set_num_threads(1)
-    seconds = trainer_run(width, batch_size, "32", warmup, steps, root, strategy="ddp", accelerator="cpu")
+    if framework == "plain":
+        clock = plain_ddp_run(width, batch_size, warmup, steps)
+    elif framework == "lightning":
+        clock = lightning_ddp_run(width, batch_size, warmup, steps, root)
+    else:
+        clock = trainer_run(width, batch_size, "32", warmup, steps, root, strategy="ddp", accelerator="cpu")
     if int(os.environ["RANK"]) == 0:
-        Path(out).write_text(json.dumps({"seconds": seconds}))
+        Path(out).write_text(json.dumps({"seconds": clock.seconds, "cpu": clock.cpu}))
 
 
 def _row(framework: str, device: torch.device, precision: str, batch_size: int, runs: list) -> dict:
@@ -323,33 +425,67 @@ def overhead_rows(
     return rows
 
 
-def ddp_rows(args: argparse.Namespace) -> list[dict]:
+def ddp_rows(args: argparse.Namespace, with_lightning: bool) -> list[dict]:
+    """2-process DDP on gloo: the plain DDP loop, vqcodec and Lightning, run by run for ``--ddp-repeats``
+    rounds with the order rotated every round (so neither start-up order nor load drift favours one),
+    against one process of the plain loop. Per framework: the median and the best run's wall time, and
+    rank 0's process CPU time (which does not count time spent waiting for a core or for the other
+    rank), each as an overhead against the plain DDP loop."""
     steps = max(10, args.steps // 2)
+    frameworks = ["plain", "vqcodec"] + (["lightning"] if with_lightning else [])
     with tempfile.TemporaryDirectory() as root:
         torch.set_num_threads(1)
-        single = min(
-            trainer_run(args.width, args.batch_size, "32", args.warmup, steps, root, accelerator="cpu")
-            for _ in range(args.repeats)
-        )
-        torch.set_num_threads(args.threads)
+        single = []
+        runs: dict[str, list[dict]] = {f: [] for f in frameworks}
         out = Path(root) / "ddp.json"
-        times = []
-        for _ in range(args.repeats):
-            spawn(
-                _ddp_worker,
-                2,
-                args=(args.width, args.batch_size, args.warmup, steps, root, str(out)),
-                timeout_s=600,
-                env={"OMP_NUM_THREADS": "1"},
-            )
-            times.append(json.loads(out.read_text())["seconds"])
-        ddp = min(times)
-    one = steps * args.batch_size / single
-    two = steps * args.batch_size * 2 / ddp
-    return [
-        {"processes": 1, "strategy": "single", "samples_per_s": one, "speedup": 1.0},
-        {"processes": 2, "strategy": "ddp", "samples_per_s": two, "speedup": two / one},
+        for round_index in range(args.ddp_repeats):
+            hand = hand_steps(args.width, args.batch_size, "32", torch.device("cpu"))
+            for _ in range(args.warmup):
+                next(hand)
+            start = time.perf_counter()
+            for _ in range(steps):
+                next(hand)
+            single.append(time.perf_counter() - start)
+            shift = round_index % len(frameworks)
+            for framework in frameworks[shift:] + frameworks[:shift]:
+                spawn(
+                    _ddp_worker,
+                    2,
+                    args=(framework, args.width, args.batch_size, args.warmup, steps, root, str(out)),
+                    timeout_s=600,
+                    env={"OMP_NUM_THREADS": "1"},
+                )
+                runs[framework].append(json.loads(out.read_text()))
+        torch.set_num_threads(args.threads)
+    samples = steps * args.batch_size
+
+    def stats(framework: str) -> dict[str, float]:
+        wall = torch.tensor([r["seconds"] for r in runs[framework]], dtype=torch.float64)
+        cpu = torch.tensor([r["cpu"] for r in runs[framework]], dtype=torch.float64)
+        return {"best": float(wall.min()), "median": float(wall.median()), "cpu": float(cpu.median())}
+
+    plain = stats("plain")
+    one = samples / min(single)
+    rows = [
+        {"framework": "plain", "processes": 1, "samples_per_s": one, "speedup": 1.0, "seconds": single},
     ]
+    for framework in frameworks:
+        mine = stats(framework)
+        rate = 2 * samples / mine["median"]
+        rows.append(
+            {
+                "framework": framework,
+                "processes": 2,
+                "samples_per_s": rate,
+                "speedup": rate / one,
+                "overhead_pct_wall_median": 100.0 * (mine["median"] / plain["median"] - 1.0),
+                "overhead_pct_wall_best": 100.0 * (mine["best"] / plain["best"] - 1.0),
+                "overhead_pct_cpu_median": 100.0 * (mine["cpu"] / plain["cpu"] - 1.0),
+                "seconds": [r["seconds"] for r in runs[framework]],
+                "cpu_seconds_rank0": [r["cpu"] for r in runs[framework]],
+            }
+        )
+    return rows
 
 
 def main() -> int:
@@ -357,6 +493,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=300, help="timed steps per run")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--ddp-repeats", type=int, default=6, help="rounds of the DDP table")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--width", type=int, default=32, help="conv channels of the benchmark network")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the overhead table")
@@ -400,12 +537,26 @@ def main() -> int:
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2, default=str) + "\n")  # kept if DDP is cut short
-    ddp = [] if args.no_ddp else ddp_rows(args)
+    ddp = [] if args.no_ddp else ddp_rows(args, with_lightning)
     if ddp:
-        print("\nDDP (gloo, 1 thread per process, same per-process batch)")
-        print(f"{'processes':>9} {'strategy':<8} {'samples/s':>10} {'speedup':>8}")
+        print(
+            f"\nDDP (gloo, 1 thread per process, same per-process batch; {args.ddp_repeats} rotating rounds)"
+        )
+        print(
+            f"{'trainer':<9} {'processes':>9} {'samples/s':>10} {'speedup':>8} "
+            f"{'overhead vs plain DDP: wall median':>34} {'best':>7} {'CPU':>7}"
+        )
         for r in ddp:
-            print(f"{r['processes']:>9} {r['strategy']:<8} {r['samples_per_s']:>10.1f} {r['speedup']:>7.2f}x")
+            cells = ""
+            if r["processes"] == 2:
+                cells = (
+                    f"{r['overhead_pct_wall_median']:>+33.2f}% {r['overhead_pct_wall_best']:>+6.2f}% "
+                    f"{r['overhead_pct_cpu_median']:>+6.2f}%"
+                )
+            print(
+                f"{r['framework']:<9} {r['processes']:>9} {r['samples_per_s']:>10.1f} {r['speedup']:>7.2f}x "
+                + cells
+            )
     result["ddp"] = ddp
     args.output.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"\nwrote {args.output.relative_to(REPO) if args.output.is_relative_to(REPO) else args.output}")
