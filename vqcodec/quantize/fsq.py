@@ -247,9 +247,10 @@ class FSQ(Quantizer[FSQConfig]):
         return torch.tanh(z + self._shift) * self._half_l - self._offset
 
     def _codes_from_rounded(self, rounded: torch.Tensor) -> torch.Tensor:
-        levels = self._levels_f.long()
+        # in place after the one conversion: no (M, G*L) int64 temporaries beside the codes
         if self._config.preserve_symmetry:
             codes = rounded.detach().long()
         else:
-            codes = (rounded.detach() + self._half_width).long()
-        return torch.minimum(codes.clamp_min(0), levels - 1)
+            codes = torch.add(rounded.detach(), self._half_width).long()
+        codes.clamp_(min=0)
+        return torch.minimum(codes, self._levels_f.long() - 1, out=codes)
