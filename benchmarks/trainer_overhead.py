@@ -208,30 +208,31 @@ def lightning_autoencoder(width: int):
     return LightningAutoencoder()
 
 
-def lightning_run(
-    width: int, batch_size: int, precision: str, warmup: int, steps: int, root: str, paired: Interleaved
+def lightning_fit(
+    width: int, batch_size: int, warmup: int, steps: int, root: str, on_batch_end, **options
 ) -> None:
-    """The same training as ``trainer_run`` under ``lightning.Trainer`` (fp32 = "32-true")."""
+    """Fit ``lightning_autoencoder(width)`` for ``warmup + steps`` steps with the settings every
+    Lightning row shares (clipping, CSV logger every 50 steps, no checkpoints, progress bar, model
+    summary or sanity check); ``on_batch_end(trainer, module, outputs, batch, batch_idx)`` runs after
+    every step; ``options`` add to or replace the ``lightning.Trainer`` arguments."""
     import logging
 
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
 
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # no banner lines in the table
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)  # no banner lines in the table
+    warnings.filterwarnings("ignore", message=r".*(LeafSpec|logging interval).*")
 
-    class Pair(L.Callback):
+    class BatchEnd(L.Callback):
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            paired.on_train_batch_end(trainer, module, outputs, batch, batch_idx)
+            on_batch_end(trainer, module, outputs, batch, batch_idx)
 
-    seed_everything(0)
     L.seed_everything(0, verbose=False)
-    trainer = L.Trainer(
-        accelerator="cpu" if paired.device.type == "cpu" else "gpu",
-        devices=1,
-        precision="32-true" if precision == "32" else precision,
+    settings = dict(
         max_steps=warmup + steps,
         gradient_clip_val=CLIP,
-        callbacks=[Pair()],
+        callbacks=[BatchEnd()],
         logger=CSVLogger(root, name="lightning"),
         log_every_n_steps=50,
         enable_checkpointing=False,
@@ -239,7 +240,25 @@ def lightning_run(
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
-    trainer.fit(lightning_autoencoder(width), loader(batch_size))
+    L.Trainer(**{**settings, **options}).fit(lightning_autoencoder(width), loader(batch_size))
+
+
+def lightning_run(
+    width: int, batch_size: int, precision: str, warmup: int, steps: int, root: str, paired: Interleaved
+) -> None:
+    """The same training as ``trainer_run`` under ``lightning.Trainer`` (fp32 = "32-true")."""
+    seed_everything(0)
+    lightning_fit(
+        width,
+        batch_size,
+        warmup,
+        steps,
+        root,
+        paired.on_train_batch_end,
+        accelerator="cpu" if paired.device.type == "cpu" else "gpu",
+        devices=1,
+        precision="32-true" if precision == "32" else precision,
+    )
 
 
 def lightning_available() -> bool:
@@ -316,39 +335,20 @@ def plain_ddp_run(width: int, batch_size: int, warmup: int, steps: int) -> StepC
 def lightning_ddp_run(width: int, batch_size: int, warmup: int, steps: int, root: str) -> StepClock:
     """``lightning.Trainer(strategy="ddp", devices=2)`` in the two processes ``spawn`` started: with
     torchrun's variables set Lightning adopts them (TorchElasticEnvironment) instead of launching."""
-    import logging
-
-    import lightning as L
-    from lightning.pytorch.loggers import CSVLogger
-
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)  # no banner lines in the table
-    warnings.filterwarnings("ignore", message=r".*(LeafSpec|logging interval).*")
     os.environ.setdefault("GROUP_RANK", "0")
-
     clock = StepClock(warmup, steps)
-
-    class LightningClock(L.Callback):
-        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            clock.tick(trainer.global_step)
-
-    L.seed_everything(0, verbose=False)
-    trainer = L.Trainer(
+    lightning_fit(
+        width,
+        batch_size,
+        warmup,
+        steps,
+        root,
+        lambda trainer, *_: clock.tick(trainer.global_step),
         accelerator="cpu",
         devices=2,
         strategy="ddp",
         precision="32-true",
-        max_steps=warmup + steps,
-        gradient_clip_val=CLIP,
-        callbacks=[LightningClock()],
-        logger=CSVLogger(root, name="lightning"),
-        log_every_n_steps=50,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
     )
-    trainer.fit(lightning_autoencoder(width), loader(batch_size))
     return clock
 
 

@@ -312,50 +312,31 @@ def test_share_quant_resi_counts_selection_and_default():
 # ---------------------------------------------------------------- DDP
 
 
-def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    import datetime
+def _ddp_worker(out_dir: str) -> None:
+    """One rank (``vqcodec.train.launch.spawn`` wires it like torchrun and tears the group down)."""
     from pathlib import Path
 
-    import torch.distributed as dist
-
-    from vqcodec.train.launch import exit_now, shutdown_distributed
+    from vqcodec.train.launch import distributed_env, init_distributed
 
     torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    try:
-        torch.manual_seed(0)
-        m = MultiScaleVQ(4, 16, SCALES, shared_codebook=False, nested_dropout=0.5).train()
-        torch.manual_seed(100 + rank)  # different global generators: only the broadcast keeps ranks in step
-        cutoffs = [
-            int(m(_smooth(2, 8, 8, seed=10 * step + rank)).metrics["nested_cutoff"]) for step in range(8)
-        ]
-        torch.save({"cutoffs": cutoffs, "state": _state(m)}, Path(out_dir) / f"rank{rank}.pt")
-    except BaseException:
-        dist.destroy_process_group()
-        raise
-    shutdown_distributed()
-    exit_now(0)
+    init_distributed("gloo", timeout_s=60)
+    rank = distributed_env().rank
+    torch.manual_seed(0)
+    m = MultiScaleVQ(4, 16, SCALES, shared_codebook=False, nested_dropout=0.5).train()
+    torch.manual_seed(100 + rank)  # different global generators: only the broadcast keeps ranks in step
+    cutoffs = [int(m(_smooth(2, 8, 8, seed=10 * step + rank)).metrics["nested_cutoff"]) for step in range(8)]
+    torch.save({"cutoffs": cutoffs, "state": _state(m)}, Path(out_dir) / f"rank{rank}.pt")
 
 
 @pytest.mark.slow
 def test_nested_dropout_cutoff_is_the_same_on_every_rank(tmp_path):
-    import socket
-
     import torch.distributed as dist
-    import torch.multiprocessing as mp
+
+    from vqcodec.train.launch import spawn
 
     if not dist.is_available():
         pytest.skip("torch.distributed not available")
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    spawn(_ddp_worker, 2, args=(str(tmp_path),), timeout_s=120)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     assert rank0["cutoffs"] == rank1["cutoffs"] and len(set(rank0["cutoffs"])) > 1
     _assert_same_state(rank0["state"], rank1["state"])

@@ -28,9 +28,6 @@ from vqcodec.train.utilities import (
     resolve_batch_count,
 )
 
-#: distributed runs agree on max_time / SIGTERM stops every this many batches (see _check_stop)
-STOP_CHECK_INTERVAL = 8
-
 
 class FitLoop(TrainerState):
     """Training part of ``Trainer`` (see ``trainer.py`` for the semantics)."""
@@ -54,22 +51,12 @@ class FitLoop(TrainerState):
             signal.signal(signal.SIGTERM, previous)
 
     def _check_stop(self) -> None:
-        """max_time and signals, agreed on by every rank.
-
-        Distributed, the ranks agree through one tiny all-reduce every ``STOP_CHECK_INTERVAL``
-        batches (all ranks count the same batches, so they check at the same ones): an all-reduce
-        per batch is a second synchronisation point beside the gradients' and cost 5-8 % of a
-        small model's DDP step on gloo (benchmarks/trainer_overhead.py). A stop is thus seen up to
-        ``STOP_CHECK_INTERVAL - 1`` batches late there; a single process checks every batch.
-        """
-        distributed = self.strategy.is_distributed
-        if distributed and self.progress.total_batches % STOP_CHECK_INTERVAL:
-            return
+        """max_time and signals, agreed on by every rank (one tiny all-reduce per batch when distributed)."""
         flags = [
             float(self._signal is not None),
             float(self.max_time is not None and self.time_elapsed >= self.max_time),
         ]
-        if distributed:
+        if self.strategy.is_distributed:
             flags = self.strategy.all_reduce(torch.tensor(flags, device=self.device), "max").tolist()
         if flags[0]:
             self.interrupted_by = self._signal if self._signal is not None else int(signal.SIGTERM)
