@@ -305,3 +305,16 @@ def test_datamodule_supplies_the_loaders():
     assert "test/mae" in trainer.test(module, datamodule=data)
     Trainer(max_steps=2, **QUIET).fit(Regression(), data)  # a DataModule in the loader position works too
     assert data.stages == ["fit", "test", "fit"]
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_bf16_on_a_cpu_without_native_bf16_warns(monkeypatch, native_bf16, recwarn):
+    import vqcodec.train.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_is_fast", lambda: native_bf16)
+    plugin = precision.make_precision("bf16-mixed", torch.device("cpu"))
+    assert plugin.name == "bf16-mixed"
+    slow = [w for w in recwarn.list if "without native bf16" in str(w.message)]
+    assert len(slow) == (0 if native_bf16 else 1)
+    precision.make_precision("32", torch.device("cpu"))
+    assert len([w for w in recwarn.list if "without native bf16" in str(w.message)]) == len(slow)

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vqcodec.models.blocks import SynthesisTransform, zero_init
+from vqcodec.models.device import cpu_bf16_is_fast
 
 #: Pixels per block side; the transform has 3 * BLOCK**2 coefficients.
 BLOCK = 8
@@ -234,12 +235,12 @@ class ScalarImageCodec(nn.Module):
         if codes.ndim != 4 or codes.shape[1] != COEFFICIENTS:
             raise ValueError(f"codes must be (B, {COEFFICIENTS}, h, w), got {tuple(codes.shape)}")
         step = self.config.step_for_quality(quality)
-        # the refinement runs under bf16 autocast on the CPU, as it was trained: about 2x faster
-        # than fp32, PSNR within 1e-3 dB (benchmarks/bf16_refine.py; the exact linear inverse stays
-        # fp32, see synthesise).
+        # the refinement runs under bf16 autocast on a CPU with native bf16, as it was trained:
+        # about 2x faster than fp32, PSNR within 1e-3 dB (benchmarks/bf16_refine.py; the exact
+        # linear inverse stays fp32, see synthesise). Elsewhere fp32: emulated bf16 is ~100x slower.
         # Only codes must be exact across machines; pixels are the synthesis' float output.
-        on_cpu = codes.device.type == "cpu"
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=on_cpu):
+        bf16 = codes.device.type == "cpu" and cpu_bf16_is_fast()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             return self.synthesise(codes.float() * step, step).float().clamp_(0.0, 1.0)
 
 

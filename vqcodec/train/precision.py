@@ -13,9 +13,12 @@ The quantizers disable autocast around their distances and codebook updates them
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Any
 
 import torch
+
+from vqcodec.models.device import cpu_bf16_is_fast
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 _ALIASES = {"32-true": "32", "fp32": "32", "bf16": "bf16-mixed", "16": "16-mixed", "fp16": "16-mixed"}
@@ -106,6 +109,13 @@ def make_precision(name: str, device: torch.device) -> Precision:
     if name == "32":
         return Precision(device)
     if name == "bf16-mixed":
+        if device.type == "cpu" and not cpu_bf16_is_fast():
+            warnings.warn(
+                "bf16-mixed on a CPU without native bf16 (no AVX-512/AMX bf16): torch emulates it, "
+                "measured 12x slower than precision 32 for the image recipes",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return MixedPrecision(device, torch.bfloat16)
     return MixedPrecision(device, torch.float16)
 
