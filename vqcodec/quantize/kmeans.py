@@ -14,6 +14,8 @@ order, so a vector's code never depends on the rest of the batch, and exact ties
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 # Elements (rows x codes) of one distance chunk: 4M floats = 16 MiB of scratch whatever N is.
@@ -162,6 +164,35 @@ def penalised_codes(
 
 
 @torch.no_grad()
+def kmeans_plusplus(samples: torch.Tensor, num_clusters: int, generator: torch.Generator) -> torch.Tensor:
+    """k-means++ seeding: samples (M, d) float32 -> K initial centroids (K, d), drawn from the samples.
+
+    The first uniformly, each next one with probability proportional to its squared distance to
+    the nearest centroid drawn so far (uniformly once every sample coincides with a centroid).
+    Draws come from ``generator`` (a CPU generator), so the result is reproducible; the K draws are
+    sequential, O(K M d) in all, paid once when a codebook is initialised.
+    """
+    num = samples.shape[0]
+    picks = torch.empty(num_clusters, dtype=torch.long)
+    draws = torch.rand(num_clusters, generator=generator, dtype=torch.float64)
+    picks[0] = int(draws[0] * num) % num
+    norms = (samples * samples).sum(1)
+    nearest = torch.full((num,), math.inf, dtype=torch.float32, device=samples.device)
+    for index in range(1, num_clusters):
+        latest = samples[int(picks[index - 1])]
+        distance = (norms - 2.0 * torch.mv(samples, latest) + latest.dot(latest)).clamp_min_(0.0)
+        torch.minimum(nearest, distance, out=nearest)
+        cumulative = torch.cumsum(nearest.double(), 0)
+        total = float(cumulative[-1])
+        if total > 0.0:
+            target = torch.tensor([draws[index] * total], dtype=torch.float64, device=samples.device)
+            picks[index] = min(num - 1, int(torch.searchsorted(cumulative, target, right=True)))
+        else:
+            picks[index] = int(draws[index] * num) % num
+    return samples[picks.to(samples.device)].clone()
+
+
+@torch.no_grad()
 def kmeans(
     samples: torch.Tensor,
     num_clusters: int,
@@ -171,16 +202,14 @@ def kmeans(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Lloyd's k-means.  samples (M, d) float32 -> (centroids (K, d), cluster sizes (K,) float32).
 
-    Initial centroids are drawn from the samples (with replacement when M < K).  A cluster that empties
-    keeps its previous centroid.  With ``use_cosine_sim`` centroids are kept on the unit sphere.
+    Initial centroids are drawn from the samples by k-means++ (:func:`kmeans_plusplus`; upstream
+    vector-quantize-pytorch draws them uniformly: after the same 10 iterations and 200 EMA steps
+    k-means++ gave 0.5 % / 0.3 % lower held-out MSE for VQ / RVQ-8, benchmarks/quantize.py).  A
+    cluster that empties keeps its previous centroid.  With ``use_cosine_sim`` centroids are kept
+    on the unit sphere.
     """
-    num = samples.shape[0]
     device = samples.device
-    if num >= num_clusters:
-        pick = torch.randperm(num, generator=generator)[:num_clusters]
-    else:
-        pick = torch.randint(num, (num_clusters,), generator=generator)
-    centroids = samples[pick.to(device)].clone()
+    centroids = kmeans_plusplus(samples, num_clusters, generator)
     counts = torch.zeros(num_clusters, dtype=torch.float32, device=device)
     for _ in range(max(1, num_iters)):
         assign = nearest_codes(samples, centroids)
