@@ -45,6 +45,9 @@ def main() -> int:
     parser.add_argument("--num-crops", type=int, default=8000, help="crops of the packing (if it is made)")
     parser.add_argument("--groups", type=int, default=4)
     parser.add_argument("--layouts", default=",".join(str(k) for k in LAYOUT_PASSES))
+    parser.add_argument(
+        "--smoothing", default="4", help="comma-separated fit smoothing values (rows per value)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS / "context_layout.json")
     args = parser.parse_args()
@@ -68,9 +71,10 @@ def main() -> int:
             kodak.append((h * w, [net.quantize(coefficients, s)[0].numpy() for s in net.config.steps]))
     rows = []
     baseline: list[float] | None = None
-    for layout in (int(x) for x in args.layouts.split(",")):
+    variants = [(int(x), float(v)) for x in args.layouts.split(",") for v in args.smoothing.split(",")]
+    for layout, smoothing in variants:
         start = time.perf_counter()
-        prior = CoefficientContextPrior.fit(by_group, layout=layout)
+        prior = CoefficientContextPrior.fit(by_group, layout=layout, smoothing=smoothing)
         fit_s = time.perf_counter() - start
         bpp = []
         for q in range(1, levels + 1):
@@ -91,6 +95,7 @@ def main() -> int:
         rows.append(
             {
                 "layout": layout,
+                "smoothing": smoothing,
                 "passes": len(LAYOUT_PASSES[layout]),
                 "bpp": bpp,
                 "change_percent": saving,
@@ -103,7 +108,7 @@ def main() -> int:
         )
     print(f"{args.model}, {args.limit} Kodak images, tables fitted on {args.fit_crops} training crops")
     print(
-        "layout | "
+        "layout (smoothing) | "
         + " | ".join(f"q{q}" for q in range(1, levels + 1, 3))
         + " | mean | tables MB | enc/dec top (s)"
     )
@@ -112,7 +117,8 @@ def main() -> int:
             f"{r['bpp'][q - 1]:.3f} ({r['change_percent'][q - 1]:+.1f}%)" for q in range(1, levels + 1, 3)
         )
         print(
-            f"{r['layout']} | {cells} | {r['mean_change_percent']:+.2f}% | {r['table_bytes'] / 1e6:.2f} "
+            f"{r['layout']} ({r['smoothing']:g}) | {cells} | {r['mean_change_percent']:+.2f}% "
+            f"| {r['table_bytes'] / 1e6:.2f} "
             f"| {r['encode_top_s']:.2f}/{r['decode_top_s']:.2f}"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
