@@ -144,6 +144,9 @@ class ScalarImageCodec(nn.Module):
         last = self.refine.layers[-1]
         assert isinstance(last, nn.ConvTranspose2d)
         zero_init(last)
+        # channels_last convolutions: decode of a 768x512 picture 0.38 -> 0.29 s (1 thread, fp32,
+        # AVX2); loaded weights keep this layout (load_state_dict copies into these tensors)
+        self.refine.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     @property
     def stride(self) -> int:
