@@ -125,6 +125,16 @@ REGISTRY: tuple[ModelInfo, ...] = (
         description="image-sq20's block KLT and dead-zone scalar quantization with a 4x wider conv "
         "refinement (16,000 steps), 20 quality levels up to 40+ dB",
         media="image",
+        default=False,
+        config=_IMAGE_SQ20B_CONFIG,
+    ),
+    ModelInfo(
+        name="image-sq20c",
+        file="image-sq20c.safetensors",
+        sha256="8999d144a036bdbfdb28795b50c363ac3c228d3fcdc2de24d89d65abcae60d0f",
+        description="image-sq20b's network trained 20,000 more steps, with a 5-pass context prior "
+        "(layout 3: same-channel context for 15/16 of the positions), 20 quality levels up to 40+ dB",
+        media="image",
         default=True,
         config=_IMAGE_SQ20B_CONFIG,
     ),
