@@ -41,8 +41,8 @@ def main() -> int:
     parser.add_argument("--model", default="image-sq20b")
     parser.add_argument("--limit", type=int, default=8, help="first N Kodak images (default 8)")
     parser.add_argument("--fit-crops", type=int, default=400)
-    parser.add_argument("--packed", default=".data/image_crops_144.pt")
-    parser.add_argument("--num-crops", type=int, default=8000, help="crops of the packing (if it is made)")
+    parser.add_argument("--packed", default=".data/image_crops_144_16k.pt", help="image_sq20c.toml's packing")
+    parser.add_argument("--num-crops", type=int, default=16000, help="crops of the packing (if it is made)")
     parser.add_argument("--groups", type=int, default=4)
     parser.add_argument("--layouts", default=",".join(str(k) for k in LAYOUT_PASSES))
     parser.add_argument(
@@ -124,7 +124,15 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
-            {"model": args.model, "images": args.limit, "fit_crops": args.fit_crops, "rows": rows}, indent=1
+            {
+                "model": args.model,
+                "images": args.limit,
+                "packed": args.packed,
+                "num_crops": args.num_crops,
+                "fit_crops": args.fit_crops,
+                "rows": rows,
+            },
+            indent=1,
         )
     )
     print(f"wrote {args.out}")
