@@ -43,8 +43,8 @@ def tiny_corpus(fuzz):
 
 @pytest.fixture(scope="module")
 def short_campaign(fuzz, bundled_corpus):
-    # one worker: as fast as two beside the other pytest-xdist worker (7.0 vs 6.9 s), a third less
-    # CPU (6.4 vs 9.5 s: one torch import and model warm-up instead of two)
+    # one worker: the other pytest-xdist worker already holds the second core, and one worker pays
+    # one torch import and model warm-up instead of two
     return fuzz.run_campaign(
         CAMPAIGN_CASES, seed=CAMPAIGN_SEED, workers=1, timeout=5.0, memory_mb=1024, prebuilt=bundled_corpus
     )

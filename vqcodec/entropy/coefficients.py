@@ -68,12 +68,8 @@ DIRECT_CHANNELS = 64
 SHARED_CHANNELS = 8
 PRECISION = 16
 FORMAT_VERSION = 1
-#: pass layouts (config key ``layout``; priors without it are layout 1). Per layout, per pass: the
-#: positions (i, j) it holds and where its ``nbr`` context comes from:
-#: "previous channel" (channel c - 1: 4 neighbours + 2 x the same position), "diagonal" (channel c:
-#: the 4 diagonal neighbours) or "adjacent" (channel c: the 4 direct neighbours).
-#: Layout 1: (i + j) even | (i + j) odd. Layout 2: i, j both even | both odd | (i + j) odd, so a
-#: quarter of the positions instead of half lack a same-channel context.
+#: pass layouts (config key ``layout``; priors without it are layout 1): the source of each pass's
+#: ``nbr`` context, in pass order; ``pass_masks`` gives the positions (module docstring)
 PREVIOUS_CHANNEL, DIAGONAL, ADJACENT, DIAGONAL_2, ADJACENT_2 = 0, 1, 2, 3, 4
 LAYOUT_PASSES = {
     1: (PREVIOUS_CHANNEL, ADJACENT),
@@ -95,7 +91,8 @@ CHUNKS = -(-(MAX_EXTRA_BITS - 1) // CHUNK_BITS)
 #: rate-distortion quantization (:meth:`CoefficientContextPrior.rd_quantize`): lambda in units of
 #: step**2 per bit and context refinement passes, measured on 8 Kodak images against dead-zone
 #: rounding (benchmarks/effort.py, image-sq20: lambda 0.10 / 0.15 / 0.20 with 2 passes gave
-#: -2.3 / -2.9 / -2.2 %; image-sq20b, whose wider refinement hides more of the dead zone: -0.6 %)
+#: -2.3 / -2.9 / -2.2 %; image-sq20b, whose wider refinement hides more of the dead zone: -0.6 %;
+#: image-sq20c, with the 5-pass prior: +0.5 %, results/effort_sq20c.json)
 RDO_LAMBDA = 0.15
 RDO_PASSES = 2
 
@@ -115,16 +112,6 @@ def magnitude_symbols(codes: I64) -> tuple[I64, I64, I64]:
     k = k - (np.left_shift(1, k) > e) + (np.left_shift(1, k + 1) <= e)
     symbols = np.where(big, ESCAPE + k, a)
     return symbols, np.where(big, k, 0), np.where(big, e - np.left_shift(1, k), 0)
-
-
-def _neighbour_sum(n: I64) -> I64:
-    """(..., H, W) -> sum of the 4 neighbours (zero outside)."""
-    out = np.zeros_like(n)
-    out[..., 1:, :] += n[..., :-1, :]
-    out[..., :-1, :] += n[..., 1:, :]
-    out[..., :, 1:] += n[..., :, :-1]
-    out[..., :, :-1] += n[..., :, 1:]
-    return out
 
 
 def _offset_sum(n: I64, offsets: Sequence[tuple[int, int]]) -> I64:
@@ -248,7 +235,7 @@ class CoefficientContextPrior:
         if source != PREVIOUS_CHANNEL:
             nbr = _offset_sum(n[c], SOURCE_OFFSETS[source])[where]
         elif c > 0:
-            nbr = _neighbour_sum(n[c - 1])[where] + 2 * n[c - 1][where]
+            nbr = _offset_sum(n[c - 1], SOURCE_OFFSETS[ADJACENT])[where] + 2 * n[c - 1][where]
         else:
             nbr = np.zeros(int(where.sum()), dtype=np.int64)
         rb = RECENT_BUCKETS[recent[where]]
@@ -278,24 +265,12 @@ class CoefficientContextPrior:
         """:meth:`_contexts` from gathers: padded (C, (H + 2 PAD) * (W + 2 PAD)) clipped symbols so far
         with a zero border, recent (H * W,), where/inner the pass's positions from :meth:`_pass_positions`."""
         source = self.pass_sources[pass_index]
-        if source != PREVIOUS_CHANNEL:
-            plane = padded[c]
-            (a, b), (d, e), (f, g), (h, k) = SOURCE_OFFSETS[source]
-            nbr = (
-                plane[inner + a * padded_width + b]
-                + plane[inner + d * padded_width + e]
-                + plane[inner + f * padded_width + g]
-                + plane[inner + h * padded_width + k]
-            )
-        elif c > 0:
-            plane = padded[c - 1]
-            nbr = (
-                plane[inner - 1]
-                + plane[inner + 1]
-                + plane[inner - padded_width]
-                + plane[inner + padded_width]
-                + 2 * plane[inner]
-            )
+        if source != PREVIOUS_CHANNEL or c > 0:
+            plane = padded[c] if source != PREVIOUS_CHANNEL else padded[c - 1]
+            offsets = SOURCE_OFFSETS[ADJACENT if source == PREVIOUS_CHANNEL else source]
+            nbr = 2 * plane[inner] if source == PREVIOUS_CHANNEL else np.zeros(inner.size, dtype=np.int64)
+            for di, dj in offsets:
+                nbr += plane[inner + di * padded_width + dj]
         else:
             nbr = np.zeros(where.size, dtype=np.int64)
         rb = RECENT_BUCKETS[recent[where]]

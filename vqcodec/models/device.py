@@ -42,8 +42,9 @@ def cpu_bf16_is_fast() -> bool:
     """Whether this CPU computes bf16 convolutions natively (oneDNN's bf16 path: AVX-512 or AMX).
 
     Without it (e.g. AVX2-only CPUs) torch emulates bf16 and autocast makes a convolution
-    about 100x slower than fp32 (measured: image-sq20b's refinement of a 768x512 picture,
-    38.6 s vs 0.31 s, AMD EPYC with AVX2), so bf16 is used on the CPU only where this is true.
+    about 15x slower than fp32 (benchmarks/bf16_refine.py on an AVX2-only AMD EPYC: image-sq20c's
+    refinement of a 768x512 picture 4.35 s vs 0.29 s), so bf16 is used on the CPU only where this
+    is true.
     """
     import torch
 

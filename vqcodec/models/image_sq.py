@@ -144,8 +144,9 @@ class ScalarImageCodec(nn.Module):
         last = self.refine.layers[-1]
         assert isinstance(last, nn.ConvTranspose2d)
         zero_init(last)
-        # channels_last convolutions: decode of a 768x512 picture 0.38 -> 0.29 s (1 thread, fp32,
-        # AVX2); loaded weights keep this layout (load_state_dict copies into these tensors)
+        # channels_last convolutions: the fp32 synthesis of a 768x512 picture 0.34 -> 0.29 s (1
+        # thread, AVX2; results/bf16_refine_avx2.json); loaded weights keep this layout
+        # (load_state_dict copies into these tensors)
         self.refine.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     @property
@@ -240,7 +241,7 @@ class ScalarImageCodec(nn.Module):
         step = self.config.step_for_quality(quality)
         # the refinement runs under bf16 autocast on a CPU with native bf16, as it was trained:
         # about 2x faster than fp32, PSNR within 1e-3 dB (benchmarks/bf16_refine.py; the exact
-        # linear inverse stays fp32, see synthesise). Elsewhere fp32: emulated bf16 is ~100x slower.
+        # linear inverse stays fp32, see synthesise). Elsewhere fp32: emulated bf16 is ~15x slower.
         # Only codes must be exact across machines; pixels are the synthesis' float output.
         bf16 = codes.device.type == "cpu" and cpu_bf16_is_fast()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):

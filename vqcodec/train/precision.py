@@ -112,7 +112,7 @@ def make_precision(name: str, device: torch.device) -> Precision:
         if device.type == "cpu" and not cpu_bf16_is_fast():
             warnings.warn(
                 "bf16-mixed on a CPU without native bf16 (no AVX-512/AMX bf16): torch emulates it, "
-                "measured 12x slower than precision 32 for the image recipes",
+                "much slower than precision 32 (benchmarks/bf16_refine.py: 15x for image-sq's refinement)",
                 RuntimeWarning,
                 stacklevel=2,
             )
