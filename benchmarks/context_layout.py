@@ -1,7 +1,13 @@
-"""Pass layouts of the coefficient context prior: ideal bits of the same codes under each layout.
+"""Variants of the coefficient context prior: ideal bits of the same codes under each one.
 
     .venv/bin/python benchmarks/context_layout.py                  # image-sq20b, first 8 Kodak images
     .venv/bin/python benchmarks/context_layout.py --model image-sq20b --limit 24 --fit-crops 400
+    .venv/bin/python benchmarks/context_layout.py --model image-sq20c --priors 3,3s,3sa,3sp \
+        --out benchmarks/results/context_signs.json   # sign contexts and prediction
+
+A variant is a pass layout (``LAYOUT_PASSES``) with optional letters: ``s`` context-coded sign
+bits, ``p`` predicted channels chosen by ``CoefficientContextPrior.fit_with_prediction``, ``a``
+the fit's aligned mosaics without prediction (what ``p`` fits on, to tell the two apart).
 
 The codes are fixed (the model's dead-zone codes of each level), so a layout changes only the
 rate: the percentage per level is the saving at equal distortion. Each layout's tables are fitted
@@ -44,7 +50,12 @@ def main() -> int:
     parser.add_argument("--packed", default=".data/image_crops_144_16k.pt", help="image_sq20c.toml's packing")
     parser.add_argument("--num-crops", type=int, default=16000, help="crops of the packing (if it is made)")
     parser.add_argument("--groups", type=int, default=4)
-    parser.add_argument("--layouts", default=",".join(str(k) for k in LAYOUT_PASSES))
+    parser.add_argument(
+        "--priors",
+        "--layouts",
+        default=",".join(str(k) for k in LAYOUT_PASSES),
+        help="comma-separated variants: a layout, then optional letters s, p, a (see above)",
+    )
     parser.add_argument(
         "--smoothing", default="4", help="comma-separated fit smoothing values (rows per value)"
     )
@@ -71,10 +82,17 @@ def main() -> int:
             kodak.append((h * w, [net.quantize(coefficients, s)[0].numpy() for s in net.config.steps]))
     rows = []
     baseline: list[float] | None = None
-    variants = [(int(x), float(v)) for x in args.layouts.split(",") for v in args.smoothing.split(",")]
-    for layout, smoothing in variants:
+    variants = [(x.strip(), float(v)) for x in args.priors.split(",") for v in args.smoothing.split(",")]
+    for variant, smoothing in variants:
+        layout = int(variant.rstrip("spa"))
+        options = {"layout": layout, "smoothing": smoothing, "sign_context": "s" in variant}
         start = time.perf_counter()
-        prior = CoefficientContextPrior.fit(by_group, layout=layout, smoothing=smoothing)
+        if "p" in variant:
+            prior = CoefficientContextPrior.fit_with_prediction(by_group, **options)
+        elif "a" in variant:
+            prior = CoefficientContextPrior.fit(by_group, predicted=[[] for _ in by_group], **options)
+        else:
+            prior = CoefficientContextPrior.fit(by_group, **options)
         fit_s = time.perf_counter() - start
         bpp = []
         for q in range(1, levels + 1):
@@ -94,7 +112,10 @@ def main() -> int:
         saving = [100 * (b / a - 1) for a, b in zip(baseline, bpp)]
         rows.append(
             {
+                "variant": variant,
                 "layout": layout,
+                "sign_context": prior.sign_context,
+                "predicted": prior.config().get("predicted"),
                 "smoothing": smoothing,
                 "passes": len(LAYOUT_PASSES[layout]),
                 "bpp": bpp,
@@ -108,7 +129,7 @@ def main() -> int:
         )
     print(f"{args.model}, {args.limit} Kodak images, tables fitted on {args.fit_crops} training crops")
     print(
-        "layout (smoothing) | "
+        "variant (smoothing) | "
         + " | ".join(f"q{q}" for q in range(1, levels + 1, 3))
         + " | mean | tables MB | enc/dec top (s)"
     )
@@ -117,7 +138,7 @@ def main() -> int:
             f"{r['bpp'][q - 1]:.3f} ({r['change_percent'][q - 1]:+.1f}%)" for q in range(1, levels + 1, 3)
         )
         print(
-            f"{r['layout']} ({r['smoothing']:g}) | {cells} | {r['mean_change_percent']:+.2f}% "
+            f"{r['variant']} ({r['smoothing']:g}) | {cells} | {r['mean_change_percent']:+.2f}% "
             f"| {r['table_bytes'] / 1e6:.2f} "
             f"| {r['encode_top_s']:.2f}/{r['decode_top_s']:.2f}"
         )

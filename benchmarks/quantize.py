@@ -444,45 +444,59 @@ def vs_upstream_mse(steps: int, batch: int) -> list[dict]:
     )
     for name in ("VQ K=256", "RVQ-8 K=256"):
         # one seed is noise-level (per-seed ratios range 0.996-1.025 on RVQ-8): average MSE_SEEDS runs
-        # that differ in initial state and batch order, the same for both libraries within a seed
-        per_seed = []
+        # that differ in initial state and batch order, the same for both libraries within a seed.
+        # vqcodec runs twice per seed: with upstream's settings, and with those plus
+        # revive_by_error (an option upstream does not have), on the same batches
+        per_seed: dict[str, list[tuple[float, float]]] = {"": [], ", revive_by_error": []}
         for seed in range(MSE_SEEDS):
             torch.manual_seed(seed)
             if name.startswith("VQ"):
-                ours = VectorQuantizer(16, 256, channel_first=False, **settings)
+                ours = {
+                    label: VectorQuantizer(
+                        16, 256, channel_first=False, revive_by_error=bool(label), **settings
+                    )
+                    for label in per_seed
+                }
                 theirs = vqp.VectorQuantize(dim=16, codebook_size=256, **settings)
             else:
-                ours = ResidualVQ(16, 8, 256, channel_first=False, **settings)
+                ours = {
+                    label: ResidualVQ(
+                        16, 8, 256, channel_first=False, revive_by_error=bool(label), **settings
+                    )
+                    for label in per_seed
+                }
                 theirs = vqp.ResidualVQ(dim=16, num_quantizers=8, codebook_size=256, **settings)
             generator = torch.Generator().manual_seed(seed)
-            ours.train()
-            theirs.train()
-            for _ in range(steps):  # identical batches for both
+            for model in (*ours.values(), theirs):
+                model.train()
+            for _ in range(steps):  # identical batches for all
                 pick = torch.randint(train.shape[0], (batch,), generator=generator)
                 with torch.no_grad():
-                    ours(train[pick][None])
-                    theirs(train[pick][None])
-            ours.eval()
-            theirs.eval()
+                    for model in (*ours.values(), theirs):
+                        model(train[pick][None])
+            for model in (*ours.values(), theirs):
+                model.eval()
             with torch.no_grad():
-                mse_ours = float((ours.decode(ours.encode(test[None])) - test[None]).pow(2).mean())
                 mse_theirs = float((theirs(test[None])[0] - test[None]).pow(2).mean())
-            per_seed.append((mse_ours, mse_theirs))
-        mean_ours = sum(a for a, _ in per_seed) / len(per_seed)
-        mean_theirs = sum(b for _, b in per_seed) / len(per_seed)
-        rows.append(
-            {
-                "row": name,
-                "data": source,
-                "ema_steps": steps,
-                "seeds": len(per_seed),
-                "vqcodec_mse": mean_ours,
-                "upstream_mse": mean_theirs,
-                "mse_ratio": mean_ours / mean_theirs,
-                "per_seed_ratio": [round(a / b, 4) for a, b in per_seed],
-            }
-        )
-        print(json.dumps(rows[-1]), flush=True)
+                for label, model in ours.items():
+                    mse_ours = float((model.decode(model.encode(test[None])) - test[None]).pow(2).mean())
+                    per_seed[label].append((mse_ours, mse_theirs))
+        for label, pairs in per_seed.items():
+            mean_ours = sum(a for a, _ in pairs) / len(pairs)
+            mean_theirs = sum(b for _, b in pairs) / len(pairs)
+            rows.append(
+                {
+                    "row": name + label,
+                    "data": source,
+                    "ema_steps": steps,
+                    "seeds": len(pairs),
+                    "vqcodec_mse": mean_ours,
+                    "upstream_mse": mean_theirs,
+                    "mse_ratio": mean_ours / mean_theirs,
+                    "per_seed_ratio": [round(a / b, 4) for a, b in pairs],
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
@@ -490,12 +504,16 @@ def vs_upstream(args: argparse.Namespace) -> None:
     import vector_quantize_pytorch  # noqa: F401  (clear error when the bench extra is missing)
 
     num = args.vs_n
-    results = {
+    sections = set(args.vs_sections.split(","))
+    unknown = sections - {"speed", "memory", "mse"}
+    if unknown:
+        raise SystemExit(f"unknown --vs-sections {sorted(unknown)}; known: speed, memory, mse")
+    results: dict = {
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": args.threads},
         "upstream_version": _upstream_version(),
-        "speed": vs_upstream_speed(num, args.repeats),
-        "memory": vs_upstream_memory(num, args.threads),
-        "mse": vs_upstream_mse(args.vs_steps, 4096),
+        "speed": vs_upstream_speed(num, args.repeats) if "speed" in sections else [],
+        "memory": vs_upstream_memory(num, args.threads) if "memory" in sections else [],
+        "mse": vs_upstream_mse(args.vs_steps, 4096) if "mse" in sections else [],
     }
     _print_table(
         f"vs vector-quantize-pytorch: speed (CPU, N={num}, ratio = vqcodec / upstream, > 1 is faster)",
@@ -546,6 +564,11 @@ def main() -> None:
     )
     parser.add_argument("--vs-n", type=int, default=1 << 16, help="vectors per batch for --vs-upstream")
     parser.add_argument("--vs-steps", type=int, default=200, help="EMA steps for the --vs-upstream MSE rows")
+    parser.add_argument(
+        "--vs-sections",
+        default="speed,memory,mse",
+        help="--vs-upstream sections to run (comma-separated; the JSON holds empty lists for the others)",
+    )
     parser.add_argument("--vs-probe", nargs=3, metavar=("ROW", "LIB", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

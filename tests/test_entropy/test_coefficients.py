@@ -26,11 +26,43 @@ def _codes(rng, h, w, scale=2.0):
     return np.round(rng.laplace(size=(CHANNELS, h, w)) * scale * decay).astype(np.int64)
 
 
-@pytest.fixture(scope="module", params=sorted(LAYOUT_PASSES), ids=lambda layout: f"layout{layout}")
+# (layout, sign_context, predicted channels of groups 0 and 1)
+VARIANTS = [(layout, False, None) for layout in sorted(LAYOUT_PASSES)] + [
+    (1, True, None),
+    (3, True, None),
+    (3, True, [[0], [0, 1, 2]]),
+    (2, False, [[], [1]]),
+]
+
+
+def _variant_id(v):
+    return f"layout{v[0]}" + ("-signs" if v[1] else "") + ("-predicted" if v[2] else "")
+
+
+@pytest.fixture(scope="module", params=VARIANTS, ids=_variant_id)
 def prior(request):
     rng = np.random.default_rng(0)
-    codes = [[_codes(rng, 9, 7) for _ in range(12)] for _ in range(2)]
-    return CoefficientContextPrior.fit(codes, layout=request.param)
+    codes = [[_smooth_codes(rng, 9, 7) for _ in range(12)] for _ in range(2)]
+    layout, sign_context, predicted = request.param
+    return CoefficientContextPrior.fit(codes, layout=layout, sign_context=sign_context, predicted=predicted)
+
+
+def _ramp_codes(rng, h, w):
+    """Codes whose first channels are large smooth ramps (DC-like), the rest small noise."""
+    codes = _codes(rng, h, w, scale=1.0)
+    i, j = np.mgrid[0:h, 0:w]
+    for c in range(3):
+        slope = rng.normal(size=2) * 3
+        codes[c] = np.round(40 + slope[0] * i + slope[1] * j + rng.normal(size=(h, w)) * 0.7).astype(np.int64)
+    return codes
+
+
+def _smooth_codes(rng, h, w, scale=2.0):
+    """Codes whose first channels have spatially coherent signs (as smooth pictures give)."""
+    codes = _codes(rng, h, w, scale)
+    field = np.sign(np.cumsum(np.cumsum(rng.normal(size=(3, h, w)), axis=1), axis=2))
+    codes[:3] = np.abs(codes[:3]) * np.where(field == 0, 1, field)
+    return codes
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUT_PASSES))
@@ -69,6 +101,113 @@ def test_layout_is_kept_in_the_config_and_layout_one_keeps_its_released_config()
         load_prior(dict(three.config(), layout=9), three.state_dict())
     with pytest.raises(ValueError, match="layout"):
         CoefficientContextPrior.fit(codes, layout=0)
+
+
+def test_sign_context_is_kept_in_the_config_and_uniform_priors_keep_their_released_config():
+    rng = np.random.default_rng(4)
+    codes = [[_smooth_codes(rng, 8, 8) for _ in range(6)]]
+    plain = CoefficientContextPrior.fit(codes, layout=3)
+    signed = CoefficientContextPrior.fit(codes, layout=3, sign_context=True)
+    assert "sign_context" not in plain.config() and "sign_freqs" not in plain.state_dict()
+    assert signed.config()["sign_context"] == 1
+    again = load_prior(signed.config(), signed.state_dict())
+    assert again.sign_context and np.array_equal(again.sign_freqs, signed.sign_freqs)
+    sample = _smooth_codes(rng, 8, 8)
+    assert again.encode(sample, group=0) == signed.encode(sample, group=0)
+    # the magnitudes are the same symbols under the same tables: only the sign bits differ
+    assert np.array_equal(plain.freqs, signed.freqs)
+    assert signed.ideal_bits(sample, group=0) < plain.ideal_bits(sample, group=0)
+    state = signed.state_dict()
+    with pytest.raises(ValueError, match="sign_freqs"):
+        load_prior(signed.config(), {"freqs": state["freqs"]})
+    with pytest.raises(ValueError, match="sign_context"):
+        load_prior(dict(signed.config(), sign_context=2), state)
+    with pytest.raises(ValueError, match="sign_freqs must be"):
+        CoefficientContextPrior(CHANNELS, 1, signed.freqs, layout=3, sign_freqs=signed.sign_freqs[:-1])
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUT_PASSES))
+def test_sign_tables_read_only_signs_of_earlier_passes(layout):
+    # the decoder knows a pass's signs only after decoding it, so flipping the signs of pass p
+    # and later must leave the tables of pass p unchanged (and pass 0 has no sign context)
+    rng = np.random.default_rng(layout)
+    prior = CoefficientContextPrior.fit([[_smooth_codes(rng, 9, 11)]], layout=layout, sign_context=True)
+    codes = _smooth_codes(rng, 13, 10)
+    masks = pass_masks(13, 10, layout)
+    for p, mask in enumerate(masks):
+        flipped = codes.copy()
+        later = np.zeros_like(mask)
+        for q in range(p, len(masks)):
+            later |= masks[q]
+        flipped[:, later] *= -1
+        before = prior.sign_bits(codes, group=0, negative=np.zeros(codes.shape, bool))
+        after = prior.sign_bits(flipped, group=0, negative=np.zeros(codes.shape, bool))
+        assert np.array_equal(before[:, mask], after[:, mask])
+        if p == 0:
+            assert np.unique(before[:, mask][0]).size == 1  # one table per channel
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUT_PASSES))
+def test_prediction_round_trips_and_reads_only_earlier_passes(layout):
+    rng = np.random.default_rng(10 + layout)
+    codes = [[_ramp_codes(rng, 9, 7) for _ in range(4)]]
+    prior = CoefficientContextPrior.fit(codes, layout=layout, predicted=[[0, 2]])
+    sample = _ramp_codes(rng, 11, 13)
+    residual = prior.predict(sample, group=0)
+    assert np.array_equal(residual[[1, 3]], sample[[1, 3]])  # channels not listed stay as they are
+    assert np.array_equal(prior.unpredict(residual, group=0), sample)
+    masks = pass_masks(11, 13, layout)
+    first = masks[0]
+    assert np.array_equal(residual[0][first], sample[0][first])  # the first pass has no prediction
+    # elsewhere the ramp is mostly predicted
+    assert np.abs(residual[0][~first]).sum() < np.abs(sample[0][~first]).sum() / 4
+    for p, mask in enumerate(masks):
+        # changing the codes of pass p and later must leave pass p's prediction unchanged
+        later = np.zeros_like(mask)
+        for q in range(p, len(masks)):
+            later |= masks[q]
+        changed = sample.copy()
+        changed[:, later] += 5
+        moved = prior.predict(changed, group=0) - changed
+        assert np.array_equal(moved[:, mask], (residual - sample)[:, mask])
+
+
+def test_predicted_priors_code_ramps_in_fewer_bits_and_keep_their_config():
+    rng = np.random.default_rng(11)
+    codes = [[_ramp_codes(rng, 12, 12) for _ in range(8)], [_codes(rng, 12, 12) for _ in range(8)]]
+    plain = CoefficientContextPrior.fit(codes, layout=3, sign_context=True)
+    chosen = CoefficientContextPrior.fit_with_prediction(codes, layout=3, sign_context=True, candidates=4)
+    predicted = chosen.config()["predicted"]
+    assert predicted[0] == [0, 1, 2] and predicted[1] == []  # ramps predicted, noise not
+    assert "predicted" not in plain.config()
+    sample = _ramp_codes(rng, 12, 12)
+    assert chosen.ideal_bits(sample, group=0) < 0.8 * plain.ideal_bits(sample, group=0)
+    bits = chosen.channel_bits(sample, group=0)
+    assert bits.shape == (CHANNELS,) and bits.sum() == pytest.approx(chosen.ideal_bits(sample, group=0))
+    again = load_prior(chosen.config(), chosen.state_dict())
+    assert again.encode(sample, group=0) == chosen.encode(sample, group=0)
+    assert np.array_equal(again.decode(chosen.encode(sample, group=0), sample.shape, group=0), sample)
+    for bad in ([[0]], [[1, 0], []], [[0], [CHANNELS]], "0", [[True], []]):
+        with pytest.raises(ValueError, match="predicted"):
+            load_prior(dict(chosen.config(), predicted=bad), chosen.state_dict())
+
+
+def test_predicted_residuals_beyond_the_symbols_are_refused_both_ways():
+    prior = CoefficientContextPrior.fit([[np.zeros((CHANNELS, 4, 4), np.int64)]], layout=1, predicted=[[0]])
+    codes = np.zeros((CHANNELS, 4, 4), dtype=np.int64)
+    codes[0, ::2, ::2] = MAX_MAGNITUDE  # pass-0 positions of layout 1 at i, j even
+    codes[0, 0, 1] = -MAX_MAGNITUDE  # residual -MAX - MAX
+    with pytest.raises(ValueError, match="residuals"):
+        prior.encode(codes, group=0)
+    # a payload whose residuals, once the prediction is added back, leave the code range
+    big = np.zeros_like(codes)
+    big[0, 0, 0] = MAX_MAGNITUDE
+    big[0, 0, 1] = MAX_MAGNITUDE  # residual at (0, 1): its prediction is MAX, so its code is 2 MAX
+    plain = CoefficientContextPrior.fit([[np.zeros((CHANNELS, 4, 4), np.int64)]], layout=1)
+    forged = CoefficientContextPrior(CHANNELS, 1, plain.freqs, layout=1, predicted=[[0]])
+    payload = plain.encode(big, group=0)
+    with pytest.raises(FormatError, match="beyond"):
+        forged.decode(payload, big.shape, group=0)
 
 
 def test_magnitude_symbols_match_the_documented_exp_golomb_split():
@@ -155,7 +294,8 @@ def test_fast_contexts_give_the_reference_batches_and_payload(prior, shape):
         codes = np.round(rng.laplace(size=shape) * scale).astype(np.int64)
         codes[-2:] = 0  # a zero tail, so coded_channels < C
         for group in range(prior.num_groups):
-            symbols, k, mantissa = magnitude_symbols(codes)
+            coded_values = prior.predict(codes, group=group)
+            symbols, k, mantissa = magnitude_symbols(coded_values)
             fast = prior._magnitude_batches(symbols, group)
             reference = prior._reference_magnitude_batches(symbols, group)
             assert len(fast) == len(reference)
@@ -164,7 +304,7 @@ def test_fast_contexts_give_the_reference_batches_and_payload(prior, shape):
             coded = prior.coded_channels(codes)
             ref_body = encode_batches(
                 prior._reference_magnitude_batches(symbols[:coded], group)
-                + prior._raw_batches(codes[:coded], k[:coded], mantissa[:coded]),
+                + prior._raw_batches(coded_values[:coded], k[:coded], mantissa[:coded], group),
                 prior.tables,
             )
             payload = prior.encode(codes, group=group)
@@ -179,9 +319,12 @@ def test_magnitude_tables_and_code_cost_add_up_to_the_ideal_bits(prior):
     rng = np.random.default_rng(5)
     codes = _codes(rng, 8, 6, scale=4.0)
     codes[-1, 0, 0] = 3  # every channel coded, so nothing is trimmed from the payload
-    tables = prior.magnitude_tables(codes, group=1)
+    coded = prior.predict(codes, group=1)
+    tables = prior.magnitude_tables(coded, group=1)
     assert tables.shape == codes.shape
-    total = float(prior.code_cost(tables, np.abs(codes)).sum())
+    signs = prior.sign_bits(coded, group=1)
+    assert signs.shape == codes.shape and (prior.sign_context or (signs == 1).all())
+    total = float(prior.code_cost(tables, np.abs(coded), signs).sum())
     assert total == pytest.approx(prior.ideal_bits(codes, group=1), rel=1e-9)
 
 
@@ -190,13 +333,17 @@ def test_rd_quantize_limits_zero_lambda_nearest_huge_lambda_cheapest(prior):
     coefficients = rng.laplace(size=(CHANNELS, 7, 9)) * 3.0
     step = 0.7
     nearest = np.sign(coefficients) * np.floor(np.abs(coefficients) / step + 0.5)
-    assert np.array_equal(prior.rd_quantize(coefficients, step, group=0, lam=0.0), nearest)
+    dead = np.sign(coefficients) * np.floor(np.abs(coefficients) / step + 0.35)
+    # predicted channels keep dead-zone rounding (their choices move their neighbours' residuals)
+    kept = prior.predicted[0][:, None, None]
+    assert np.array_equal(
+        prior.rd_quantize(coefficients, step, group=0, lam=0.0), np.where(kept, dead, nearest)
+    )
     # a huge lambda keeps the cheapest candidate: mostly zeros, far fewer bits
     cheapest = prior.rd_quantize(coefficients, step, group=0, lam=1e9)
     assert prior.ideal_bits(cheapest, group=0) < 0.5 * prior.ideal_bits(nearest.astype(np.int64), group=0)
     assert np.count_nonzero(cheapest) < 0.5 * np.count_nonzero(nearest)
     # no passes: the dead-zone start
-    dead = np.sign(coefficients) * np.floor(np.abs(coefficients) / step + 0.35)
     assert np.array_equal(prior.rd_quantize(coefficients, step, group=0, passes=0), dead)
 
 

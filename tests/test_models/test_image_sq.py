@@ -92,6 +92,47 @@ def test_bundle_and_codec_round_trip(network, tmp_path):
         vqcodec.decode_image(data[:-30], model=str(path))
 
 
+def test_export_writes_finer_levels_and_the_prior_options_it_is_given(network, tmp_path):
+    from vqcodec.train.recipes.image_sq import ScalarImageCodecModule, export
+
+    module = ScalarImageCodecModule(CONFIG)
+    module.model.load_state_dict(network.state_dict())
+    crops = (torch.cat([_pixels(s, 48) for s in range(8)]) * 255).to(torch.uint8)
+    packed = tmp_path / "crops.pt"
+    torch.save({"train": crops}, packed)
+    config = {
+        "data": {"packed": str(packed)},
+        "export": {
+            "path": str(tmp_path / "fine.safetensors"),
+            "name": "fine",
+            "steps": [0.8, 0.4, 0.2, 0.05, 0.01],
+            "fit_crops": 8,
+            "prior_groups": 2,
+            "prior_layout": 3,
+            "prior_sign_context": True,
+            "prior_predict": True,
+        },
+    }
+    path = export(module, config, None)
+    network_again, prior, model_config, _ = load_bundle(path)
+    assert model_config.steps == (0.8, 0.4, 0.2, 0.05, 0.01) and model_config.decoder_channels == (8, 8, 4)
+    assert prior.num_groups == 2 and prior.layout == 3 and prior.sign_context
+    assert torch.equal(
+        network_again.refine.layers[0].weight.float(), network.refine.layers[0].weight.half().float()
+    )
+    image = (_pixels(12, 40)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    errors = []
+    for quality in range(1, 6):
+        decoded = vqcodec.decode_image(
+            vqcodec.encode_image(image, quality=quality, model=str(path)), model=str(path), output="numpy"
+        )
+        errors.append(float(np.mean((decoded.astype(float) - image) ** 2)))
+    assert errors == sorted(errors, reverse=True)
+    for key, bad in (("steps", 0.5), ("prior_sign_context", "yes"), ("prior_predict", 1)):
+        with pytest.raises(ValueError, match=key):
+            export(module, {**config, "export": {**config["export"], key: bad}}, None)
+
+
 def test_effort_one_chooses_rd_codes_that_decode_and_save_bits():
     from PIL import Image
 

@@ -31,6 +31,7 @@ def _build() -> dict[str, torch.nn.Module]:
             kmeans_iters=4,
             kmeans_init_vectors=200,
             threshold_ema_dead_code=2.0,
+            revive_by_error=True,  # error-weighted draws over the gathered batch, same on every rank
             quantize_dropout=True,
         ),
         "vq": VectorQuantizer(

@@ -135,6 +135,35 @@ def test_dead_codes_are_revived_with_current_latents(criterion):
     assert set(metrics[-1]) >= {"usage", "perplexity", "dead_codes"}
 
 
+@pytest.mark.parametrize("through", ["forward", "expire_codes_"])
+def test_revive_by_error_draws_the_latents_the_codebook_fits_worst(through):
+    # 1,000 latents sit exactly on code 0 (error 0), 6 far ones have all the error: the 5 revived
+    # codes must come from those 6, while uniform draws would almost surely take the near ones
+    near = torch.zeros(1000, 4)
+    far = torch.full((6, 4), 5.0) + torch.arange(6.0)[:, None]
+    x = torch.cat([near, far])
+    for by_error in (True, False):
+        vq = VectorQuantizer(4, 6, threshold_ema_dead_code=0.5, revive_by_error=by_error, channel_first=False)
+        with torch.no_grad():
+            vq.codebook.zero_()
+            vq.codebook[1:] += 1000.0  # codes 1.. are dead and never the nearest
+            vq.embed_avg.copy_(vq.codebook)
+            vq.cluster_size.fill_(0.1)
+            vq.cluster_size[0] = 1000.0
+        if through == "forward":
+            vq.train()(x)
+        else:
+            assert vq.expire_codes_(x) == 5
+        revived = vq.codebook[1:]
+        from_far = (revived[:, None, :] - far[None]).abs().sum(-1).min(dim=1).values < 1e-4
+        if by_error:
+            assert bool(from_far.all())
+        else:
+            assert not bool(from_far.any())
+    with pytest.raises(TypeError):
+        VectorQuantizer(4, 6, revive_by_errors=True)
+
+
 def test_straight_through_and_rotation_trick_gradients():
     torch.manual_seed(8)
     x = torch.randn(3, 8, 4, 4, requires_grad=True)

@@ -9,11 +9,16 @@ Symbols (all integer arithmetic, identical in encoder and decoder):
 - magnitude symbol ``m``: ``|v|`` when ``|v| < ESCAPE``; else ``ESCAPE + k`` with
   ``k = floor(log2(|v| - ESCAPE + 1))`` (Exp-Golomb order 0), 0 <= k <= MAX_EXTRA_BITS - 1;
 - for ``m >= ESCAPE``: ``k`` mantissa bits ``|v| - ESCAPE + 1 - 2**k`` (uniform table of 2**k);
-- for ``v != 0``: one sign bit (1 = negative; uniform table of 2).
+- for ``v != 0``: one sign bit (1 = negative): a uniform table of 2, or, in a prior with
+  ``sign_context`` (config key ``sign_context: 1``), a binary table chosen by the signs of the
+  same-channel neighbours decoded before it (below).
 
 Order: channel by channel (0 .. C'-1); in each channel, the passes of the prior's ``layout``
-(each pass in raster order); then every sign bit (in the same order), then every mantissa (same
-order). Contexts use magnitude symbols only, so signs and mantissas can follow all magnitudes.
+(each pass in raster order); then every sign bit, then every mantissa (in the magnitudes' order).
+Without ``sign_context`` the signs follow the magnitudes' order; with it they go pass by pass
+(pass 0 of every channel, channel by channel, each in raster order; then pass 1 ...), so that one
+batch holds every sign of a pass. Contexts of magnitudes use magnitude symbols only, so signs and
+mantissas can follow all magnitudes.
 
 Passes (``LAYOUT_PASSES``, ``pass_masks``), positions (i, j) of the block grid:
 - layout 1 (``image-sq20``, ``image-sq20b``): (i + j) even | (i + j) odd;
@@ -34,13 +39,29 @@ Context of a magnitude symbol at channel c, block (i, j), with ``n = min(m, 15)`
 - the table is ``(((group * CK + ck(c)) * P + pass) * NB + nbr) * NR + recent`` with P the
   layout's pass count and ``ck(c) = c`` for c < 64 and ``64 + (c - 64) // 8`` above (high
   channels share statistics).
+Prediction (config key ``predicted``: per table group, a list of channels; none by default): a
+listed channel is coded as residuals, at each position of a pass after the first, the code minus
+:func:`pass_prediction` (the rounded mean of the codes at the pass's 4 source offsets, all in
+earlier passes); everything above and below then applies to those residuals. The decoder adds
+the prediction back pass by pass. Low-order coefficients (the block means of the colour planes)
+are smooth across blocks, so their residuals are small; ``fit_with_prediction`` keeps a channel
+predicted only where that measures fewer bits on the training codes.
+
+Context of a sign (``sign_context`` priors) at channel c, block (i, j) of pass p: ``t`` = the sum
+of sign(v) (-1, 0 or 1) over the pass's 4 ``SOURCE_OFFSETS`` in channel c (positions of earlier
+passes, so their signs are decoded; outside the picture 0), clipped to -4..4; pass 0, which has
+no same-channel neighbour before it, uses t = 0. The sign table is
+``((group * CK + ck(c)) * P + p) * SIGN_CONTEXTS + t + 4``. Neighbouring blocks of a transform
+coefficient mostly agree in sign (smooth brightness and colour, edges that run across blocks):
+on image-sq20c's codes of 8 Kodak images the signs, 20-33 % of the bits, take 1.6-25.9 % fewer
+bits in total (most at the lowest rates; benchmarks/context_layout.py, results/context_signs.json).
 Everything is integer, so the tables the decoder selects are exactly the encoder's on every
 machine; the tables themselves are integers stored in the model (cdf.py, coder.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -85,6 +106,11 @@ SOURCE_OFFSETS = {
     DIAGONAL_2: ((-2, -2), (-2, 2), (2, -2), (2, 2)),
     ADJACENT_2: ((-2, 0), (2, 0), (0, -2), (0, 2)),
 }
+#: sign tables per (group, channel key, pass): the neighbour sign sum -4..4
+SIGN_CONTEXTS = 9
+SIGN_CLIP = 4
+#: channels ``fit_with_prediction`` considers predicting (the low-order coefficients)
+PREDICT_CANDIDATES = 8
 #: mantissas are coded in chunks of at most this many raw bits (uniform tables fit the alphabet)
 CHUNK_BITS = 4
 CHUNKS = -(-(MAX_EXTRA_BITS - 1) // CHUNK_BITS)
@@ -116,12 +142,35 @@ def magnitude_symbols(codes: I64) -> tuple[I64, I64, I64]:
 
 def _offset_sum(n: I64, offsets: Sequence[tuple[int, int]]) -> I64:
     """(H, W) -> sum over ``offsets`` (di, dj) of n[i + di, j + dj] (zero outside)."""
-    h, w = n.shape
     out = np.zeros_like(n)
     for di, dj in offsets:
-        out[max(0, -di) : h - max(0, di), max(0, -dj) : w - max(0, dj)] += n[
-            max(0, di) : h - max(0, -di), max(0, dj) : w - max(0, -dj)
-        ]
+        out += _shifted(n, di, dj)
+    return out
+
+
+def pass_prediction(values: I64, source: int) -> I64:
+    """values (n, H, W) -> (n, H, W) the prediction of a pass whose context source is ``source``:
+    the mean of the values at the source's offsets inside the grid, rounded half up
+    (floor((2 * sum + count) / (2 * count)), integers only); 0 where no offset is inside and for
+    the "previous channel" source (the first pass). Only the offsets' positions are read, so for a
+    pass's own positions it reads earlier passes only."""
+    if source == PREVIOUS_CHANNEL:
+        return np.zeros_like(values)
+    offsets = SOURCE_OFFSETS[source]
+    total = np.zeros_like(values)
+    for di, dj in offsets:
+        total += _shifted(values, di, dj)
+    count = _offset_sum(np.ones(values.shape[-2:], dtype=np.int64), offsets)
+    return np.floor_divide(2 * total + count, 2 * np.maximum(count, 1)) * (count > 0)
+
+
+def _shifted(values: I64, di: int, dj: int) -> I64:
+    """values (..., H, W) -> out[..., i, j] = values[..., i + di, j + dj] (0 outside)."""
+    h, w = values.shape[-2:]
+    out = np.zeros_like(values)
+    out[..., max(0, -di) : h - max(0, di), max(0, -dj) : w - max(0, dj)] = values[
+        ..., max(0, di) : h - max(0, -di), max(0, dj) : w - max(0, -dj)
+    ]
     return out
 
 
@@ -155,6 +204,12 @@ def table_count(channels: int, num_groups: int, layout: int) -> int:
     return num_groups * keys * len(LAYOUT_PASSES[layout]) * NB * NR
 
 
+def sign_table_count(channels: int, num_groups: int, layout: int) -> int:
+    """Sign tables of a ``sign_context`` prior: groups x channel keys x passes x SIGN_CONTEXTS."""
+    keys = int(channel_keys(channels).max()) + 1
+    return num_groups * keys * len(LAYOUT_PASSES[check_layout(layout)]) * SIGN_CONTEXTS
+
+
 def _flat_row() -> I64:
     """A valid (not fitted) table row: near-uniform frequencies summing to 2**PRECISION."""
     row = np.full(ALPHABET, (1 << PRECISION) // ALPHABET, dtype=np.int64)
@@ -163,28 +218,42 @@ def _flat_row() -> I64:
 
 
 def _mosaics(
-    codes_list: Sequence[npt.ArrayLike], per_side: int = 16
+    codes_list: Sequence[npt.ArrayLike],
+    per_side: int = 16,
+    *,
+    aligned: bool = False,
+    transform: Callable[[npt.ArrayLike], I64] | None = None,
 ) -> Iterator[tuple[I64, npt.NDArray[np.bool_]]]:
-    """Many small code arrays (C, h, w) -> mosaics (C, H, W) with one zero block between tiles,
-    and the mask of positions that belong to a tile. Zeros around a tile are exactly what the
+    """Many small code arrays (C, h, w) -> mosaics (C, H, W) with zero blocks between tiles, and
+    the mask of positions that belong to a tile. Zeros around a tile are exactly what the
     contexts see outside a picture, so counting over a mosaic equals counting tile by tile, up to
-    the checkerboard phase of each tile (statistically the same); one pass over a mosaic is
-    ~100x faster than over its tiles. Made one at a time: holding every mosaic (and int64 copies
-    of every tile) at once ran a 1,000-crop fit out of 24 GB."""
+    the pass phase of each tile (statistically the same); one pass over a mosaic is ~100x faster
+    than over its tiles. Made one at a time: holding every mosaic (and int64 copies of every
+    tile) at once ran a 1,000-crop fit out of 24 GB.
+
+    The released priors were fitted with one zero block between tiles (kept, so their recipes
+    reproduce them). ``aligned``: at least ``PAD`` zero blocks and a tile pitch that is a multiple
+    of 4, so every tile keeps its own pass phase (each layout repeats every 4 positions) and no
+    offset reaches a neighbouring tile; needed when ``transform`` (applied to each tile before it
+    is placed, e.g. :meth:`CoefficientContextPrior.predict`) depends on the passes."""
     by_shape: dict[tuple[int, ...], list[npt.ArrayLike]] = {}
     for codes in codes_list:
         by_shape.setdefault(np.shape(codes), []).append(codes)
     for (c, h, w), arrays in by_shape.items():
+        gap_h = PAD + (-(h + PAD)) % 4 if aligned else 1
+        gap_w = PAD + (-(w + PAD)) % 4 if aligned else 1
+        pitch_h, pitch_w = h + gap_h, w + gap_w
         for start in range(0, len(arrays), per_side * per_side):
             chunk = arrays[start : start + per_side * per_side]
             rows = -(-len(chunk) // per_side)
             cols = min(per_side, len(chunk))
-            mosaic = np.zeros((c, rows * (h + 1), cols * (w + 1)), dtype=np.int64)
+            mosaic = np.zeros((c, rows * pitch_h, cols * pitch_w), dtype=np.int64)
             valid = np.zeros(mosaic.shape[1:], dtype=bool)
             for index, a in enumerate(chunk):
                 r, q = divmod(index, per_side)
-                mosaic[:, r * (h + 1) : r * (h + 1) + h, q * (w + 1) : q * (w + 1) + w] = a
-                valid[r * (h + 1) : r * (h + 1) + h, q * (w + 1) : q * (w + 1) + w] = True
+                tile = a if transform is None else transform(a)
+                mosaic[:, r * pitch_h : r * pitch_h + h, q * pitch_w : q * pitch_w + w] = tile
+                valid[r * pitch_h : r * pitch_h + h, q * pitch_w : q * pitch_w + w] = True
             yield mosaic, valid
 
 
@@ -194,7 +263,20 @@ class CoefficientContextPrior:
     kind = PRIOR_COEFFICIENT_CONTEXT
     name = "coefficient_context"
 
-    def __init__(self, channels: int, num_groups: int, freqs: npt.ArrayLike, *, layout: int = 1):
+    def __init__(
+        self,
+        channels: int,
+        num_groups: int,
+        freqs: npt.ArrayLike,
+        *,
+        layout: int = 1,
+        sign_freqs: npt.ArrayLike | None = None,
+        predicted: Sequence[Sequence[int]] | None = None,
+    ):
+        """``freqs``: (table_count, ALPHABET) magnitude tables; ``sign_freqs``: None (uniform sign
+        bits) or (sign_table_count, 2) binary tables, one per sign context; ``predicted``: None or,
+        per table group, the channels coded as residuals of their pass prediction (module
+        docstring)."""
         self.channels = int(channels)
         self.num_groups = int(num_groups)
         self.layout = check_layout(layout)
@@ -206,11 +288,34 @@ class CoefficientContextPrior:
         f = np.asarray(freqs, dtype=np.int64)
         if f.shape != (self.context_tables, ALPHABET):
             raise ValueError(f"freqs must be ({self.context_tables}, {ALPHABET}), got {f.shape}")
-        # uniform tables of 2**b symbols, b = 1..CHUNK_BITS, for raw bits (signs use b = 1)
-        table = np.zeros((self.context_tables + CHUNK_BITS, ALPHABET), dtype=np.int64)
+        self.predicted = np.zeros((self.num_groups, self.channels), dtype=bool)
+        if predicted is not None:
+            if len(predicted) != self.num_groups:
+                raise ValueError(f"predicted needs one channel list per group ({self.num_groups})")
+            for g, chans in enumerate(predicted):
+                listed = [int(c) for c in chans]
+                if listed != sorted(set(listed)) or any(not 0 <= c < self.channels for c in listed):
+                    raise ValueError(
+                        f"predicted[{g}] must be sorted distinct channels in 0..{self.channels - 1}"
+                    )
+                self.predicted[g, listed] = True
+        self.sign_context = sign_freqs is not None
+        self.sign_tables = sign_table_count(self.channels, self.num_groups, self.layout)
+        if sign_freqs is not None:
+            sf = np.asarray(sign_freqs, dtype=np.int64)
+            if sf.shape != (self.sign_tables, 2):
+                raise ValueError(f"sign_freqs must be ({self.sign_tables}, 2), got {sf.shape}")
+        # rows: magnitude tables; uniform tables of 2**b symbols, b = 1..CHUNK_BITS, for raw bits
+        # (uniform signs use b = 1); then the sign tables of a sign_context prior
+        self.sign_table_start = self.context_tables + CHUNK_BITS
+        rows = self.sign_table_start + (self.sign_tables if sign_freqs is not None else 0)
+        table = np.zeros((rows, ALPHABET), dtype=np.int64)
         table[: self.context_tables] = f
         for b in range(1, CHUNK_BITS + 1):
             table[self.context_tables + b - 1, : 1 << b] = 1 << (PRECISION - b)
+        if sign_freqs is not None:
+            table[self.sign_table_start :, :2] = sf
+        self.sign_freqs = None if sign_freqs is None else np.asarray(sign_freqs, dtype=np.int64)
         self.freqs = f
         self.tables = CodingTables(table)
         self._symbol_bits: npt.NDArray[np.float64] | None = None
@@ -277,6 +382,34 @@ class CoefficientContextPrior:
         nb = NBR_BUCKETS[np.minimum(nbr, NBR_BUCKETS.size - 1)]
         return self._table_base(group, c, pass_index) + nb * NR + rb
 
+    def predict(self, codes: npt.ArrayLike, *, group: int) -> I64:
+        """Codes (C, H, W) -> the integers the payload codes: the codes, except that each channel
+        in ``predicted[group]`` holds, at the positions of every pass after the first, the code
+        minus :func:`pass_prediction` of the codes."""
+        c = np.array(codes, dtype=np.int64)
+        g = self._check_group(group)
+        chosen = np.flatnonzero(self.predicted[g, : c.shape[0]])
+        if chosen.size:
+            values = c[chosen]
+            residual = values.copy()
+            for where, source in zip(self._pass_masks(*c.shape[1:]), self.pass_sources, strict=True):
+                residual[:, where] -= pass_prediction(values, source)[:, where]
+            c[chosen] = residual
+        return c
+
+    def unpredict(self, coded: npt.ArrayLike, *, group: int) -> I64:
+        """Inverse of :meth:`predict`: pass by pass, so each pass's prediction reads the codes of
+        earlier passes, already restored (exactly what the encoder read)."""
+        c = np.array(coded, dtype=np.int64)
+        g = self._check_group(group)
+        chosen = np.flatnonzero(self.predicted[g, : c.shape[0]])
+        if chosen.size:
+            values = c[chosen]
+            for where, source in zip(self._pass_masks(*c.shape[1:]), self.pass_sources, strict=True):
+                values[:, where] += pass_prediction(values, source)[:, where]
+            c[chosen] = values
+        return c
+
     def _check_group(self, group: int) -> int:
         integer = isinstance(group, (int, np.integer)) and not isinstance(group, bool)
         if not integer or not 0 <= group < self.num_groups:
@@ -320,13 +453,47 @@ class CoefficientContextPrior:
         """Index of the uniform table of 2**bits symbols (1 <= bits <= CHUNK_BITS)."""
         return self.context_tables - 1 + bits
 
-    def _raw_batches(self, codes: I64, k: I64, mantissa: I64) -> list[tuple[I64, I64]]:
-        """Sign bits, then mantissa chunks j = 0, 1, ... (bits 4j .. 4j+3), each in coding order."""
+    def _sign_tables_of_pass(
+        self, signs_padded: I64, p: int, inner: I64, padded_width: int, group: int
+    ) -> I64:
+        """Sign tables (C', n) of pass p's positions ``inner`` (in the padded plane) of every channel,
+        from signs_padded (C', (H + 2 PAD) * (W + 2 PAD)): -1/0/1 of the passes before p (zero
+        border)."""
+        c_count = signs_padded.shape[0]
+        base = ((group * self.num_keys + self.keys[:c_count]) * self.num_passes + p) * SIGN_CONTEXTS
+        source = self.pass_sources[p]
+        t = np.zeros((c_count, inner.size), dtype=np.int64)
+        if source != PREVIOUS_CHANNEL:
+            for di, dj in SOURCE_OFFSETS[source]:
+                t += signs_padded[:, inner + di * padded_width + dj]
+        return self.sign_table_start + base[:, None] + np.clip(t, -SIGN_CLIP, SIGN_CLIP) + SIGN_CLIP
+
+    def _sign_batches(self, codes: I64, group: int) -> list[tuple[I64, I64]]:
+        """Sign bits of a sign_context prior: one batch per pass (every channel of the pass)."""
+        c_count, h, w = codes.shape
+        padded = np.zeros((c_count, h + 2 * PAD, w + 2 * PAD), dtype=np.int64)
+        padded[:, PAD:-PAD, PAD:-PAD] = np.sign(codes)
+        padded_flat = padded.reshape(c_count, -1)
+        flat = codes.reshape(c_count, h * w)
+        batches = []
+        for p, (where, inner) in enumerate(self._pass_positions(h, w)):
+            values = flat[:, where]
+            nonzero = values != 0
+            tables = self._sign_tables_of_pass(padded_flat, p, inner, w + 2 * PAD, group)
+            batches.append(((values[nonzero] < 0).astype(np.int64), tables[nonzero]))
+        return batches
+
+    def _raw_batches(self, codes: I64, k: I64, mantissa: I64, group: int) -> list[tuple[I64, I64]]:
+        """Sign bits (uniform: in coding order; sign_context: :meth:`_sign_batches`), then mantissa
+        chunks j = 0, 1, ... (bits 4j .. 4j+3), each in coding order."""
         order = self._coding_order(codes.shape)
         flat_codes, flat_k = codes.reshape(-1)[order], k.reshape(-1)[order]
         flat_m = mantissa.reshape(-1)[order]
-        signs = (flat_codes[flat_codes != 0] < 0).astype(np.int64)
-        batches = [(signs, self._raw_table(np.ones(signs.shape, dtype=np.int64)))]
+        if self.sign_context:
+            batches = self._sign_batches(codes, group)
+        else:
+            signs = (flat_codes[flat_codes != 0] < 0).astype(np.int64)
+            batches = [(signs, self._raw_table(np.ones(signs.shape, dtype=np.int64)))]
         for j in range(CHUNKS):
             has = flat_k > CHUNK_BITS * j
             width = np.minimum(CHUNK_BITS, flat_k[has] - CHUNK_BITS * j)
@@ -353,7 +520,8 @@ class CoefficientContextPrior:
         return bits
 
     def magnitude_tables(self, codes: npt.ArrayLike, *, group: int) -> I64:
-        """Codes (C, H, W) -> the context table (C, H, W) each magnitude symbol is coded with."""
+        """Coded values (C, H, W) (:meth:`predict` of the codes) -> the context table (C, H, W)
+        each magnitude symbol is coded with."""
         c = self._check_codes(codes)
         g = self._check_group(group)
         symbols, _, _ = magnitude_symbols(c)
@@ -365,11 +533,37 @@ class CoefficientContextPrior:
             out[index // passes, positions[index % passes][0]] = tables
         return out.reshape(channels, h, w)
 
-    def code_cost(self, tables: I64, magnitudes: I64) -> npt.NDArray[np.float64]:
+    def sign_bits(
+        self, codes: npt.ArrayLike, *, group: int, negative: npt.ArrayLike | None = None
+    ) -> npt.NDArray[np.float64]:
+        """Coded values (C, H, W) (:meth:`predict` of the codes) -> (C, H, W) bits the sign at each
+        position costs: 1 with uniform sign
+        bits; with ``sign_context``, under the table that the signs of ``codes`` around it select,
+        for the sign ``negative`` (bool (C, H, W); default ``codes < 0``). Zero codes take part
+        as 0 in their neighbours' contexts, yet get the price their sign would have."""
+        c = self._check_codes(codes)
+        g = self._check_group(group)
+        if not self.sign_context:
+            return np.ones(c.shape, dtype=np.float64)
+        neg = (c < 0) if negative is None else np.asarray(negative, dtype=bool)
+        c_count, h, w = c.shape
+        padded = np.zeros((c_count, h + 2 * PAD, w + 2 * PAD), dtype=np.int64)
+        padded[:, PAD:-PAD, PAD:-PAD] = np.sign(c)
+        padded_flat = padded.reshape(c_count, -1)
+        tables = np.zeros((c_count, h * w), dtype=np.int64)
+        for p, (where, inner) in enumerate(self._pass_positions(h, w)):
+            tables[:, where] = self._sign_tables_of_pass(padded_flat, p, inner, w + 2 * PAD, g)
+        f = self.tables.freqs[tables.reshape(c.shape), neg.astype(np.int64)]
+        return PRECISION - np.log2(f.astype(np.float64))
+
+    def code_cost(
+        self, tables: I64, magnitudes: I64, sign_bits: float | npt.NDArray[np.float64] = 1.0
+    ) -> npt.NDArray[np.float64]:
         """Bits of magnitudes (any shape, >= 0) coded with ``tables`` (same shape): the magnitude
-        symbol, its escape bits and the sign bit of a nonzero value."""
+        symbol, its escape bits and, for a nonzero value, its sign (``sign_bits``: 1 for uniform
+        sign bits, or per position from :meth:`sign_bits`)."""
         symbols, k, _ = magnitude_symbols(magnitudes)
-        return self.symbol_bits()[tables, symbols] + k + (magnitudes > 0)
+        return self.symbol_bits()[tables, symbols] + k + (magnitudes > 0) * sign_bits
 
     def rd_quantize(
         self,
@@ -389,8 +583,9 @@ class CoefficientContextPrior:
         nearest magnitude, the one below it and zero under the context tables the current codes
         select, and keeps the cheapest of ``(|c|/step - m)**2 + lam * bits``. A pass fixes the
         contexts while it decides (its neighbours' tables move afterwards), so a second pass sees
-        the first one's choices. Distortion is in the transform domain, equal to pixel MSE because
-        the transform is orthonormal.
+        the first one's choices (signs are priced the same way, under the sign contexts of the
+        current codes). Distortion is in the transform domain, equal to pixel MSE because the
+        transform is orthonormal.
         """
         x = np.asarray(coefficients, dtype=np.float64)
         if x.ndim != 3 or x.shape[0] != self.channels:
@@ -402,15 +597,22 @@ class CoefficientContextPrior:
         cap = float(MAX_MAGNITUDE)
         nearest = np.minimum(np.floor(scaled + 0.5), cap).astype(np.int64)
         candidates = (nearest, np.maximum(nearest - 1, 0), np.zeros_like(nearest))
-        magnitude = np.minimum(np.floor(scaled + rounding), cap).astype(np.int64)
+        rounded = np.minimum(np.floor(scaled + rounding), cap).astype(np.int64)
+        magnitude = rounded
+        # predicted channels keep dead-zone rounding: a change there moves their neighbours'
+        # residuals too, which this per-coefficient search does not price
+        keep = self.predicted[self._check_group(group)][:, None, None]
         for _ in range(passes):
-            tables = self.magnitude_tables(magnitude, group=group)
+            coded = self.predict(sign * magnitude, group=group)
+            tables = self.magnitude_tables(coded, group=group)
+            signs = self.sign_bits(coded, group=group, negative=x < 0)
             best_cost = np.full(x.shape, np.inf)
             for m in candidates:
-                cost = (scaled - m) ** 2 + lam * self.code_cost(tables, m)
+                cost = (scaled - m) ** 2 + lam * self.code_cost(tables, m, signs)
                 better = cost < best_cost
                 best_cost = np.where(better, cost, best_cost)
                 magnitude = np.where(better, m, magnitude)
+            magnitude = np.where(keep, rounded, magnitude)
         return sign * magnitude
 
     # --- public API ------------------------------------------------------------------------------
@@ -434,27 +636,51 @@ class CoefficientContextPrior:
 
     def _all_batches(self, codes: I64, group: int) -> list[tuple[I64, I64]]:
         symbols, k, mantissa = magnitude_symbols(codes)
-        return self._magnitude_batches(symbols, group) + self._raw_batches(codes, k, mantissa)
+        return self._magnitude_batches(symbols, group) + self._raw_batches(codes, k, mantissa, group)
 
     def encode(self, codes: npt.ArrayLike, *, group: int) -> bytes:
         """Codes (C, H, W) signed ints -> payload bytes (header + body)."""
         c = self._check_codes(codes)
         g = self._check_group(group)
         coded = self.coded_channels(c)
-        body = encode_batches(self._all_batches(c[:coded], g), self.tables)
+        u = self._coded_values(c[:coded], g)
+        body = encode_batches(self._all_batches(u, g), self.tables)
         return build_payload(self.kind, 0, (coded, int(c.shape[1]), int(c.shape[2])), body)
+
+    def _coded_values(self, codes: I64, group: int) -> I64:
+        """:meth:`predict`, refusing residuals beyond what the symbols can express."""
+        u = self.predict(codes, group=group)
+        if u.size and int(np.abs(u).max()) > MAX_MAGNITUDE:
+            raise ValueError(f"predicted residuals must lie in -{MAX_MAGNITUDE}..{MAX_MAGNITUDE}")
+        return u
 
     def ideal_bits(self, codes: npt.ArrayLike, *, group: int) -> float:
         """Bits of the body under the integer tables (cross-entropy; raw bits count 1 each)."""
+        return float(self.channel_bits(codes, group=group).sum())
+
+    def channel_bits(self, codes: npt.ArrayLike, *, group: int) -> npt.NDArray[np.float64]:
+        """Codes (C, H, W) -> (C,) ideal bits of each channel's magnitudes, signs and mantissas (0
+        for the uncoded tail); they add up to :meth:`ideal_bits`."""
         c = self._check_codes(codes)
         g = self._check_group(group)
-        c = c[: self.coded_channels(c)]
+        coded = self.coded_channels(c)
+        u = self._coded_values(c[:coded], g)
         f = self.tables.freqs
-        total = 0.0
-        for symbols, tables in self._all_batches(c, g):
-            if symbols.size:
-                total += float(PRECISION * symbols.size - np.log2(f[tables, symbols]).sum())
-        return total
+        out = np.zeros(self.channels, dtype=np.float64)
+        symbols, k, mantissa = magnitude_symbols(u)
+        passes = self.num_passes
+        for index, (sym, tab) in enumerate(self._magnitude_batches(symbols, g)):
+            out[index // passes] += float(PRECISION * sym.size - np.log2(f[tab, sym]).sum())
+        sign_batches = self._raw_batches(u, k, mantissa, g)[: passes if self.sign_context else 1]
+        if self.sign_context:
+            flat = u.reshape(coded, -1)
+            for (bits, tab), (where, _) in zip(sign_batches, self._pass_positions(*u.shape[1:]), strict=True):
+                channel = np.broadcast_to(np.arange(coded)[:, None], (coded, where.size))[flat[:, where] != 0]
+                np.add.at(out, channel, PRECISION - np.log2(f[tab, bits].astype(np.float64)))
+        else:
+            out[:coded] += np.count_nonzero(u.reshape(coded, -1), axis=1)
+        out[:coded] += k.reshape(coded, -1).sum(axis=1)
+        return out
 
     def decode(self, payload: bytes, shape: tuple[int, int, int], *, group: int) -> npt.NDArray[np.int32]:
         """Payload -> codes (C, H, W) int32; ``shape`` is what the caller expects (C = channels)."""
@@ -482,8 +708,10 @@ class CoefficientContextPrior:
             raise FormatError(f"{len(payload) - end} bytes after the payload body", offset=end, field="body")
         try:
             decoder = SymbolDecoder(body, self.tables)
-            codes = self._decode_body(decoder, coded, h, w, g)
+            codes = self.unpredict(self._decode_body(decoder, coded, h, w, g), group=g)
             decoder.finish()
+            if codes.size and int(np.abs(codes).max()) > MAX_MAGNITUDE:
+                raise FormatError(f"a predicted code lies beyond +-{MAX_MAGNITUDE}")
         except FormatError as exc:
             raise FormatError(str(exc).split(" (field")[0], offset=header.header_size, field="body") from exc
         out = np.zeros(want, dtype=np.int32)
@@ -509,7 +737,23 @@ class CoefficientContextPrior:
         order = self._coding_order(symbols.shape)
         flat_symbols = symbols.reshape(-1)[order]
         nonzero_positions = np.flatnonzero(flat_symbols > 0)
-        signs = decoder.decode(self._raw_table(np.ones(nonzero_positions.shape, dtype=np.int64)))
+        if self.sign_context:
+            # negative[c, position] of every nonzero, pass by pass; read back in coding order
+            negative = np.zeros((coded, h * w), dtype=np.int64)
+            signs_padded = np.zeros_like(padded)
+            for p, (where, inner) in enumerate(positions):
+                nonzero = flat[:, where] > 0
+                tables = self._sign_tables_of_pass(signs_padded, p, inner, w + 2 * PAD, group)
+                bits = decoder.decode(tables[nonzero]).astype(np.int64)
+                pass_negative = np.zeros(nonzero.shape, dtype=np.int64)
+                pass_negative[nonzero] = bits
+                negative[:, where] = pass_negative
+                signs_padded[:, inner] = nonzero.astype(np.int64) - 2 * pass_negative
+            signs = negative.reshape(-1)[order][nonzero_positions]
+        else:
+            signs = decoder.decode(self._raw_table(np.ones(nonzero_positions.shape, dtype=np.int64))).astype(
+                np.int64
+            )
         escaped_positions = np.flatnonzero(flat_symbols >= ESCAPE)
         k = flat_symbols[escaped_positions] - ESCAPE
         mantissa = np.zeros(k.shape, dtype=np.int64)
@@ -532,22 +776,47 @@ class CoefficientContextPrior:
 
     @classmethod
     def fit(
-        cls, codes_by_group: Sequence[Sequence[npt.ArrayLike]], *, smoothing: float = 4.0, layout: int = 1
+        cls,
+        codes_by_group: Sequence[Sequence[npt.ArrayLike]],
+        *,
+        smoothing: float = 4.0,
+        layout: int = 1,
+        sign_context: bool = False,
+        predicted: Sequence[Sequence[int]] | None = None,
     ) -> CoefficientContextPrior:
-        """Fit tables from training codes: ``codes_by_group[g]`` = list of (C, H, W) signed codes.
+        """Fit tables from training codes: ``codes_by_group[g]`` = list of (C, H, W) signed codes;
+        ``predicted``: per group, the channels coded as prediction residuals (:meth:`predict`).
 
         Counts are smoothed towards the context's parent (the same table pooled over ``recent``),
         which is smoothed towards the channel's marginal: sparse contexts borrow their neighbours'
-        statistics instead of falling back to uniform.
+        statistics instead of falling back to uniform. Sign tables (``sign_context``) are smoothed
+        towards their (group, channel key, pass) marginal the same way.
         """
         channels = int(np.asarray(codes_by_group[0][0]).shape[0])
         num_groups = len(codes_by_group)
         # an instance with placeholder tables computes the contexts exactly as coding does
         num_tables = table_count(channels, num_groups, layout)
-        proto = cls(channels, num_groups, np.broadcast_to(_flat_row(), (num_tables, ALPHABET)), layout=layout)
+        num_sign_tables = sign_table_count(channels, num_groups, layout)
+        half = 1 << (PRECISION - 1)
+        proto = cls(
+            channels,
+            num_groups,
+            np.broadcast_to(_flat_row(), (num_tables, ALPHABET)),
+            layout=layout,
+            sign_freqs=np.full((num_sign_tables, 2), half) if sign_context else None,
+            predicted=predicted,
+        )
         counts = np.zeros(num_tables * ALPHABET, dtype=np.float64)
+        sign_counts = np.zeros(num_sign_tables * 2, dtype=np.float64)
         for g, codes_list in enumerate(codes_by_group):
-            for mosaic, valid in _mosaics(codes_list):
+            lift = None
+            if proto.predicted[g].any():
+
+                def lift(a: npt.ArrayLike, g: int = g) -> I64:
+                    return proto.predict(a, group=g)
+
+            tiles = _mosaics(codes_list, aligned=predicted is not None, transform=lift)
+            for mosaic, valid in tiles:
                 symbols, _, _ = magnitude_symbols(mosaic)
                 masks = proto._pass_masks(*mosaic.shape[1:])
                 pairs = proto._magnitude_batches(symbols, g)
@@ -558,6 +827,14 @@ class CoefficientContextPrior:
                     ]
                 )
                 counts += np.bincount(index, minlength=num_tables * ALPHABET)
+                if sign_context:
+                    flat = mosaic.reshape(mosaic.shape[0], -1)
+                    for p, (bits, tab) in enumerate(proto._sign_batches(mosaic, g)):
+                        where = masks[p].reshape(-1)
+                        keep = np.broadcast_to(valid.reshape(-1)[where], (flat.shape[0], int(where.sum())))
+                        keep = keep[flat[:, where] != 0]
+                        sign_index = (tab - proto.sign_table_start) * 2 + bits
+                        sign_counts += np.bincount(sign_index[keep], minlength=num_sign_tables * 2)
         grid = counts.reshape(-1, NB, NR, ALPHABET)
         marginal = grid.sum(axis=(1, 2), keepdims=True)
         marginal_p = (marginal + 0.01) / (marginal + 0.01).sum(-1, keepdims=True)
@@ -565,7 +842,41 @@ class CoefficientContextPrior:
         parent_p = (parent + smoothing * marginal_p) / (parent.sum(-1, keepdims=True) + smoothing)
         probs = (grid + smoothing * parent_p) / (grid.sum(-1, keepdims=True) + smoothing)
         freqs = quantize_pmf(probs.reshape(num_tables, ALPHABET), PRECISION)
-        return cls(channels, num_groups, freqs, layout=layout)
+        sign_freqs = None
+        if sign_context:
+            sign_grid = sign_counts.reshape(-1, SIGN_CONTEXTS, 2)
+            pooled = sign_grid.sum(axis=1, keepdims=True)
+            pooled_p = (pooled + 0.5) / (pooled.sum(-1, keepdims=True) + 1.0)
+            sign_probs = (sign_grid + smoothing * pooled_p) / (sign_grid.sum(-1, keepdims=True) + smoothing)
+            sign_freqs = quantize_pmf(sign_probs.reshape(num_sign_tables, 2), PRECISION)
+        return cls(channels, num_groups, freqs, layout=layout, sign_freqs=sign_freqs, predicted=predicted)
+
+    @classmethod
+    def fit_with_prediction(
+        cls,
+        codes_by_group: Sequence[Sequence[npt.ArrayLike]],
+        *,
+        candidates: int = PREDICT_CANDIDATES,
+        selection_stride: int = 4,
+        margin: float = 0.01,
+        **fit_options: Any,
+    ) -> CoefficientContextPrior:
+        """:meth:`fit`, choosing per group which of channels 0..candidates-1 to predict: a channel
+        is predicted when, on every ``selection_stride``-th training array, its bits with all
+        candidates predicted are more than ``margin`` below its bits with none (both priors
+        fitted on all arrays); then the tables are fitted again with that choice."""
+        groups = len(codes_by_group)
+        channels = int(np.asarray(codes_by_group[0][0]).shape[0])
+        every = list(range(min(candidates, channels)))
+        plain = cls.fit(codes_by_group, predicted=[[] for _ in range(groups)], **fit_options)
+        lifted = cls.fit(codes_by_group, predicted=[every for _ in range(groups)], **fit_options)
+        chosen: list[list[int]] = []
+        for g, codes_list in enumerate(codes_by_group):
+            sample = codes_list[::selection_stride]
+            bits_plain = sum((plain.channel_bits(a, group=g) for a in sample), np.zeros(channels))
+            bits_lifted = sum((lifted.channel_bits(a, group=g) for a in sample), np.zeros(channels))
+            chosen.append([c for c in every if bits_lifted[c] < (1 - margin) * bits_plain[c]])
+        return cls.fit(codes_by_group, predicted=chosen, **fit_options)
 
     def config(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -576,10 +887,17 @@ class CoefficientContextPrior:
         }
         if self.layout != 1:  # layout-1 priors keep the config they were released with
             out["layout"] = self.layout
+        if self.sign_context:  # so do priors with uniform sign bits
+            out["sign_context"] = 1
+        if self.predicted.any():  # and priors without prediction
+            out["predicted"] = [np.flatnonzero(row).tolist() for row in self.predicted]
         return out
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {"freqs": pack_freqs(self.freqs)}
+        out = {"freqs": pack_freqs(self.freqs)}
+        if self.sign_freqs is not None:
+            out["sign_freqs"] = pack_freqs(self.sign_freqs)
+        return out
 
     @classmethod
     def from_arrays(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> CoefficientContextPrior:
@@ -589,10 +907,32 @@ class CoefficientContextPrior:
         packed = np.asarray(arrays["freqs"])
         layout = check_layout(config.get("layout", 1))
         sizes = np.full(packed.shape[0], ALPHABET, dtype=np.int64)
-        return cls(channels, groups, unpack_freqs(packed, sizes), layout=layout)
+        sign_context = config.get("sign_context", 0)
+        if sign_context not in (0, 1) or isinstance(sign_context, bool):
+            raise ValueError(f"bad coefficient prior config {config}: sign_context must be 0 or 1")
+        sign_freqs = None
+        if sign_context:
+            if "sign_freqs" not in arrays:
+                raise ValueError("a sign_context coefficient prior needs its sign_freqs tables")
+            signs = np.asarray(arrays["sign_freqs"])
+            sign_freqs = unpack_freqs(signs, np.full(signs.shape[0], 2, dtype=np.int64))
+        predicted = config.get("predicted")
+        if predicted is not None and (
+            not isinstance(predicted, list)
+            or not all(isinstance(row, list) and all(type(c) is int for c in row) for row in predicted)
+        ):
+            raise ValueError(f"bad coefficient prior config {config}: predicted must be lists of channels")
+        return cls(
+            channels,
+            groups,
+            unpack_freqs(packed, sizes),
+            layout=layout,
+            sign_freqs=sign_freqs,
+            predicted=predicted,
+        )
 
     def table_bytes(self) -> int:
-        return int(self.state_dict()["freqs"].nbytes)
+        return int(sum(a.nbytes for a in self.state_dict().values()))
 
 
 __all__ = ["CoefficientContextPrior", "magnitude_symbols", "ESCAPE", "MAX_MAGNITUDE"]

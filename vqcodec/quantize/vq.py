@@ -55,6 +55,7 @@ class VectorQuantizerConfig:
     kmeans_init_vectors: int = 0
     threshold_ema_dead_code: float = 0.0
     dead_code_after_steps: int = 0
+    revive_by_error: bool = False
     rotation_trick: bool = False
     distance_chunk_rows: int | None = None
     channel_first: bool = True
@@ -154,7 +155,10 @@ class VectorQuantizer(Quantizer[VectorQuantizerConfig]):
             (until then forward quantizes with the random codebook and updates nothing).
         threshold_ema_dead_code: a code whose EMA count falls below this is dead (0 disables).
         dead_code_after_steps: a code unused for this many consecutive training steps is dead (0 disables).
-            Dead codes are replaced by random latents of the current batch.
+            Dead codes are replaced by random latents of the current batch: drawn uniformly (as
+            upstream), or with ``revive_by_error`` with probability proportional to each latent's
+            squared quantization error (k-means++-style: a revived code lands where the codebook
+            fits worst).
         rotation_trick: pass gradients with the rotation trick instead of the straight-through estimator.
         distance_chunk_rows: rows per distance chunk (default: 4M / K), bounding scratch memory.
         channel_first: latents (B, C, *S) if True, (B, *S, C) if False.
@@ -214,6 +218,7 @@ class VectorQuantizer(Quantizer[VectorQuantizerConfig]):
         kmeans_init_vectors: int = 0,
         threshold_ema_dead_code: float = 0.0,
         dead_code_after_steps: int = 0,
+        revive_by_error: bool = False,
         rotation_trick: bool = False,
         distance_chunk_rows: int | None = None,
         channel_first: bool = True,
@@ -246,6 +251,7 @@ class VectorQuantizer(Quantizer[VectorQuantizerConfig]):
             kmeans_init_vectors=kmeans_init_vectors,
             threshold_ema_dead_code=threshold_ema_dead_code,
             dead_code_after_steps=dead_code_after_steps,
+            revive_by_error=revive_by_error,
             rotation_trick=rotation_trick,
             distance_chunk_rows=distance_chunk_rows,
             channel_first=channel_first,
@@ -538,7 +544,12 @@ class VectorQuantizer(Quantizer[VectorQuantizerConfig]):
             dead = self._dead_mask(for_metrics=False)
             if not bool(dead.any()):
                 return 0
-            self._revive(z, dead)
+            errors = None
+            if self._config.revive_by_error:
+                table = self._lookup_table()
+                nearest = nearest_codes(z.float(), table, self._config.distance_chunk_rows)
+                errors = (z.float() - table[nearest]).pow(2).sum(1)
+            self._revive(z, dead, errors)
         return int(dead.sum())
 
     # ------------------------------------------------------------------ state updates (training only)
@@ -603,6 +614,8 @@ class VectorQuantizer(Quantizer[VectorQuantizerConfig]):
         if cfg.affine_param:
             # EMA sums live in the raw codebook space: map the batch back through the affine transform
             z = (z - self.batch_mean) * (self._codebook_std() / self._batch_std()) + self.codebook_mean
+        # squared errors under the codebook that assigned the codes (before this step's update)
+        errors = (z.float() - self.codebook.float()[codes]).pow(2).sum(1) if cfg.revive_by_error else None
         if cfg.ema_update:
             stats = torch.zeros(num_codes, self.codebook_dim + 1, dtype=torch.float32, device=z.device)
             stats[:, 0] = counts
@@ -627,7 +640,7 @@ class VectorQuantizer(Quantizer[VectorQuantizerConfig]):
         metrics = codebook_health(counts, self._dead_mask(for_metrics=True))
         dead = self._dead_mask(for_metrics=False)
         if bool(dead.any()):  # identical on all ranks: derived from all-reduced counts only
-            self._revive(z, dead)
+            self._revive(z, dead, errors)
         self.num_updates.add_(1)
         return metrics
 
@@ -711,14 +724,24 @@ class VectorQuantizer(Quantizer[VectorQuantizerConfig]):
             dead |= self.steps_unused >= DEAD_CODE_METRIC_STEPS
         return dead
 
-    def _revive(self, z: torch.Tensor, dead: torch.Tensor) -> None:
-        """Replace dead codes by latents drawn (on rank 0, broadcast) from all ranks' current batch."""
+    def _revive(self, z: torch.Tensor, dead: torch.Tensor, errors: torch.Tensor | None = None) -> None:
+        """Replace dead codes by latents drawn (on rank 0, broadcast) from all ranks' current batch:
+        uniformly, or in proportion to ``errors`` (M,) (their squared quantization errors)."""
         cfg = self._config
         pool = self._gather(z.float())
+        weights = None if errors is None else self._gather(errors.float()[:, None])[:, 0]
         num_dead = int(dead.sum())
         replacement = torch.empty(num_dead, self.codebook_dim, dtype=torch.float32, device=z.device)
         if self._rank() == 0 and pool.shape[0] > 0:
-            pick = torch.randint(pool.shape[0], (num_dead,), generator=self._generator(salt=2))
+            generator = self._generator(salt=2)
+            if weights is not None and bool((weights > 0).any()):
+                # a tiny floor: once the latents with any error are drawn, the rest come uniformly
+                w = weights.cpu().double()
+                w = w + float(w.mean()) * 1e-9
+                many = num_dead > w.numel()
+                pick = torch.multinomial(w, num_dead, replacement=many, generator=generator)
+            else:
+                pick = torch.randint(pool.shape[0], (num_dead,), generator=generator)
             replacement = pool[pick.to(pool.device)]
         elif pool.shape[0] == 0:
             return

@@ -12,11 +12,16 @@ fields; ``[data]`` as the image recipe (packed crops); ``[optim]`` lr, warmup_st
 schedule_steps, min_lr_ratio; ``[validation]`` qualities; ``[trainer]``; ``[export]`` path
 (default inside the run folder: training never writes into the installed package), name,
 description, ``fit_crops`` (crops whose codes fit the prior), ``prior_groups`` (table groups, 4),
-``prior_layout`` (the prior's pass layout, 1; ``vqcodec.entropy.coefficients.LAYOUT_PASSES``).
+``prior_layout`` (the prior's pass layout, 1; ``vqcodec.entropy.coefficients.LAYOUT_PASSES``),
+``prior_sign_context`` (context-coded sign bits, false: uniform sign bits as released before),
+``prior_predict`` (false; true: ``CoefficientContextPrior.fit_with_prediction`` chooses, per table
+group, which low-order channels are coded as residuals of their neighbours' mean), ``steps`` (the
+bundle's quality levels when they differ from the training's ``[model] steps``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -183,6 +188,16 @@ def export(module: ScalarImageCodecModule, config: dict[str, Any], trainer: Any)
     export_cfg = dict(config.get("export", {}))
     data: dict[str, Any] = dict(config.get("data", {}))
     model = module.model.eval()
+    if "steps" in export_cfg:
+        # the bundle's quality levels may be finer than the training's: the refinement takes
+        # log2(step) as an input plane, so it serves steps between the trained ones
+        steps = export_cfg["steps"]
+        if not isinstance(steps, list):
+            raise ValueError(f"[export] steps must be a list of step sizes, got {steps!r}")
+        levels = dataclasses.replace(model.config, steps=tuple(float(v) for v in steps))
+        exported = ScalarImageCodec(levels)
+        exported.load_state_dict(model.state_dict())
+        model = exported.eval()
     packed = ensure_packed(
         resolve_path(data.get("packed", ".data/image_crops_144.pt")),
         crop_size=int(data.get("stored_crop_size", 144)),
@@ -197,7 +212,14 @@ def export(module: ScalarImageCodecModule, config: dict[str, Any], trainer: Any)
     for level, codes in enumerate(by_level, start=1):
         by_group[group_for_quality(level, len(by_level), groups)].extend(codes)
     layout = int(export_cfg.get("prior_layout", 1))
-    prior = CoefficientContextPrior.fit(by_group, layout=layout)
+    sign_context = export_cfg.get("prior_sign_context", False)
+    if not isinstance(sign_context, bool):
+        raise ValueError(f"[export] prior_sign_context must be true or false, got {sign_context!r}")
+    predict = export_cfg.get("prior_predict", False)
+    if not isinstance(predict, bool):
+        raise ValueError(f"[export] prior_predict must be true or false, got {predict!r}")
+    fit = CoefficientContextPrior.fit_with_prediction if predict else CoefficientContextPrior.fit
+    prior = fit(by_group, layout=layout, sign_context=sign_context)
     extra: dict[str, Any] = {"fit_crops": count}
     if trainer is not None:
         extra["global_step"] = int(trainer.global_step)
