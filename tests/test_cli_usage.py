@@ -151,7 +151,11 @@ def test_bad_arguments_fail_without_importing_torch(photo, tmp_path):
     assert result.stdout.strip() == "[1, 1, 1, 1, 1, 1] False", result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 6
-    assert "1..20" in lines[0] and "1..4" in lines[1] and "no such file" in lines[2]
+    from vqcodec.models.catalog import REGISTRY
+
+    default = next(info for info in REGISTRY if info.media == "image" and info.default)
+    levels = len(default.config["steps"])  # the default image model's levels, from the catalogue
+    assert f"1..{levels}" in lines[0] and "1..4" in lines[1] and "no such file" in lines[2]
 
 
 # --- item 2: threads ------------------------------------------------------------------------

@@ -96,6 +96,47 @@ _IMAGE_SQ20_CONFIG: dict[str, Any] = {
 _IMAGE_SQ20B_CONFIG: dict[str, Any] = dict(
     _IMAGE_SQ20_CONFIG, decoder_channels=[128, 64, 32], decoder_blocks=[2, 1, 0]
 )
+# image-sq20d: image-sq20b's network with 35 levels (vqcodec/train/configs/image_sq20d.toml [export])
+_IMAGE_SQ20D_CONFIG: dict[str, Any] = dict(
+    _IMAGE_SQ20B_CONFIG,
+    steps=[
+        2.4,
+        2.098,
+        1.851,
+        1.653,
+        1.474,
+        1.313,
+        1.172,
+        1.047,
+        0.9412,
+        0.8461,
+        0.7445,
+        0.6538,
+        0.5729,
+        0.5017,
+        0.4395,
+        0.3858,
+        0.3382,
+        0.296,
+        0.2701,
+        0.2464,
+        0.2242,
+        0.2037,
+        0.1847,
+        0.167,
+        0.1508,
+        0.1357,
+        0.1221,
+        0.1097,
+        0.09801,
+        0.0869,
+        0.0767,
+        0.06755,
+        0.05914,
+        0.05165,
+        0.045,
+    ],
+)
 
 
 REGISTRY: tuple[ModelInfo, ...] = (
@@ -135,8 +176,18 @@ REGISTRY: tuple[ModelInfo, ...] = (
         description="image-sq20b's network trained 20,000 more steps, with a 5-pass context prior "
         "(layout 3: same-channel context for 15/16 of the positions), 20 quality levels up to 40+ dB",
         media="image",
-        default=True,
+        default=False,
         config=_IMAGE_SQ20B_CONFIG,
+    ),
+    ModelInfo(
+        name="image-sq20d",
+        file="image-sq20d.safetensors",
+        sha256="df02aaf626fdd2a5214643790c856ae9df6d6233f9c8e9aa620c82fdf466f360",
+        description="image-sq20c's network trained 22,000 more steps; the 5-pass prior with "
+        "context-coded signs and predicted low-order coefficients; 35 quality levels up to 40+ dB",
+        media="image",
+        default=True,
+        config=_IMAGE_SQ20D_CONFIG,
     ),
     ModelInfo(
         name="video-rvq8",
