@@ -109,7 +109,7 @@ _IMAGE_SQ20D_CONFIG: dict[str, Any] = dict(
         1.172,
         1.047,
         0.9412,
-        0.8461,
+        0.856,
         0.7445,
         0.6538,
         0.5729,
@@ -182,7 +182,7 @@ REGISTRY: tuple[ModelInfo, ...] = (
     ModelInfo(
         name="image-sq20d",
         file="image-sq20d.safetensors",
-        sha256="df02aaf626fdd2a5214643790c856ae9df6d6233f9c8e9aa620c82fdf466f360",
+        sha256="9d5f7a6355607a6274a9bf09109d29a727ea780b994bc5436c6c2bb875a9ad4b",
         description="image-sq20c's network trained 22,000 more steps; the 5-pass prior with "
         "context-coded signs and predicted low-order coefficients; 35 quality levels up to 40+ dB",
         media="image",
