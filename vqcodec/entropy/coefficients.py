@@ -141,7 +141,7 @@ def magnitude_symbols(codes: I64) -> tuple[I64, I64, I64]:
 
 
 def _offset_sum(n: I64, offsets: Sequence[tuple[int, int]]) -> I64:
-    """(H, W) -> sum over ``offsets`` (di, dj) of n[i + di, j + dj] (zero outside)."""
+    """(..., H, W) -> sum over ``offsets`` (di, dj) of n[..., i + di, j + dj] (zero outside)."""
     out = np.zeros_like(n)
     for di, dj in offsets:
         out += _shifted(n, di, dj)
@@ -157,9 +157,7 @@ def pass_prediction(values: I64, source: int) -> I64:
     if source == PREVIOUS_CHANNEL:
         return np.zeros_like(values)
     offsets = SOURCE_OFFSETS[source]
-    total = np.zeros_like(values)
-    for di, dj in offsets:
-        total += _shifted(values, di, dj)
+    total = _offset_sum(values, offsets)
     count = _offset_sum(np.ones(values.shape[-2:], dtype=np.int64), offsets)
     return np.floor_divide(2 * total + count, 2 * np.maximum(count, 1)) * (count > 0)
 
@@ -172,6 +170,15 @@ def _shifted(values: I64, di: int, dj: int) -> I64:
         ..., max(0, di) : h - max(0, -di), max(0, dj) : w - max(0, -dj)
     ]
     return out
+
+
+def _padded_signs(codes: I64) -> I64:
+    """Codes (C, H, W) -> their signs (-1, 0, 1) in zero-bordered planes, flattened
+    (C, (H + 2 PAD) * (W + 2 PAD)), so a position's offsets are gathers."""
+    c_count, h, w = codes.shape
+    padded = np.zeros((c_count, h + 2 * PAD, w + 2 * PAD), dtype=np.int64)
+    padded[:, PAD:-PAD, PAD:-PAD] = np.sign(codes)
+    return padded.reshape(c_count, -1)
 
 
 def pass_masks(height: int, width: int, layout: int) -> list[npt.NDArray[np.bool_]]:
@@ -471,9 +478,7 @@ class CoefficientContextPrior:
     def _sign_batches(self, codes: I64, group: int) -> list[tuple[I64, I64]]:
         """Sign bits of a sign_context prior: one batch per pass (every channel of the pass)."""
         c_count, h, w = codes.shape
-        padded = np.zeros((c_count, h + 2 * PAD, w + 2 * PAD), dtype=np.int64)
-        padded[:, PAD:-PAD, PAD:-PAD] = np.sign(codes)
-        padded_flat = padded.reshape(c_count, -1)
+        padded_flat = _padded_signs(codes)
         flat = codes.reshape(c_count, h * w)
         batches = []
         for p, (where, inner) in enumerate(self._pass_positions(h, w)):
@@ -547,9 +552,7 @@ class CoefficientContextPrior:
             return np.ones(c.shape, dtype=np.float64)
         neg = (c < 0) if negative is None else np.asarray(negative, dtype=bool)
         c_count, h, w = c.shape
-        padded = np.zeros((c_count, h + 2 * PAD, w + 2 * PAD), dtype=np.int64)
-        padded[:, PAD:-PAD, PAD:-PAD] = np.sign(c)
-        padded_flat = padded.reshape(c_count, -1)
+        padded_flat = _padded_signs(c)
         tables = np.zeros((c_count, h * w), dtype=np.int64)
         for p, (where, inner) in enumerate(self._pass_positions(h, w)):
             tables[:, where] = self._sign_tables_of_pass(padded_flat, p, inner, w + 2 * PAD, g)
@@ -667,13 +670,13 @@ class CoefficientContextPrior:
         u = self._coded_values(c[:coded], g)
         f = self.tables.freqs
         out = np.zeros(self.channels, dtype=np.float64)
-        symbols, k, mantissa = magnitude_symbols(u)
+        symbols, k, _ = magnitude_symbols(u)
         passes = self.num_passes
         for index, (sym, tab) in enumerate(self._magnitude_batches(symbols, g)):
             out[index // passes] += float(PRECISION * sym.size - np.log2(f[tab, sym]).sum())
-        sign_batches = self._raw_batches(u, k, mantissa, g)[: passes if self.sign_context else 1]
         if self.sign_context:
             flat = u.reshape(coded, -1)
+            sign_batches = self._sign_batches(u, g)
             for (bits, tab), (where, _) in zip(sign_batches, self._pass_positions(*u.shape[1:]), strict=True):
                 channel = np.broadcast_to(np.arange(coded)[:, None], (coded, where.size))[flat[:, where] != 0]
                 np.add.at(out, channel, PRECISION - np.log2(f[tab, bits].astype(np.float64)))
