@@ -9,7 +9,7 @@ read exactly from their Y4M files (4:2:0, BT.601 limited range) and given to the
 planes (``VideoEncoder.write_planes``).
 
 Rows, per clip and setting:
-- ``vqcodec``: the default video model (``video-mc1``, payload version 2) with temporal coding
+- ``vqcodec``: the default video model (``video-mc2``, payload version 2) with temporal coding
   (key frame every ``--gop`` frames, P frames in between) at each quality level (``--qualities``);
   ``vqcodec-intra``: every frame a key frame (same model, same levels);
 - ``vqcodec-old``: the previous default, ``video-rvq8`` (payload version 1), at ``--old-qualities``;

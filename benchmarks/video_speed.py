@@ -1,4 +1,4 @@
-"""Encode and decode speed of the default video model (video-mc1, payload 2) on one thread.
+"""Encode and decode speed of the default video model (video-mc2, payload 2) on one thread.
 
     .venv/bin/python benchmarks/video_speed.py                 # CIF clips and 854x480
     .venv/bin/python benchmarks/video_speed.py --repeat 1 --frames 10
@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import torch
 
+    from vqcodec.codec.video import resolve_video_model
+
     torch.set_num_threads(1)
     folder = DATA / "video"
     if not folder.is_dir():
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     load.append(os.getloadavg())
     report = {
-        "model": "video-mc1",
+        "model": resolve_video_model(None).name,
         "settings": {"quality": 7, "threads": 1, "repeat": args.repeat, "frames": args.frames},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average": load},
         "rows": rows,

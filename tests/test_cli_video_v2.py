@@ -45,9 +45,10 @@ def test_encode_codes_the_y4m_planes_with_the_default_model(encoded):
     with ContainerReader(str(encoded)) as reader:
         header = reader.header
         qps = {f.payload[1] for f in reader.frames()}
-    assert header.model_name == vm.MC_MODEL_NAME and header.pixel_format == "yuv420p"
+    assert header.model_name == vm.MC2_MODEL_NAME and header.pixel_format == "yuv420p"
     assert header.matrix == 6 and not header.full_range  # the Y4M source's colour, recorded
-    assert qps == {vm.qp_for_quality(7)}
+    cascade = vm.EncoderSettings()
+    assert qps == {cascade.frame_qp(vm.qp_for_quality(7), i % 8 == 0, i % 8 - 1) for i in range(24)}
 
 
 def test_decode_to_y4m_writes_the_decoded_planes_exactly(encoded, tmp_path, vqcodec_cli):
@@ -70,7 +71,10 @@ def test_y4m_through_stdin_and_stdout(encoded, vqcodec_cli):
     assert coded.returncode == 0, coded.stderr
     assert coded.stdout.startswith(b"\x89VQC")
     with ContainerReader(io.BytesIO(coded.stdout)) as reader:
-        assert {f.payload[1] for f in reader.frames()} == {vm.qp_for_quality(12)}
+        qps = {f.payload[1] for f in reader.frames()}
+    cascade = vm.EncoderSettings()
+    assert qps <= {cascade.frame_qp(vm.qp_for_quality(12), key, n) for key in (True, False) for n in range(8)}
+    assert vm.qp_for_quality(12) + vm.KEY_QP_OFFSET in qps
     decoded = vqcodec_cli("decode", "-", "-", stdin=coded.stdout)
     assert decoded.returncode == 0, decoded.stderr
     planes = y4m_planes(decoded.stdout)
@@ -140,11 +144,12 @@ def test_decode_to_mp4_and_png_frames(encoded, tmp_path, vqcodec_cli):
 def test_models_lists_the_weightless_default(vqcodec_cli):
     result = vqcodec_cli("models", "--json")
     rows = {m["name"]: m for m in json.loads(result.stdout)["models"]}
-    mc = rows["video-mc1"]
+    mc = rows["video-mc2"]
     assert mc["default"] and mc["weightless"] and mc["quality_levels"] == len(vm.QUALITY_QP)
-    assert mc["sha256"] == vm.MC_MODEL_SHA256.hex() and not rows["video-rvq8"]["default"]
+    assert mc["sha256"] == vm.MC2_MODEL_SHA256.hex() and not rows["video-rvq8"]["default"]
+    assert rows["video-mc1"]["weightless"] and not rows["video-mc1"]["default"]
     table = vqcodec_cli("models").stdout.decode()
-    assert "video-mc1 *" in table and "no weights" in table
+    assert "video-mc2 *" in table and "no weights" in table
 
 
 def test_old_payload_files_still_decode_through_the_cli(tmp_path, vqcodec_cli):

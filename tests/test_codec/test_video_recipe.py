@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 from fractions import Fraction
 
 import numpy as np
@@ -31,7 +28,7 @@ def data_folder(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_recipe_trains_exports_and_the_bundle_codes_video(data_folder):
+def test_recipe_trains_exports_and_the_bundle_codes_video(data_folder, vqcodec_cli):
     from vqcodec.codec.video import VideoDecoder, VideoEncoder
     from vqcodec.models.zoo import load_model
 
@@ -50,11 +47,11 @@ def test_recipe_trains_exports_and_the_bundle_codes_video(data_folder):
         "export.qualities": "[2,4]",
         "export.path": str(out),
     }
-    args = [sys.executable, "-m", "vqcodec", "train", "vqcodec/train/configs/video_rvq8.toml", "--quiet"]
+    args = ["train", str(REPO / "vqcodec/train/configs/video_rvq8.toml"), "--quiet"]
     for key, value in overrides.items():
         args += ["--set", f"{key}={value}"]
-    env = dict(os.environ, OMP_NUM_THREADS="1")  # a tiny model: one thread is fastest
-    result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    # in this process (tests/test_train/test_cli.py runs `vqcodec train` as a real command)
+    result = vqcodec_cli(*args)
     assert result.returncode == 0, result.stderr[-2000:]
     model = load_model(str(out))
     assert model.media == "video" and model.network.config.residual_stages == 3

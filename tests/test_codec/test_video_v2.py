@@ -99,15 +99,19 @@ def coded(clip) -> tuple[bytes, list[str], list[int]]:
 
 def test_default_video_model_is_the_weightless_motion_compensated_one():
     model = load_model(None, media="video")
-    assert isinstance(model, vm.MotionCodecModel) and model.name == vm.MC_MODEL_NAME
-    assert load_model("video-mc1") is model and load_model(model) is model
-    assert bytes(model.sha256) == vm.MC_MODEL_SHA256
+    assert isinstance(model, vm.MotionCodecModel) and model.name == vm.MC2_MODEL_NAME and model.deblock
+    assert load_model("video-mc2") is model and load_model(model) is model
+    assert bytes(model.sha256) == vm.MC2_MODEL_SHA256
+    # the previous default stays registered, without the filter
+    old = load_model("video-mc1")
+    assert bytes(old.sha256) == vm.MC_MODEL_SHA256 and not old.deblock and old.quality_qp == model.quality_qp
     assert model.quality_qp == vm.QUALITY_QP  # the catalogue's table is the module's
     assert model.gop == vm.DEFAULT_MC_GOP
 
 
-def test_golden_vector_decodes_bit_exactly_through_video_decoder():
-    manifest = json.loads((GOLDEN / "manifest.json").read_text())["vectors"]["video-mc1"]
+@pytest.mark.parametrize("name", ["video-mc1", "video-mc2"])
+def test_golden_vector_decodes_bit_exactly_through_video_decoder(name):
+    manifest = json.loads((GOLDEN / "manifest.json").read_text())["vectors"][name]
     data = (GOLDEN / manifest["file"]).read_bytes()
     with VideoDecoder(data) as dec:
         assert dec.payload_version == 2 and dec.size == (manifest["width"], manifest["height"])
@@ -125,11 +129,15 @@ def test_round_trip_is_drift_free_and_records_payload_2(clip, coded):
         header = dec.header
         decoded = [planes_sha256(p) for _, p in dec.planes_with_index()]
     assert decoded == hashes  # the decoder's planes are the encoder's reference, frame by frame
-    assert header.model_name == "video-mc1" and header.model_sha256 == vm.MC_MODEL_SHA256
+    assert header.model_name == "video-mc2" and header.model_sha256 == vm.MC2_MODEL_SHA256
     assert header.pixel_format == "yuv420p" and header.channels == 3
     assert json.loads(header.codec_params) == {"gop": 8, "temporal": "motion-compensated", "v": 2}
     default_qp = vm.QUALITY_QP[len(vm.QUALITY_QP) // 2]  # level 7 of 12
-    assert header.quality == default_qp and set(qps) == {default_qp}
+    # the header records the base qp, each frame its own: the encoder's qp cascade of it
+    cascade = vm.EncoderSettings()
+    assert header.quality == default_qp
+    assert qps == [cascade.frame_qp(default_qp, i % 8 == 0, i % 8 - 1) for i in range(len(qps))]
+    assert len(set(qps)) > 1
     # and the pixels are close to the source
     with VideoDecoder(data) as dec:
         planes = [p for _, p in dec.planes_with_index()]
@@ -164,11 +172,13 @@ def test_other_plane_formats_and_gray_are_coded_as_420(clip):
 
 
 def test_quality_maps_to_qp_and_qp_kbps_are_checked(clip):
+    cascade = vm.EncoderSettings()  # a key frame, then the first predicted frame of the cascade
     for level in (1, 12):
         _, _, qps = encode_planes(clip[:2], quality=level)
-        assert qps == [vm.qp_for_quality(level)] * 2
+        base = vm.qp_for_quality(level)
+        assert qps == [cascade.frame_qp(base, True, 0), cascade.frame_qp(base, False, 0)]
     _, _, qps = encode_planes(clip[:2], qp=17)
-    assert qps == [17, 17]
+    assert qps == [17 + vm.KEY_QP_OFFSET, 17 + vm.P_QP_OFFSETS[0]]
     with pytest.raises(ValueError, match="quality"):
         VideoEncoder(io.BytesIO(), quality=13)
     with pytest.raises(ValueError, match="qp"):
@@ -261,7 +271,7 @@ def test_rate_control_lands_near_the_target(clip):
         results.append((gop, target, 8.0 * len(data) * 24 / len(frames) / 1000.0))
         with ContainerReader(io.BytesIO(data)) as reader:
             header, qps = reader.header, [f.payload[1] for f in reader.frames()]
-        assert header.quality == qps[0]  # the header's base qp is the first frame's
+        assert header.quality + vm.KEY_QP_OFFSET == qps[0]  # the header's base qp is the first frame's
         assert len(set(qps)) > 1  # the controller moves the qp
         assert enc.quality is None
     for _, target, kbps in results:

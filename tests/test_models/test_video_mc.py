@@ -189,6 +189,181 @@ def test_round_trip_on_a_moving_clip_reproduces_the_encoders_reference():
     assert sum(len(p) for p in payloads[1:3]) < len(payloads[0])  # prediction pays
 
 
+def test_round_trip_with_deblocking_reproduces_the_encoders_filtered_reference():
+    frames = orbit(5, 88, 56)
+    plain = vm.MotionCompensatedCodec(vm.EncoderSettings())
+    filtered = vm.MotionCompensatedCodec(vm.EncoderSettings(), deblock=True)
+    _, _, state = _round_trip(frames, 88, 56, (36, 36, 36, 30, 30), keys=(0, 3), codec=filtered)
+    payload, unfiltered = plain.compress(frames[0], 88, 56, None, 36, key=True)
+    assert not np.array_equal(state.planes[0], unfiltered.planes[0])  # the filter reached the reference
+
+
+def _decision(rows, cols, modes, mvs=None, levels=None):
+    return vm.FrameDecision(
+        intra_frame=False,
+        modes=np.full((rows, cols), modes, dtype=np.int8)
+        if np.isscalar(modes)
+        else np.asarray(modes, np.int8),
+        mvs=np.zeros((rows, cols, 2), np.int32) if mvs is None else np.asarray(mvs, np.int32),
+        mvd=np.zeros((rows, cols, 2), np.int32),
+        cbf=np.zeros((rows, cols, 6), bool),
+        levels=np.zeros((rows, cols, 6, 64), np.int32) if levels is None else levels,
+    )
+
+
+def test_deblocking_smooths_small_block_steps_and_keeps_real_edges():
+    qp = 34
+    index = qp + vm.DEBLOCK_QP_OFFSET
+    y = np.full((16, 32), 100, np.uint8)
+    y[:, 8:16] = 104  # a small step at column 8 (a block edge): smoothed
+    y[:, 16:] = 104 + vm.DEBLOCK_ALPHA[index]  # a step of alpha at column 16: a real edge, kept
+    chroma = [np.full((8, 16), 128, np.uint8)] * 2
+    out = vm.deblock([y, *chroma], _decision(1, 2, vm.MODE_INTRA), qp)
+    # delta = clip(((104 - 100) * 4 + 0 + 4) >> 3, -tc, tc) = 2 (tc >= 2 at this qp)
+    assert vm.DEBLOCK_TC0[index] + 1 >= 2
+    assert out[0][0, 6:10].tolist() == [100, 102, 102, 104]
+    assert np.array_equal(out[0][:, 12:20], y[:, 12:20])
+    assert np.array_equal(out[0][:, :6], y[:, :6]) and all(
+        np.array_equal(a, b) for a, b in zip(out[1:], chroma)
+    )
+    assert out[0].dtype == np.uint8
+    # below qp 16 - offset the thresholds are 0: nothing changes
+    low = vm.deblock([y, *chroma], _decision(1, 2, vm.MODE_INTRA), 15 - vm.DEBLOCK_QP_OFFSET)
+    assert np.array_equal(low[0], y)
+
+
+def test_deblocking_leaves_edges_between_uncoded_blocks_with_equal_vectors():
+    y = np.full((16, 32), 100, np.uint8)
+    y[:, 16:] = 103  # a small step on the macroblock edge
+    chroma = [np.full((8, 16), 128, np.uint8)] * 2
+    same = vm.deblock([y, *chroma], _decision(1, 2, vm.MODE_SKIP, mvs=[[[4, 4], [4, 4]]]), 30)
+    assert np.array_equal(same[0], y)
+    moved = vm.deblock(
+        [y, *chroma], _decision(1, 2, vm.MODE_SKIP, mvs=[[[4, 4], [4, 4 + vm.DEBLOCK_MV_STEP]]]), 30
+    )
+    assert not np.array_equal(moved[0][:, 15:17], y[:, 15:17]) and np.array_equal(moved[0][:, :14], y[:, :14])
+    levels = np.zeros((1, 2, 6, 64), np.int32)
+    levels[0, 1, 2, 0] = 1  # luma block 2 (bottom left) of the right macroblock is coded
+    coded = vm.deblock([y, *chroma], _decision(1, 2, vm.MODE_INTER, levels=levels), 30)
+    assert np.array_equal(coded[0][:8], y[:8]) and not np.array_equal(coded[0][8:, 15:17], y[8:, 15:17])
+    strong, vectors = np.array([[True, False, False]]), np.zeros((1, 3, 2), np.int64)
+    across_x, across_y = vm.edge_flags(strong, vectors)
+    assert across_x.tolist() == [[True, False]] and across_y.shape == (0, 3)
+
+
+def _spec_block(decision, plane, i, j):
+    """(strong, vector) of 8 x 8 block (i, j) of ``plane`` (0 luma, 1 Cb, 2 Cr), as the spec says."""
+    r, c, b = (i // 2, j // 2, 2 * (i % 2) + (j % 2)) if plane == 0 else (i, j, 3 + plane)
+    intra = decision.modes[r, c] == vm.MODE_INTRA
+    return bool(intra or np.asarray(decision.levels)[r, c, b].any()), [int(v) for v in decision.mvs[r, c]]
+
+
+def _spec_active(decision, plane, a, b):
+    (sa, va), (sb, vb) = _spec_block(decision, plane, *a), _spec_block(decision, plane, *b)
+    return sa or sb or max(abs(va[0] - vb[0]), abs(va[1] - vb[1])) >= vm.DEBLOCK_MV_STEP
+
+
+def _spec_smooth(line, at, qp):
+    """Filter the edge before index ``at`` of the sample list ``line`` in place."""
+    t = min(qp + vm.DEBLOCK_QP_OFFSET, 51)
+    alpha, beta, tc = vm.DEBLOCK_ALPHA[t], vm.DEBLOCK_BETA[t], vm.DEBLOCK_TC0[t] + 1
+    p1, p0, q0, q1 = line[at - 2 : at + 2]
+    if abs(p0 - q0) < alpha and abs(p1 - p0) < beta and abs(q1 - q0) < beta:
+        delta = min(max(((q0 - p0) * 4 + (p1 - q1) + 4) >> 3, -tc), tc)
+        line[at - 1], line[at] = min(max(p0 + delta, 0), 255), min(max(q0 - delta, 0), 255)
+
+
+def _deblock_spec(planes, decision, qp):
+    """formats/vqc-v1.md "Deblocking", line by line, edge by edge."""
+    out = []
+    for k, plane in enumerate(planes):
+        x = [[int(v) for v in row] for row in plane]
+        h, w = len(x), len(x[0])
+        for col in range(8, w, 8):
+            for y in range(h):
+                if _spec_active(decision, k, (y // 8, col // 8 - 1), (y // 8, col // 8)):
+                    _spec_smooth(x[y], col, qp)
+        for row in range(8, h, 8):
+            for c in range(w):
+                if _spec_active(decision, k, (row // 8 - 1, c // 8), (row // 8, c // 8)):
+                    column = [x[y][c] for y in range(h)]
+                    _spec_smooth(column, row, qp)
+                    x[row - 1][c], x[row][c] = column[row - 1], column[row]
+        out.append(np.array(x, dtype=np.uint8))
+    return out
+
+
+def test_deblocking_matches_the_spec_on_random_frames():
+    rng = np.random.default_rng(11)
+    rows, cols = 2, 3
+    for qp in (20, 30, 40, 51):
+        # smooth planes with small steps, so that many edges pass the thresholds
+        planes = [
+            np.clip(128 + np.cumsum(rng.integers(-3, 4, (16 * rows // s, 16 * cols // s)), 1), 0, 255).astype(
+                np.uint8
+            )
+            for s in (1, 2, 2)
+        ]
+        levels = np.where(rng.random((rows, cols, 6, 64)) < 0.02, rng.integers(-2, 3, (rows, cols, 6, 64)), 0)
+        decision = _decision(
+            rows,
+            cols,
+            rng.integers(0, 3, (rows, cols)),
+            mvs=rng.integers(-6, 7, (rows, cols, 2)),
+            levels=levels.astype(np.int32),
+        )
+        got = vm.deblock(planes, decision, qp)
+        assert all(np.array_equal(a, b) for a, b in zip(got, _deblock_spec(planes, decision, qp))), qp
+        assert not np.array_equal(got[0], planes[0])
+
+
+def test_spec_states_the_deblocking_constants():
+    spec = (REPO / "formats" / "vqc-v1.md").read_text()
+    assert f"`DEBLOCK_QP_OFFSET` = {vm.DEBLOCK_QP_OFFSET}" in spec
+    assert f"`DEBLOCK_MV_STEP` ({vm.DEBLOCK_MV_STEP})" in spec
+    assert vm.MC2_MODEL_SHA256 == hashlib.sha256(b"vqcodec video payload 2 deblocked").digest()
+
+
+def test_deblocking_models_are_named_by_their_filter():
+    assert vm.MotionCodecModel("video-mc2", config={"deblock": True}).sha256 == vm.MC2_MODEL_SHA256
+    assert vm.MotionCodecModel("video-mc1").sha256 == vm.MC_MODEL_SHA256
+    assert vm.MotionCodecModel("video-mc2", config={"deblock": True}).codec().deblock
+    with pytest.raises(ValueError, match="deblock"):
+        vm.MotionCodecModel("x", config={"deblock": "yes"})
+
+
+def test_qp_cascade_moves_each_frame_from_the_base_qp_within_range():
+    s = vm.EncoderSettings()
+    assert s.frame_qp(28, True, 0) == 28 + vm.KEY_QP_OFFSET
+    assert [s.frame_qp(28, False, n) for n in range(9)] == [28 + o for o in vm.P_QP_OFFSETS] + [
+        28 + vm.P_QP_OFFSETS[0]
+    ]
+    assert s.frame_qp(1, True, 0) == vm.QP_MIN and s.frame_qp(51, False, 0) == vm.QP_MAX
+    flat = vm.EncoderSettings(key_qp_offset=0, p_qp_offsets=(0,))
+    assert {flat.frame_qp(30, key, n) for key in (True, False) for n in range(8)} == {30}
+    for bad in ({"p_qp_offsets": ()}, {"p_qp_offsets": (1.5,)}, {"key_qp_offset": True}):
+        with pytest.raises(ValueError, match="qp offsets"):
+            vm.EncoderSettings(**bad)
+
+
+def test_rd_quantize_keeps_large_levels_drops_isolated_small_ones_and_decodes_exactly():
+    scale, lam = vm.qscale(30), vm.rd_lambda(30)
+    coef = np.zeros((3, 8, 8))
+    coef[0, 0, 0] = 10.4 * scale  # a large DC: kept within one step of rounding
+    coef[1, 7, 7] = 0.7 * scale  # one small high-frequency level: cheaper dropped
+    coef[2] = 0.3 * scale  # below half a step everywhere: zero under any choice
+    levels = vm.rd_quantize(coef, scale, lam)
+    assert (
+        levels.dtype == np.int32
+        and levels[0, 0, 0] in (10, 11)
+        and not levels[1].any()
+        and not levels[2].any()
+    )
+    assert np.array_equal(vm.rd_quantize(-coef, scale, lam), -levels)
+    plain = vm.quantize(coef, scale, 0.5)
+    assert plain[1, 7, 7] == 1  # rounding would have coded it
+
+
 def test_round_trip_with_translated_noise_uses_fractional_vectors_and_every_mode():
     rng = np.random.default_rng(5)
     big = rng.integers(0, 256, (120, 140)).astype(np.float64)
@@ -263,14 +438,18 @@ def test_damaged_payloads_raise_format_errors_never_other_exceptions():
 # --- golden vector ----------------------------------------------------------------------------
 
 
-def test_golden_vector_decodes_bit_exactly():
+@pytest.mark.parametrize(
+    "name, sha256, deblock",
+    [(vm.MC_MODEL_NAME, vm.MC_MODEL_SHA256, False), (vm.MC2_MODEL_NAME, vm.MC2_MODEL_SHA256, True)],
+)
+def test_golden_vector_decodes_bit_exactly(name, sha256, deblock):
     from vqcodec.container import ContainerReader
 
-    expect = json.loads((VECTORS / "manifest.json").read_text())["vectors"]["video-mc1"]
-    codec = vm.MotionCompensatedCodec()
+    expect = json.loads((VECTORS / "manifest.json").read_text())["vectors"][name]
+    codec = vm.MotionCompensatedCodec(deblock=deblock)
     with ContainerReader(str(VECTORS / expect["file"])) as reader:
         header = reader.header
-        assert header.model_name == vm.MC_MODEL_NAME and bytes(header.model_sha256) == vm.MC_MODEL_SHA256
+        assert header.model_name == name and bytes(header.model_sha256) == sha256
         params = json.loads(header.codec_params)
         assert params["v"] == vm.MC_CODEC_PARAMS_VERSION and params["temporal"] == vm.MC_TEMPORAL_MODE
         assert (header.width, header.height, header.pixel_format) == (

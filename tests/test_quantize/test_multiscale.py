@@ -336,7 +336,7 @@ def test_nested_dropout_cutoff_is_the_same_on_every_rank(tmp_path):
 
     if not dist.is_available():
         pytest.skip("torch.distributed not available")
-    spawn(_ddp_worker, 2, args=(str(tmp_path),), timeout_s=120)
+    spawn(_ddp_worker, 2, args=(str(tmp_path),), timeout_s=120, start_method="forkserver")
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     assert rank0["cutoffs"] == rank1["cutoffs"] and len(set(rank0["cutoffs"])) > 1
     _assert_same_state(rank0["state"], rank1["state"])

@@ -19,6 +19,10 @@ STEPS = 6
 RESUME_FROM, RESUME_TO = 3, 6
 GLOBAL_BATCH = 8
 WORLD = 2
+# ranks forked from one server that imported torch once (launch.spawn's "forkserver"): every
+# spawn of this module after the first starts without importing torch again; the plain "spawn"
+# start is covered by tests/test_quantize/test_distributed.py (torch's mp.spawn) and torchrun
+START = "forkserver"
 QUIET = {"enable_progress_bar": False, "logger": False, "enable_checkpointing": False}
 
 pytestmark = pytest.mark.slow  # every test here waits for spawned processes
@@ -108,7 +112,7 @@ def distributed_results(tmp_path_factory):
     trainer = Trainer(max_steps=RESUME_FROM, seed=0, callbacks=[EMA(0.5)], **QUIET)
     trainer.fit(module, loaders(batch_size=GLOBAL_BATCH)[0])
     trainer.save_checkpoint(out / "single" / "last.ckpt")
-    spawn(_worker, WORLD, args=(str(out),), timeout_s=180, env={"OMP_NUM_THREADS": "1"})
+    spawn(_worker, WORLD, args=(str(out),), timeout_s=180, env={"OMP_NUM_THREADS": "1"}, start_method=START)
     return out, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 
@@ -223,10 +227,10 @@ def test_spawn_reports_failures_and_excuses_only_teardown_signals(tmp_path):
     from vqcodec.train.launch import died_in_teardown
 
     with pytest.raises(mp.ProcessRaisedException, match="failed on purpose"):
-        spawn(_fails_on_rank_one, WORLD, timeout_s=60)
+        spawn(_fails_on_rank_one, WORLD, timeout_s=60, start_method=START)
     # a rank killed by a signal before every rank finished its work is a failure
     with pytest.raises(mp.ProcessExitedException, match="SIGABRT"):
-        spawn(_aborts_on_rank_one, WORLD, timeout_s=60)
+        spawn(_aborts_on_rank_one, WORLD, timeout_s=60, start_method=START)
 
     class Exited(Exception):
         def __init__(self, signal_name):
@@ -238,3 +242,8 @@ def test_spawn_reports_failures_and_excuses_only_teardown_signals(tmp_path):
     assert died_in_teardown(Exited("SIGABRT"), str(tmp_path), 2)
     assert not died_in_teardown(Exited(None), str(tmp_path), 2)  # an exit status, not a signal
     assert not died_in_teardown(RuntimeError("boom"), str(tmp_path), 2)
+
+
+def test_spawn_refuses_an_unknown_start_method():
+    with pytest.raises(ValueError, match="start_method must be one of spawn, forkserver, got 'fork'"):
+        spawn(_fails_on_rank_one, WORLD, start_method="fork")

@@ -25,7 +25,7 @@ def describe() -> list[dict[str, Any]]:
     for info in list_models():
         config = dict(info.config or {})
         config = dict(config.get("image", config))  # a video model's levels are its image network's
-        # RVQ stages, scalar steps or (weightless video-mc1) qps per level
+        # RVQ stages, scalar steps or (weightless video-mc1, video-mc2) qps per level
         stages = config.get("quality_stages", config.get("steps", config.get("quality_qp")))
         path = info.path
         rows.append(

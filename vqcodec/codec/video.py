@@ -3,9 +3,10 @@
 This layer does the I/O, the container and the GOP logic (key-frame placement, scene cuts, rate
 control); a frame's payload belongs to its model, chosen by the file's header:
 
-- **payload version 2** (model ``video-mc1``, the default; formats/vqc-v1.md, "Video payload
-  version 2"): motion-compensated Y'CbCr 4:2:0 with an exact integer reference, coded and decoded
-  by ``vqcodec.models.video_mc.MotionCompensatedCodec`` from a typed ``ReferenceState``. 4:2:0
+- **payload version 2** (models ``video-mc2``, the default, with an in-loop deblocking filter, and
+  ``video-mc1`` without; formats/vqc-v1.md, "Video payload version 2"): motion-compensated Y'CbCr
+  4:2:0 with an exact integer reference, coded and decoded by
+  ``vqcodec.models.video_mc.MotionCompensatedCodec`` from a typed ``ReferenceState``. 4:2:0
   planes are coded as they are (``write_planes``); RGB and other sources are converted first
   (``rgb_to_yuv``); the decoder gives the planes (``planes_with_index``) or RGB. The quality level
   maps to a base qp (``MotionCodecModel.qp_for_quality``), or ``kbps=`` sets a target bitrate held
@@ -425,10 +426,12 @@ class VideoEncoder:
 
     ``dst``: path, ``"-"`` or a writable binary file object (pipes and sockets work: nothing
     seeks). ``model``: name, bundle path or loaded model (default: the bundled video model,
-    ``video-mc1``; ``video-rvq8`` or an image model code payload version 1). ``fps``: number or
+    ``video-mc2``, or ``video-mc1``: payload version 2; ``video-rvq8`` or an image model code payload
+    version 1). ``fps``: number or
     Fraction. ``size``: (width, height), or None to take it from the first frame.
     ``quality``: 1..N (higher is better; default just above the middle); payload 2 also takes
-    ``qp`` (0..51, the base qp itself) or ``kbps`` (a target bitrate over the whole stream, held by
+    ``qp`` (0..51, the base qp: each frame's is that moved by the encoder's qp cascade,
+    ``EncoderSettings.frame_qp``) or ``kbps`` (a target bitrate over the whole stream, held by
     a per-frame qp controller) instead. ``gop``: key-frame interval (1 = intra only; default the
     model's). ``key_frames``: frame indices that must be key frames (``write(frame, key=True)``
     forces one too). ``pixel_format``: the source's pixel format: payload 1 restores it on decoding
@@ -475,8 +478,8 @@ class VideoEncoder:
         else:
             if qp is not None or kbps is not None:
                 raise ValueError(
-                    f"qp and kbps need a motion-compensated model (video-mc1); {self.model.name!r} "
-                    "codes quality levels only"
+                    "qp and kbps need a motion-compensated model (video-mc2, video-mc1); "
+                    f"{self.model.name!r} codes quality levels only"
                 )
             self._backend = _LatentEncoder(self.model, quality, self.lambda_scale, self.scene_cut)
         self.quality = self._backend.quality

@@ -214,8 +214,24 @@ REGISTRY: tuple[ModelInfo, ...] = (
         description="Motion-compensated Y'CbCr 4:2:0 (quarter-pel blocks, integer transform, adaptive "
         "tables; video payload 2), no weights",
         media="video",
+        default=False,
+        config={
+            "gop": 64,
+            "kind": "video-mc",
+            "quality_qp": [46, 43, 40, 37, 34, 31, 28, 25, 22, 19, 16, 13],
+        },
+    ),
+    # video-mc1 with the in-loop deblocking filter; sha256 of b"vqcodec video payload 2 deblocked"
+    # (MC2_MODEL_SHA256)
+    ModelInfo(
+        name="video-mc2",
+        file="",
+        sha256="cf89a6a8e9fbefbed62a0e5c2a75e8846e47a42d6d00a95d753c67d51821f403",
+        description="video-mc1 with an in-loop deblocking filter (video payload 2), no weights",
+        media="video",
         default=True,
         config={
+            "deblock": True,
             "gop": 64,
             "kind": "video-mc",
             "quality_qp": [46, 43, 40, 37, 34, 31, 28, 25, 22, 19, 16, 13],

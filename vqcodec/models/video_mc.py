@@ -119,6 +119,50 @@ def quantize(coefficients: npt.NDArray[np.float64], scale: int, rounding: float)
     return (np.sign(coefficients) * np.minimum(magnitude, limit)).astype(np.int32)
 
 
+#: RD-optimised quantization: the lambda of :func:`rd_lambda` is scaled by this for the level
+#: choices (benchmarks/video_levers.py measured 1.2 best of 0.6, 1.0, 1.2, 1.5 on foreman/mobile)
+RDOQ_LAMBDA_FACTOR = 1.2
+#: the rate model of those choices (bits): a zero level before the block's last, a nonzero
+#: magnitude m costs 3 + 2 log2(m) (the sign, the magnitude symbol), ending a block costs EOB_BITS
+RDOQ_ZERO_BITS = 0.7
+RDOQ_EOB_BITS = 5.0
+
+
+def rd_quantize(coefficients: npt.NDArray[np.float64], scale: int, lam: float) -> I32:
+    """RD-optimised levels (encoder only) of coefficients (..., 8, 8) with step ``scale``.
+
+    Per coefficient the magnitude m among 0, floor(|c| / scale) and that + 1 minimising
+    ``(|c| - m * scale) ** 2 / 256 + lam * bits(m)`` (the /256 makes the error squared 8-bit
+    samples, the unit of ``lam``); then, in zigzag order, the last coded position minimising the
+    block's total cost (later positions zeroed), or no coded level at all where that costs less.
+    Any levels decode exactly: this only chooses which.
+    """
+    c = np.asarray(coefficients, dtype=np.float64)
+    z_all = np.abs(c.reshape(-1, 64)[:, ZIGZAG])
+    # a coefficient below half a step is zero under any choice (level 1 costs more error and
+    # more bits): only blocks with a larger one need the search
+    live = np.flatnonzero(z_all.max(-1) >= 0.5 * scale)
+    m_all = np.zeros(z_all.shape, dtype=np.int64)
+    if live.size:
+        z = z_all[live]
+        low = np.minimum(np.floor(z / scale), COEFF_LIMIT // scale - 1)
+        zeroed = z * z / 256.0
+        best, m = zeroed + lam * RDOQ_ZERO_BITS, np.zeros_like(z)
+        for cand in (low, low + 1):
+            cost = (z - cand * scale) ** 2 / 256.0 + lam * (3.0 + 2.0 * np.log2(np.maximum(cand, 1.0)))
+            better = (cand > 0) & (cost < best)
+            best, m = np.where(better, cost, best), np.where(better, cand, m)
+        # the block's cost when position L is its last: kept costs up to L, zeroed errors after it
+        ending = np.cumsum(best, -1) + (zeroed.sum(-1, keepdims=True) - np.cumsum(zeroed, -1))
+        ending = np.where(m > 0, ending + lam * RDOQ_EOB_BITS, np.inf)
+        last = np.argmin(ending, -1)
+        uncoded = zeroed.sum(-1) + lam <= ending[np.arange(last.size), last]
+        m_all[live] = np.where((np.arange(64) <= last[:, None]) & ~uncoded[:, None], m, 0)
+    natural = np.zeros_like(m_all)
+    natural[:, ZIGZAG] = m_all
+    return (np.sign(c) * natural.reshape(c.shape)).astype(np.int32)
+
+
 def to_blocks(plane: npt.NDArray[np.generic], size: int = BLOCK) -> npt.NDArray[np.generic]:
     """Plane (H, W) -> blocks (H / size, W / size, size, size) (a copy)."""
     h, w = plane.shape
@@ -411,7 +455,169 @@ def reconstruct(decision: FrameDecision, ref: Reference | None, qp: int) -> list
 
 
 # ---------------------------------------------------------------------------------------------
+# in-loop deblocking (video-mc2): integer edge smoothing on the 8 x 8 block grid
+
+#: edge thresholds by qp (H.264's alpha and beta tables, indexed by the frame's qp): an edge is
+#: smoothed only where the step across it is below alpha (a real edge of the picture is larger) and
+#: each side is flat to within beta
+DEBLOCK_ALPHA = (0,) * 16 + (
+    4,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    12,
+    13,
+    15,
+    17,
+    20,
+    22,
+    25,
+    28,
+    32,
+    36,
+    40,
+    45,
+    50,
+    56,
+    63,
+    71,
+    80,
+    90,
+    101,
+    113,
+    127,
+    144,
+    162,
+    182,
+    203,
+    226,
+    255,
+    255,
+)
+DEBLOCK_BETA = (0,) * 16 + (
+    2,
+    2,
+    2,
+    3,
+    3,
+    3,
+    3,
+    4,
+    4,
+    4,
+    6,
+    6,
+    7,
+    7,
+    8,
+    8,
+    9,
+    9,
+    10,
+    10,
+    11,
+    11,
+    12,
+    12,
+    13,
+    13,
+    14,
+    14,
+    15,
+    15,
+    16,
+    16,
+    17,
+    17,
+    18,
+    18,
+)
+#: the largest change of an edge sample, minus one (H.264's tc0 for its strongest non-intra edges)
+DEBLOCK_TC0 = (0,) * 23 + (1,) * 10 + (2,) * 4 + (3,) * 3 + (4,) * 3 + (5, 6, 6, 7, 8, 9, 10, 11, 13)
+#: vectors whose components differ by this much (quarter samples) make an edge between them
+DEBLOCK_MV_STEP = 4
+#: the tables are read at the frame's qp + this (clipped to QP_MAX): a stronger filter than
+#: H.264's at the same step, measured better by benchmarks/video_levers.py (rows deblock, deblock+0)
+DEBLOCK_QP_OFFSET = 3
+
+
+def _smooth_edges(x: I32, qp: int, active: npt.NDArray[np.bool_]) -> None:
+    """Smooth the vertical edges at columns 8, 16, ... of plane ``x`` (H, W) int32 in place where
+    ``active`` (H, W / 8 - 1) holds: with p1 p0 | q0 q1 the samples beside an edge,
+    ``delta = clip(((q0 - p0) * 4 + (p1 - q1) + 4) >> 3, -tc, tc)``, tc = DEBLOCK_TC0[qp] + 1 (``qp``
+    here the table index, the frame's qp + DEBLOCK_QP_OFFSET),
+    p0 += delta, q0 -= delta (clipped to 0..255) where |p0 - q0| < alpha, |p1 - p0| < beta and
+    |q1 - q0| < beta. Each edge reads and writes only its own four columns, so the edges are
+    independent and one array operation does all of them."""
+    alpha, beta, tc = DEBLOCK_ALPHA[qp], DEBLOCK_BETA[qp], DEBLOCK_TC0[qp] + 1
+    if alpha == 0:
+        return
+    cols = np.arange(BLOCK, x.shape[1], BLOCK)
+    p1, p0, q0, q1 = x[:, cols - 2], x[:, cols - 1], x[:, cols], x[:, cols + 1]
+    on = active & (np.abs(p0 - q0) < alpha) & (np.abs(p1 - p0) < beta) & (np.abs(q1 - q0) < beta)
+    delta = np.clip(((q0 - p0) * 4 + (p1 - q1) + 4) >> 3, -tc, tc)
+    x[:, cols - 1] = np.where(on, np.clip(p0 + delta, 0, 255), p0)
+    x[:, cols] = np.where(on, np.clip(q0 - delta, 0, 255), q0)
+
+
+def edge_flags(
+    strong: npt.NDArray[np.bool_], vectors: npt.NDArray[np.integer]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which edges of a grid of 8 x 8 blocks (N, M) are smoothed: between horizontal neighbours
+    (N, M - 1) and vertical ones (N - 1, M), where either block is ``strong`` (intra, or with a
+    coded level in this plane) or their vectors (N, M, 2) differ by DEBLOCK_MV_STEP or more."""
+    v = np.asarray(vectors, dtype=np.int64)
+    across_x = strong[:, 1:] | strong[:, :-1] | (np.abs(v[:, 1:] - v[:, :-1]).max(-1) >= DEBLOCK_MV_STEP)
+    across_y = strong[1:] | strong[:-1] | (np.abs(v[1:] - v[:-1]).max(-1) >= DEBLOCK_MV_STEP)
+    return across_x, across_y
+
+
+def deblock(
+    planes: list[np.ndarray], decision: FrameDecision, qp: int, qp_offset: int = DEBLOCK_QP_OFFSET
+) -> list[np.ndarray]:
+    """The in-loop filter of video-mc2 (formats/vqc-v1.md, "Deblocking"): decoded planes (uint8)
+    -> filtered planes (uint8): first every vertical edge of the 8 x 8 grid of each plane, then
+    every horizontal edge of the result, by :func:`_smooth_edges` where :func:`edge_flags` says."""
+    rows, cols = decision.modes.shape
+    index = min(max(qp + qp_offset, QP_MIN), QP_MAX)
+    coded = (np.asarray(decision.levels) != 0).any(-1)  # (R, C, 6)
+    intra = decision.modes == MODE_INTRA
+    mb_vectors = decision.mvs if decision.mvs.shape[0] == rows else decision.mvs[::2, ::2]
+    out = []
+    for k, plane in enumerate(planes):
+        if k == 0:  # luma: four blocks per macroblock, a vector per motion block
+            strong = (
+                coded[:, :, :4].reshape(rows, cols, 2, 2).transpose(0, 2, 1, 3).reshape(2 * rows, 2 * cols)
+            )
+            strong = strong | np.repeat(np.repeat(intra, 2, 0), 2, 1)
+            vectors = (
+                decision.mvs
+                if decision.mvs.shape[0] == 2 * rows
+                else np.repeat(np.repeat(decision.mvs, 2, 0), 2, 1)
+            )
+        else:  # chroma: one block per macroblock
+            strong, vectors = coded[:, :, 3 + k] | intra, mb_vectors
+        across_x, across_y = edge_flags(strong, vectors)
+        x = plane.astype(np.int32)
+        _smooth_edges(x, index, np.repeat(across_x, BLOCK, 0))
+        xt = np.ascontiguousarray(x.T)
+        _smooth_edges(xt, index, np.repeat(across_y.T, BLOCK, 0))
+        out.append(xt.T.astype(np.uint8))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # the encoder (float decisions; any choice decodes exactly)
+
+
+#: the default qp cascade of EncoderSettings (benchmarks/video_levers.py, row "cascade8"):
+#: relative to the base qp, key frames -3, predicted frames +2, +1, +2, +1, +2, +1, +2, -1 repeating
+KEY_QP_OFFSET = -3
+P_QP_OFFSETS = (2, 1, 2, 1, 2, 1, 2, -1)
 
 
 @dataclass(frozen=True)
@@ -420,7 +626,14 @@ class EncoderSettings:
     vector precision searched, 1 integer, 2 half, 4 quarter pel;
     ``block``: motion block side (16; 8 = four vectors per inter macroblock, a probe variant with
     no skip mode); ``grid``: vector components restricted to multiples of ``grid`` luma pixels (8 =
-    the image model's latent grid); dead-zone roundings; ``lambda_scale`` scales the RD lambda."""
+    the image model's latent grid); ``rdoq``: RD-optimised levels (:func:`rd_quantize` at
+    ``rdoq_lambda_factor`` times the lambda), else
+    dead-zone rounding with ``intra_rounding`` / ``inter_rounding``; ``lambda_scale`` scales the RD
+    lambda. ``key_qp_offset`` and ``p_qp_offsets`` move a frame's qp from the base qp the caller
+    gives: key frames by ``key_qp_offset``, the n-th predicted frame after a key frame (n = 0, 1,
+    ...) by ``p_qp_offsets[n % len(p_qp_offsets)]`` (a low-delay qp cascade: every eighth frame,
+    finer, is the better reference of the frames after it), clipped to QP_MIN..QP_MAX. Each frame
+    records its own qp, so decoders need none of this."""
 
     motion: str = "search"
     precision: int = 4
@@ -429,6 +642,10 @@ class EncoderSettings:
     intra_rounding: float = 1.0 / 3.0
     inter_rounding: float = 1.0 / 6.0
     lambda_scale: float = 1.0
+    rdoq: bool = True
+    rdoq_lambda_factor: float = RDOQ_LAMBDA_FACTOR
+    key_qp_offset: int = KEY_QP_OFFSET
+    p_qp_offsets: tuple[int, ...] = P_QP_OFFSETS
 
     def __post_init__(self) -> None:
         if self.motion not in ("search", "zero"):
@@ -437,6 +654,18 @@ class EncoderSettings:
             raise ValueError(f"precision must be 1, 2 or 4, got {self.precision}")
         if self.block not in (8, 16):
             raise ValueError(f"block must be 8 or 16, got {self.block}")
+        offsets = (self.key_qp_offset, *self.p_qp_offsets)
+        if not self.p_qp_offsets or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets):
+            raise ValueError(
+                "qp offsets must be integers and p_qp_offsets not empty, got "
+                f"key_qp_offset={self.key_qp_offset!r}, p_qp_offsets={self.p_qp_offsets!r}"
+            )
+
+    def frame_qp(self, qp: int, key: bool, position: int) -> int:
+        """The qp of a frame of base qp ``qp``: a key frame, or predicted frame ``position`` (0 =
+        the first after its key frame)."""
+        offset = self.key_qp_offset if key else self.p_qp_offsets[position % len(self.p_qp_offsets)]
+        return min(max(int(qp) + offset, QP_MIN), QP_MAX)
 
 
 def rd_lambda(qp: int, scale: float = 1.0) -> float:
@@ -551,7 +780,11 @@ def encode_frame(
     lam = rd_lambda(qp, settings.lambda_scale)
     cur = _mb_blocks(src)  # (R, C, 6, 8, 8)
     intra_coef = forward_transform(cur.reshape(-1, BLOCK, BLOCK) - 128).reshape(cur.shape)
-    intra_levels = quantize(intra_coef, scale, settings.intra_rounding)
+    rdoq_lam = lam * settings.rdoq_lambda_factor
+    if settings.rdoq:
+        intra_levels = rd_quantize(intra_coef, scale, rdoq_lam)
+    else:
+        intra_levels = quantize(intra_coef, scale, settings.intra_rounding)
     zz = lambda a: a.reshape(a.shape[:3] + (64,))[..., ZIGZAG]  # noqa: E731
     intra_zz = zz(intra_levels)
     b = settings.block
@@ -576,7 +809,10 @@ def encode_frame(
     pred = _mb_blocks(predict_planes(ref, mvs, b))
     residual = cur - pred
     coef = forward_transform(residual.reshape(-1, BLOCK, BLOCK)).reshape(cur.shape)
-    levels = quantize(coef, scale, settings.inter_rounding)
+    if settings.rdoq:
+        levels = rd_quantize(coef, scale, rdoq_lam)
+    else:
+        levels = quantize(coef, scale, settings.inter_rounding)
     inter_zz = zz(levels)
     d_zero = (residual.astype(np.float64) ** 2).sum((-1, -2))
     d_coded = ((coef - levels * scale) ** 2).sum((-1, -2)) / 256.0
@@ -670,6 +906,9 @@ FRAME_KEY, FRAME_PREDICTED = 0, 1
 #: how a container header names this model (there are no weights: the name pins the spec section)
 MC_MODEL_NAME = "video-mc1"
 MC_MODEL_SHA256 = hashlib.sha256(b"vqcodec video payload 2").digest()
+#: the same payload with the in-loop deblocking filter (:func:`deblock`): model ``video-mc2``
+MC2_MODEL_NAME = "video-mc2"
+MC2_MODEL_SHA256 = hashlib.sha256(b"vqcodec video payload 2 deblocked").digest()
 MC_CODEC_PARAMS_VERSION = 2
 MC_TEMPORAL_MODE = "motion-compensated"
 #: key frames are coded in slices of this many macroblock rows (tables adapt between slices)
@@ -700,7 +939,8 @@ class MotionCodecModel:
     spec section, as a bundle's file sha256 pins its weights; ``codec()`` is the coder itself.
 
     ``config``: the catalogue entry's config (``quality_qp``: base qp per level, ``gop``: default
-    key-frame interval).
+    key-frame interval, ``deblock``: the in-loop deblocking filter of video-mc2, whose identity is
+    MC2_MODEL_SHA256).
     """
 
     weightless = True
@@ -710,7 +950,11 @@ class MotionCodecModel:
     def __init__(self, name: str = MC_MODEL_NAME, description: str = "", config: dict | None = None):
         config = dict(config or {})
         self.name = name
-        self.sha256 = MC_MODEL_SHA256
+        deblock = config.get("deblock", False)
+        if not isinstance(deblock, bool):
+            raise ValueError(f"deblock must be true or false, got {deblock!r}")
+        self.deblock = deblock
+        self.sha256 = MC2_MODEL_SHA256 if deblock else MC_MODEL_SHA256
         self.description = description
         self.quality_qp = tuple(int(q) for q in config.get("quality_qp", QUALITY_QP))
         if not self.quality_qp or not all(QP_MIN <= q <= QP_MAX for q in self.quality_qp):
@@ -726,7 +970,7 @@ class MotionCodecModel:
         return qp_for_quality(quality, self.quality_qp)
 
     def codec(self, settings: EncoderSettings | None = None) -> MotionCompensatedCodec:
-        return MotionCompensatedCodec(settings or EncoderSettings())
+        return MotionCompensatedCodec(settings or EncoderSettings(), deblock=self.deblock)
 
     def __repr__(self) -> str:
         return f"MotionCodecModel(name={self.name!r}, sha256={self.sha256.hex()[:16]}..., media='video')"
@@ -751,10 +995,12 @@ class ReferenceState:
 class MotionCompensatedCodec:
     """Video payload version 2 (formats/vqc-v1.md): ``compress`` / ``decompress`` one frame of
     Y'CbCr 4:2:0 planes given the previous ``ReferenceState``. No learned part: everything that
-    feeds the reference is integer arithmetic; ``settings`` are encoder choices only."""
+    feeds the reference is integer arithmetic; ``settings`` are encoder choices only.
+    ``deblock``: the in-loop deblocking filter (video-mc2) on every decoded frame."""
 
-    def __init__(self, settings: EncoderSettings = EncoderSettings()):
+    def __init__(self, settings: EncoderSettings = EncoderSettings(), deblock: bool = False):
         self.settings = settings
+        self.deblock = deblock
 
     def compress(
         self,
@@ -766,13 +1012,15 @@ class MotionCompensatedCodec:
         key: bool = False,
     ) -> tuple[bytes, ReferenceState]:
         """Source planes Y (H, W), Cb, Cr (ceil(H/2), ceil(W/2)) uint8 -> (payload, new state).
-        ``key`` (or no state, or a state of another size) codes a key frame."""
+        ``key`` (or no state, or a state of another size) codes a key frame. ``qp``: the base qp;
+        the frame's own (recorded in its payload) is ``settings.frame_qp`` of it."""
         from vqcodec.entropy.motion import AdaptiveTables, FrameSymbols, dc_differences, encode_slice
         from vqcodec.entropy.payload import write_varint
 
         qscale(qp)
         coded = pad_planes(planes, width, height)
         key = key or state is None or (state.width, state.height) != (width, height)
+        qp = self.settings.frame_qp(qp, key, 0 if key else state.frames_since_key)  # type: ignore[union-attr]
         if key:
             decision, recon = encode_frame(coded, None, qp, self.settings)
             tables = AdaptiveTables()
@@ -784,6 +1032,8 @@ class MotionCompensatedCodec:
             # a copy: the caller's state stays valid (a trial encode may be thrown away)
             tables = state.tables.copy()  # type: ignore[attr-defined]
             previous_modes = None if state.frames_since_key == 0 else state.modes
+        if self.deblock:
+            recon = deblock(recon, decision, qp)
         rows = decision.modes.shape[0]
         slice_rows = KEY_SLICE_ROWS if key else rows
         levels = dc_differences(decision.levels, decision.modes == MODE_INTRA)
@@ -902,6 +1152,8 @@ class MotionCompensatedCodec:
             raise FormatError(f"a motion vector exceeds {MAX_MV} quarter samples", field="motion vector")
         decision = FrameDecision(key, modes, vectors, mvd.astype(np.int32), cbf, levels.astype(np.int32))
         recon = reconstruct(decision, ref, qp)
+        if self.deblock:
+            recon = deblock(recon, decision, qp)
         new_state = ReferenceState(
             width,
             height,
@@ -922,6 +1174,10 @@ __all__ = [
     "MC_CODEC_PARAMS_VERSION",
     "MC_MODEL_NAME",
     "MC_MODEL_SHA256",
+    "MC2_MODEL_NAME",
+    "MC2_MODEL_SHA256",
+    "deblock",
+    "edge_flags",
     "MC_TEMPORAL_MODE",
     "DEFAULT_MC_GOP",
     "MotionCodecModel",

@@ -25,6 +25,8 @@ from typing import Any
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+#: how :func:`spawn` may start its ranks
+SPAWN_START_METHODS = ("spawn", "forkserver")
 DEFAULT_TIMEOUT_S = float(os.environ.get("VQCODEC_DIST_TIMEOUT", 1800))
 
 
@@ -146,12 +148,22 @@ def spawn(
     *,
     timeout_s: float = 120.0,
     env: dict[str, str] | None = None,
+    start_method: str = "spawn",
 ) -> None:
     """Run ``fn(*args)`` in ``nprocs`` fresh processes wired like torchrun; raise if any fails or times out.
 
     ``env`` adds variables (e.g. ``{"OMP_NUM_THREADS": "1"}``) before ``fn`` runs. The children are
     terminated when the deadline passes, so a hung collective cannot hang the caller.
+    ``start_method``: "spawn" (a fresh interpreter per rank) or "forkserver" (ranks forked from
+    one server process that imported torch once: later calls in the same process start their
+    ranks without importing torch again, which is most of a short run's start-up).
     """
+    if start_method not in SPAWN_START_METHODS:
+        known = ", ".join(SPAWN_START_METHODS)
+        raise ValueError(f"start_method must be one of {known}, got {start_method!r}")
+    if start_method == "forkserver":
+        # takes effect when the server starts (the first forkserver call of this process)
+        mp.get_context("forkserver").set_forkserver_preload(["torch", "torch.distributed", __name__])
     port = free_port()
     env = {"VQCODEC_DIST_TIMEOUT": str(int(timeout_s)), **(env or {})}
     done_dir = tempfile.mkdtemp(prefix="vqcodec-spawn-")
@@ -160,7 +172,7 @@ def spawn(
         args=(fn, nprocs, port, env, args, done_dir),
         nprocs=nprocs,
         join=False,
-        start_method="spawn",
+        start_method=start_method,
     )
     deadline = time.monotonic() + timeout_s
     try:

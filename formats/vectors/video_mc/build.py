@@ -1,13 +1,18 @@
-"""Golden vector of video payload version 2 (motion-compensated Y'CbCr 4:2:0, formats/vqc-v1.md).
+"""Golden vectors of video payload version 2 (motion-compensated Y'CbCr 4:2:0, formats/vqc-v1.md).
 
-``video-mc1.vqc``: the first 6 frames of ``vqcodec/samples/orbit.y4m`` cropped to 88 x 56 (not a
-multiple of 16, so padding and cropping are covered), key frames at 0 and 4, qp 30 for frames
-0-3 and 26 for 4-5 (a later key frame resets the tables; qp changes per frame). ``manifest.json``
+``video-mc1.vqc`` (no deblocking) and ``video-mc2.vqc`` (the in-loop deblocking filter): the
+first 6 frames of ``vqcodec/samples/orbit.y4m`` cropped to 88 x 56 (not a multiple of 16, so
+padding and cropping are covered), key frames at 0 and 4, qp 30 for frames 0-3 and 26 for 4-5
+(a later key frame resets the tables; qp changes per frame). ``manifest.json``
 records per frame the payload size and the sha256 of the planes Y | Cb | Cr (uint8, C order)
 that the *encoder* reconstructed, so decoding the file must reproduce the encoder's reference.
 
-    python formats/vectors/video_mc/build.py            # write it if the manifest lacks it
-    VQCODEC_REGEN=1 python formats/vectors/video_mc/build.py   # rewrite (a deliberate format change)
+    python formats/vectors/video_mc/build.py            # write those the manifest lacks
+    VQCODEC_REGEN=1 python formats/vectors/video_mc/build.py   # rewrite all (a deliberate format change)
+
+The encoder runs with fixed settings (dead-zone rounding, no qp cascade: ``SETTINGS``), so each
+frame's qp is the one listed and a rebuild reproduces the files byte for byte whatever the
+encoder's defaults become.
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 MANIFEST = HERE / "manifest.json"
-NAME = "video-mc1.vqc"
 WIDTH, HEIGHT, FRAMES = 88, 56, 6
 KEYS = (0, 4)
 QPS = (30, 30, 30, 30, 26, 26)
+#: the models with a vector here (video payload version 2)
+MODELS = ("video-mc1", "video-mc2")
 
 
 def source_planes() -> list[list[np.ndarray]]:
@@ -54,13 +60,16 @@ def planes_sha256(planes: list[np.ndarray]) -> str:
     ).hexdigest()
 
 
-def build() -> tuple[bytes, dict[str, Any]]:
+def build(model_name: str) -> tuple[bytes, dict[str, Any]]:
     import io
 
     from vqcodec.container import ContainerWriter, Header
     from vqcodec.models import video_mc as vm
+    from vqcodec.models.zoo import load_model
 
-    codec = vm.MotionCompensatedCodec()
+    model = load_model(model_name)
+    settings = vm.EncoderSettings(rdoq=False, key_qp_offset=0, p_qp_offsets=(0,))
+    codec = model.codec(settings)
     params = {"gop": KEYS[1] - KEYS[0], "temporal": vm.MC_TEMPORAL_MODE, "v": vm.MC_CODEC_PARAMS_VERSION}
     header = Header(
         media="video",
@@ -73,8 +82,8 @@ def build() -> tuple[bytes, dict[str, Any]]:
         frame_count=FRAMES,
         matrix=6,
         full_range=False,
-        model_name=vm.MC_MODEL_NAME,
-        model_sha256=vm.MC_MODEL_SHA256,
+        model_name=model.name,
+        model_sha256=bytes(model.sha256),
         quality=QPS[0],
         codec_params=json.dumps(params, sort_keys=True, separators=(",", ":")).encode(),
     )
@@ -94,18 +103,20 @@ def build() -> tuple[bytes, dict[str, Any]]:
                     "planes_sha256": planes_sha256(recon),
                 }
             )
-    return out.getvalue(), {"file": NAME, "width": WIDTH, "height": HEIGHT, "frames": frames}
+    return out.getvalue(), {"file": f"{model_name}.vqc", "width": WIDTH, "height": HEIGHT, "frames": frames}
 
 
 def main() -> int:
     regen = os.environ.get("VQCODEC_REGEN") == "1"
-    if MANIFEST.exists() and not regen:
-        print(f"{MANIFEST} exists; set VQCODEC_REGEN=1 to rewrite the vector")
-        return 0
-    data, expect = build()
-    (HERE / NAME).write_bytes(data)
-    MANIFEST.write_text(json.dumps({"vectors": {"video-mc1": expect}}, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {NAME} ({len(data)} bytes)")
+    vectors = {} if regen or not MANIFEST.exists() else json.loads(MANIFEST.read_text())["vectors"]
+    for name in MODELS:
+        if name in vectors:
+            print(f"{name}: in {MANIFEST.name}; set VQCODEC_REGEN=1 to rewrite it")
+            continue
+        data, vectors[name] = build(name)
+        (HERE / vectors[name]["file"]).write_bytes(data)
+        print(f"wrote {vectors[name]['file']} ({len(data)} bytes)")
+    MANIFEST.write_text(json.dumps({"vectors": vectors}, indent=1, sort_keys=True) + "\n")
     return 0
 
 
