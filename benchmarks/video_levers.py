@@ -7,8 +7,8 @@ Rows differ in the encoder's choices (``EncoderSettings``: dead-zone rounding or
 levels, ``rdoq`` and its lambda factor; the qp cascade, ``key_qp_offset`` / ``p_qp_offsets``), which
 every decoder of payload version 2 follows unchanged (each frame records its own qp), and in the
 one decoder-side tool, the in-loop deblocking filter of ``video-mc2`` (rows with ``deblock``; row
-``deblock+0`` reads its thresholds at the frame's qp instead of qp + DEBLOCK_QP_OFFSET, to show
-what the offset buys). Rows are
+``deblock+N`` reads its thresholds at the frame's qp + N instead of qp + DEBLOCK_QP_OFFSET, to
+show what the offset buys). Rows are
 coded at the base qps of quality levels 4..9 (37..22); rate = payload bytes (no container, as
 x264's bitstream bytes), PSNR-Y = mean over frames of the decoded luma (the encoder's
 reconstruction, which the decoder reproduces exactly; tests/test_models/test_video_mc.py checks
@@ -64,6 +64,8 @@ def rows() -> dict[str, tuple[Any, bool | int]]:
         ),
         "released+deblock": (released, True),
         "deblock+0": (EncoderSettings(), 0),
+        "deblock+3": (EncoderSettings(), 3),
+        "deblock+9": (EncoderSettings(), 9),
         "default": (EncoderSettings(), True),
     }
 

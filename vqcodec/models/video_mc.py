@@ -541,8 +541,9 @@ DEBLOCK_TC0 = (0,) * 23 + (1,) * 10 + (2,) * 4 + (3,) * 3 + (4,) * 3 + (5, 6, 6,
 #: vectors whose components differ by this much (quarter samples) make an edge between them
 DEBLOCK_MV_STEP = 4
 #: the tables are read at the frame's qp + this (clipped to QP_MAX): a stronger filter than
-#: H.264's at the same step, measured better by benchmarks/video_levers.py (rows deblock, deblock+0)
-DEBLOCK_QP_OFFSET = 3
+#: H.264's at the same step, measured better by benchmarks/video_levers.py (rows deblock+N and
+#: default: offsets 0, 3, 9 and 6 on foreman, mobile and bus)
+DEBLOCK_QP_OFFSET = 6
 
 
 def _smooth_edges(x: I32, qp: int, active: npt.NDArray[np.bool_]) -> None:
