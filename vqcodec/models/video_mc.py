@@ -120,7 +120,7 @@ def quantize(coefficients: npt.NDArray[np.float64], scale: int, rounding: float)
 
 
 #: RD-optimised quantization: the lambda of :func:`rd_lambda` is scaled by this for the level
-#: choices (benchmarks/video_levers.py measured 1.2 best of 0.6, 1.0, 1.2, 1.5 on foreman/mobile)
+#: choices (benchmarks/video_levers.py: 1.2 of 1.0, 1.2 and 1.5 on foreman, mobile and bus)
 RDOQ_LAMBDA_FACTOR = 1.2
 #: the rate model of those choices (bits): a zero level before the block's last, a nonzero
 #: magnitude m costs 3 + 2 log2(m) (the sign, the magnitude symbol), ending a block costs EOB_BITS
@@ -460,82 +460,16 @@ def reconstruct(decision: FrameDecision, ref: Reference | None, qp: int) -> list
 #: edge thresholds by qp (H.264's alpha and beta tables, indexed by the frame's qp): an edge is
 #: smoothed only where the step across it is below alpha (a real edge of the picture is larger) and
 #: each side is flat to within beta
+# fmt: off
 DEBLOCK_ALPHA = (0,) * 16 + (
-    4,
-    4,
-    5,
-    6,
-    7,
-    8,
-    9,
-    10,
-    12,
-    13,
-    15,
-    17,
-    20,
-    22,
-    25,
-    28,
-    32,
-    36,
-    40,
-    45,
-    50,
-    56,
-    63,
-    71,
-    80,
-    90,
-    101,
-    113,
-    127,
-    144,
-    162,
-    182,
-    203,
-    226,
-    255,
-    255,
+    4, 4, 5, 6, 7, 8, 9, 10, 12, 13, 15, 17, 20, 22, 25, 28, 32, 36, 40, 45,
+    50, 56, 63, 71, 80, 90, 101, 113, 127, 144, 162, 182, 203, 226, 255, 255,
 )
 DEBLOCK_BETA = (0,) * 16 + (
-    2,
-    2,
-    2,
-    3,
-    3,
-    3,
-    3,
-    4,
-    4,
-    4,
-    6,
-    6,
-    7,
-    7,
-    8,
-    8,
-    9,
-    9,
-    10,
-    10,
-    11,
-    11,
-    12,
-    12,
-    13,
-    13,
-    14,
-    14,
-    15,
-    15,
-    16,
-    16,
-    17,
-    17,
-    18,
-    18,
+    2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 6, 6, 7, 7, 8, 8, 9, 9,
+    10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15, 16, 16, 17, 17, 18, 18,
 )
+# fmt: on
 #: the largest change of an edge sample, minus one (H.264's tc0 for its strongest non-intra edges)
 DEBLOCK_TC0 = (0,) * 23 + (1,) * 10 + (2,) * 4 + (3,) * 3 + (4,) * 3 + (5, 6, 6, 7, 8, 9, 10, 11, 13)
 #: vectors whose components differ by this much (quarter samples) make an edge between them
