@@ -321,6 +321,9 @@ def test_spec_states_the_deblocking_constants():
     spec = (REPO / "formats" / "vqc-v1.md").read_text()
     assert f"`DEBLOCK_QP_OFFSET` = {vm.DEBLOCK_QP_OFFSET}" in spec
     assert f"`DEBLOCK_MV_STEP` ({vm.DEBLOCK_MV_STEP})" in spec
+    for name in ("DEBLOCK_ALPHA", "DEBLOCK_BETA", "DEBLOCK_TC0"):
+        table = getattr(vm, name)
+        assert not any(table[:16]) and f"`{name}` = {', '.join(map(str, table[16:]))}" in spec, name
     assert vm.MC2_MODEL_SHA256 == hashlib.sha256(b"vqcodec video payload 2 deblocked").digest()
 
 
