@@ -1,6 +1,6 @@
 """Encoder levers and the deblocking filter of video payload version 2, one row each, against x264 in one run.
 
-    .venv/bin/python benchmarks/video_levers.py                       # foreman + mobile, 30 frames
+    .venv/bin/python benchmarks/video_levers.py                       # foreman, mobile, bus (30 / 17 frames)
     .venv/bin/python benchmarks/video_levers.py --clips bus_cif_17f --rows released,default
 
 Rows differ in the encoder's choices (``EncoderSettings``: dead-zone rounding or RD-optimised
@@ -8,12 +8,11 @@ levels, ``rdoq`` and its lambda factor; the qp cascade, ``key_qp_offset`` / ``p_
 every decoder of payload version 2 follows unchanged (each frame records its own qp), and in the
 one decoder-side tool, the in-loop deblocking filter of ``video-mc2`` (rows with ``deblock``; row
 ``deblock+N`` reads its thresholds at the frame's qp + N instead of qp + DEBLOCK_QP_OFFSET, to
-show what the offset buys). Rows are
-coded at the base qps of quality levels 4..9 (37..22); rate = payload bytes (no container, as
-x264's bitstream bytes), PSNR-Y = mean over frames of the decoded luma (the encoder's
-reconstruction, which the decoder reproduces exactly; tests/test_models/test_video_mc.py checks
-that). x264: preset medium, CRF 18..38 through PyAV on the same planes (video_rd.run_x26x).
-BD-rate: PCHIP over the common PSNR-Y range (image_rd.bd_rate).
+show what the offset buys). Rows are coded at the base qps of quality levels 4..9 (37..22);
+rate = payload bytes (no container, as x264's bitstream bytes), PSNR-Y = mean over frames of the
+decoded luma (the encoder's reconstruction, which the decoder reproduces exactly;
+tests/test_models/test_video_mc.py checks that). x264: preset medium, CRF 18..38 through PyAV on
+the same planes (video_rd.run_x26x). BD-rate: PCHIP over the common PSNR-Y range (image_rd.bd_rate).
 
 Writes benchmarks/results/video_levers.json and prints the table.
 """
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--clips", default="foreman_cif_30f,mobile_cif_30f")
+    parser.add_argument("--clips", default="foreman_cif_30f,mobile_cif_30f,bus_cif_17f")
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--rows", default=None, help="comma-separated row names (default: all)")
     parser.add_argument("--threads", type=int, default=1)
