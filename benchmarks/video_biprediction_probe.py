@@ -1,7 +1,7 @@
 """Would a second reference frame help payload 2? Prediction error of one, two and averaged references.
 
-    .venv/bin/python benchmarks/video_biprediction_probe.py                  # foreman, mobile, bus at qp 28
-    .venv/bin/python benchmarks/video_biprediction_probe.py --qps 34,22
+    .venv/bin/python benchmarks/video_biprediction_probe.py   # foreman, mobile, bus; qp 34, 28, 22
+    .venv/bin/python benchmarks/video_biprediction_probe.py --clips mobile_cif_30f --qps 28
 
 A probe for a future payload (nothing here changes the format). The default model (video-mc2)
 codes each clip; for every frame t >= 2 its luma is predicted from the decoded frames t - 1 and
@@ -19,10 +19,7 @@ to decide whether it is worth a payload version. Writes benchmarks/results/video
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,80 +28,51 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from video_rd import DATA, RESULTS, load_clip  # noqa: E402
+from video_probe import coded_frames, run  # noqa: E402
 
 
 def probe(clip: dict[str, Any], qp: int) -> dict[str, Any]:
     from vqcodec.models import video_mc as vm
-    from vqcodec.models.zoo import load_model
 
-    info = clip["info"]
-    codec = load_model(None, media="video").codec()
     settings = vm.EncoderSettings()
-    state, decoded = None, []
+    lam_sad = math.sqrt(vm.rd_lambda(settings.frame_qp(qp, False, 0)))
     sse = {"one": 0.0, "either": 0.0, "bi": 0.0}
-    chosen = {"one": 0, "either": 0, "bi": 0}
-    for t, planes in enumerate(clip["planes"]):
-        source = vm.pad_planes(planes, info.width, info.height)[0].astype(np.int32)
-        if t >= 2:
-            lam_sad = math.sqrt(vm.rd_lambda(settings.frame_qp(qp, False, 0)))
+    second = bi = blocks = 0
+    before = None  # the decoded frame two back
+    for source, state in coded_frames(clip, qp):
+        if state is not None and before is not None:
             predictions = []
-            for back in (1, 2):
-                ref = vm.Reference.from_planes(decoded[-back])
+            for planes in (state.planes, before):
+                ref = vm.Reference.from_planes(planes)
                 vectors = vm.motion_search(source, ref, lam_sad, settings)
                 predictions.append(vm.predict_planes(ref, vectors, vm.MB)[0])
             p1, p2 = predictions
-            bi = (p1 + p2 + 1) >> 1
-            errors = [vm.to_blocks((source - p) ** 2, vm.MB).sum((2, 3)) for p in (p1, p2, bi)]
-            one, either, both = errors[0], np.minimum(errors[0], errors[1]), np.minimum.reduce(errors)
-            sse["one"] += float(one.sum())
-            sse["either"] += float(either.sum())
-            sse["bi"] += float(both.sum())
-            chosen["one"] += int(one.size)
-            chosen["either"] += int((errors[1] < errors[0]).sum())
-            chosen["bi"] += int(((errors[2] < errors[0]) & (errors[2] < errors[1])).sum())
-        _, state = codec.compress(planes, info.width, info.height, state, qp=qp)
-        decoded.append(state.planes)
-    blocks = chosen["one"]
+            mean = (p1 + p2 + 1) >> 1
+            errors = [vm.to_blocks((source - p) ** 2, vm.MB).sum((2, 3)) for p in (p1, p2, mean)]
+            sse["one"] += float(errors[0].sum())
+            sse["either"] += float(np.minimum(errors[0], errors[1]).sum())
+            sse["bi"] += float(np.minimum.reduce(errors).sum())
+            blocks += int(errors[0].size)
+            second += int((errors[1] < errors[0]).sum())
+            bi += int(((errors[2] < errors[0]) & (errors[2] < errors[1])).sum())
+        if state is not None:
+            before = state.planes
     return {
-        "base_qp": qp,
         "sse": sse,
         "db_gain_either": 10 * math.log10(sse["one"] / sse["either"]),
         "db_gain_bi": 10 * math.log10(sse["one"] / sse["bi"]),
-        "share_second_reference": chosen["either"] / blocks,
-        "share_bi": chosen["bi"] / blocks,
+        "share_second_reference": second / blocks,
+        "share_bi": bi / blocks,
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--clips", default="foreman_cif_30f,mobile_cif_30f,bus_cif_17f")
-    parser.add_argument("--qps", default="28")
-    parser.add_argument("--frames", type=int, default=30)
-    parser.add_argument("--out", type=Path, default=RESULTS / "video_biprediction_probe.json")
-    args = parser.parse_args(argv)
-    report: dict[str, Any] = {"machine": {"platform": platform.platform()}, "clips": {}}
-    for name in args.clips.split(","):
-        path = DATA / "video" / f"{name}.y4m"
-        if not path.exists():
-            print(f"skipping {name}: {path} not found")
-            continue
-        clip = load_clip(path, args.frames)
-        report["clips"][name] = {}
-        for qp in (int(q) for q in args.qps.split(",")):
-            row = probe(clip, qp)
-            report["clips"][name][str(qp)] = row
-            print(
-                f"{name:18s} qp {qp:2d}  prediction error vs one reference: either of two "
-                f"{row['db_gain_either']:+.2f} dB ({100 * row['share_second_reference']:.0f} % of MBs), "
-                f"with bi-prediction {row['db_gain_bi']:+.2f} dB ({100 * row['share_bi']:.0f} % bi)",
-                flush=True,
-            )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
-    print(f"wrote {args.out}")
-    return 0
+def describe(row: dict[str, Any]) -> str:
+    return (
+        f"prediction error vs one reference: either of two {row['db_gain_either']:+.2f} dB "
+        f"({100 * row['share_second_reference']:.0f} % of MBs), with bi-prediction "
+        f"{row['db_gain_bi']:+.2f} dB ({100 * row['share_bi']:.0f} % bi)"
+    )
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(None, __doc__, "video_biprediction_probe", probe, describe))

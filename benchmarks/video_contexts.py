@@ -22,9 +22,6 @@ Writes benchmarks/results/video_contexts.json.
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from video_rd import DATA, RESULTS, load_clip  # noqa: E402
+from video_probe import run  # noqa: E402
 
 ALPHABET = 30
 
@@ -157,47 +154,27 @@ def costs(frames: list[Any]) -> dict[str, float]:
     return {n: r.bits for n, r in rows.items()}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--clips", default="foreman_cif_30f,mobile_cif_30f,bus_cif_17f")
-    parser.add_argument("--qps", default="34,28,22")
-    parser.add_argument("--frames", type=int, default=30)
-    parser.add_argument("--out", type=Path, default=RESULTS / "video_contexts.json")
-    args = parser.parse_args(argv)
-    report: dict[str, Any] = {"machine": {"platform": platform.platform()}, "clips": {}}
-    for name in args.clips.split(","):
-        path = DATA / "video" / f"{name}.y4m"
-        if not path.exists():
-            print(f"skipping {name}: {path} not found")
-            continue
-        clip = load_clip(path, args.frames)
-        report["clips"][name] = {}
-        for qp in (int(q) for q in args.qps.split(",")):
-            frames, total = collect(clip, qp)
-            bits = costs(frames)
-            row = {
-                "base_qp": qp,
-                "payload_bits": 8 * total,
-                "bits": bits,
-                "level_saving_percent": 100.0 * (bits["level+nb"] / bits["level"] - 1.0),
-                "last_saving_percent": 100.0 * (bits["last+nb"] / bits["last"] - 1.0),
-                "file_saving_percent": 100.0
-                * ((bits["level+nb"] - bits["level"]) + (bits["last+nb"] - bits["last"]))
-                / (8 * total),
-            }
-            report["clips"][name][str(qp)] = row
-            print(
-                f"{name:18s} qp {qp:2d}  level bits {row['level_saving_percent']:+5.1f} %  "
-                f"last bits {row['last_saving_percent']:+5.1f} %  "
-                f"of the file {row['file_saving_percent']:+5.1f} %  "
-                f"(levels {bits['level'] / (8 * total) * 100:.0f} % of it)",
-                flush=True,
-            )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
-    print(f"wrote {args.out}")
-    return 0
+def probe(clip: dict[str, Any], qp: int) -> dict[str, Any]:
+    frames, total = collect(clip, qp)
+    bits = costs(frames)
+    return {
+        "payload_bits": 8 * total,
+        "bits": bits,
+        "level_saving_percent": 100.0 * (bits["level+nb"] / bits["level"] - 1.0),
+        "last_saving_percent": 100.0 * (bits["last+nb"] / bits["last"] - 1.0),
+        "file_saving_percent": 100.0
+        * ((bits["level+nb"] - bits["level"]) + (bits["last+nb"] - bits["last"]))
+        / (8 * total),
+    }
+
+
+def describe(row: dict[str, Any]) -> str:
+    return (
+        f"level bits {row['level_saving_percent']:+5.1f} %  last bits {row['last_saving_percent']:+5.1f} %  "
+        f"of the file {row['file_saving_percent']:+5.1f} %  "
+        f"(levels {row['bits']['level'] / row['payload_bits'] * 100:.0f} % of it)"
+    )
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(None, __doc__, "video_contexts", probe, describe))

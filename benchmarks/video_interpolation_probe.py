@@ -1,6 +1,6 @@
 """Would a longer sub-sample filter help payload 2's motion compensation? Prediction error, two filters.
 
-    .venv/bin/python benchmarks/video_interpolation_probe.py                 # foreman, mobile, bus at qp 28
+    .venv/bin/python benchmarks/video_interpolation_probe.py   # foreman, mobile, bus; qp 34, 28, 22
 
 A probe for a future payload (nothing here changes the format). The default model (video-mc2)
 codes each clip; for every predicted frame the encoder's own motion search (quarter-pel 16 x 16
@@ -17,10 +17,7 @@ row is, if anything, handicapped). Writes benchmarks/results/video_interpolation
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,17 +26,20 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from video_rd import DATA, RESULTS, load_clip  # noqa: E402
+from video_probe import coded_frames, run  # noqa: E402
 
-TAPS = np.array(
-    [
-        [0, 0, 0, 64, 0, 0, 0, 0],
-        [-1, 4, -10, 58, 17, -5, 1, 0],
-        [-1, 4, -11, 40, 40, -11, 4, -1],
-        [0, 1, -5, 17, 58, -10, 4, -1],
-    ],
-    dtype=np.float64,
-) / 64.0
+TAPS = (
+    np.array(
+        [
+            [0, 0, 0, 64, 0, 0, 0, 0],
+            [-1, 4, -10, 58, 17, -5, 1, 0],
+            [-1, 4, -11, 40, 40, -11, 4, -1],
+            [0, 1, -5, 17, 58, -10, 4, -1],
+        ],
+        dtype=np.float64,
+    )
+    / 64.0
+)
 
 
 def eight_tap_prediction(luma: np.ndarray, vectors: np.ndarray, block: int = 16) -> np.ndarray:
@@ -63,50 +63,23 @@ def eight_tap_prediction(luma: np.ndarray, vectors: np.ndarray, block: int = 16)
 
 def probe(clip: dict[str, Any], qp: int) -> dict[str, Any]:
     from vqcodec.models import video_mc as vm
-    from vqcodec.models.zoo import load_model
 
-    info = clip["info"]
-    codec = load_model(None, media="video").codec()
     settings = vm.EncoderSettings()
-    state = None
+    lam_sad = math.sqrt(vm.rd_lambda(settings.frame_qp(qp, False, 0)))
     sse = {"payload 2": 0.0, "8-tap": 0.0}
-    for planes in clip["planes"]:
-        if state is not None:
-            source = vm.pad_planes(planes, info.width, info.height)[0].astype(np.float64)
-            lam_sad = math.sqrt(vm.rd_lambda(settings.frame_qp(qp, False, 0)))
-            vectors = vm.motion_search(source.astype(np.int32), state.reference, lam_sad, settings)
-            ours = vm.predict_planes(state.reference, vectors, vm.MB)[0]
-            sse["payload 2"] += float(((source - ours) ** 2).sum())
-            sse["8-tap"] += float(((source - eight_tap_prediction(state.planes[0], vectors)) ** 2).sum())
-        _, state = codec.compress(planes, info.width, info.height, state, qp=qp)
-    return {"base_qp": qp, "sse": sse, "db_gain_8_tap": 10 * math.log10(sse["payload 2"] / sse["8-tap"])}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--clips", default="foreman_cif_30f,mobile_cif_30f,bus_cif_17f")
-    parser.add_argument("--qps", default="28")
-    parser.add_argument("--frames", type=int, default=30)
-    parser.add_argument("--out", type=Path, default=RESULTS / "video_interpolation_probe.json")
-    args = parser.parse_args(argv)
-    report: dict[str, Any] = {"machine": {"platform": platform.platform()}, "clips": {}}
-    for name in args.clips.split(","):
-        path = DATA / "video" / f"{name}.y4m"
-        if not path.exists():
-            print(f"skipping {name}: {path} not found")
+    for source, state in coded_frames(clip, qp):
+        if state is None:
             continue
-        clip = load_clip(path, args.frames)
-        report["clips"][name] = {}
-        for qp in (int(q) for q in args.qps.split(",")):
-            row = probe(clip, qp)
-            report["clips"][name][str(qp)] = row
-            gain = row["db_gain_8_tap"]
-            print(f"{name:18s} qp {qp:2d}  8-tap vs payload 2 filter: {gain:+.2f} dB", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
-    print(f"wrote {args.out}")
-    return 0
+        vectors = vm.motion_search(source, state.reference, lam_sad, settings)
+        ours = vm.predict_planes(state.reference, vectors, vm.MB)[0]
+        sse["payload 2"] += float(((source - ours) ** 2).sum())
+        sse["8-tap"] += float(((source - eight_tap_prediction(state.planes[0], vectors)) ** 2).sum())
+    return {"sse": sse, "db_gain_8_tap": 10 * math.log10(sse["payload 2"] / sse["8-tap"])}
+
+
+def describe(row: dict[str, Any]) -> str:
+    return f"8-tap vs payload 2 filter: {row['db_gain_8_tap']:+.2f} dB"
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(None, __doc__, "video_interpolation_probe", probe, describe))

@@ -34,7 +34,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from image_rd import bd_rate  # noqa: E402
-from video_rd import DATA, RESULTS, X264_CRF, load_clip, psnr, run_x26x  # noqa: E402
+from video_probe import evaluation_clips  # noqa: E402
+from video_rd import RESULTS, X264_CRF, psnr, run_x26x  # noqa: E402
 
 BASE_QPS = (37, 34, 31, 28, 25, 22)
 
@@ -133,12 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"platform": platform.platform(), "threads": args.threads},
         "clips": {},
     }
-    for name in args.clips.split(","):
-        path = DATA / "video" / f"{name}.y4m"
-        if not path.exists():
-            print(f"skipping {name}: {path} not found")
-            continue
-        clip = load_clip(path, args.frames)
+    for name, clip in evaluation_clips(args.clips, args.frames):
         x264 = [run_x26x(clip, "libx264", crf) for crf in X264_CRF]
         anchor = ([r["kbps"] for r in x264], [r["psnr_y"] for r in x264])
         entry: dict[str, Any] = {"x264": x264, "rows": {}, "bd_rate_vs_x264": {}, "bd_rate_vs_released": {}}

@@ -22,25 +22,13 @@ VECTORS = REPO / "formats" / "vectors"
 os.environ.setdefault("OMP_NUM_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
 
 
-# the longest tests (--durations), started first, longest first: on pytest-xdist workers a long
-# test collected last would run alone at the end while the other worker idles
-FIRST = (
-    "tests/test_wheel.py::",
-    "tests/test_fuzz_decode.py::",
-    "tests/test_train/test_cli.py::test_vqcodec_train_under_torchrun",
-    "tests/test_train/test_distributed.py::",
-    "tests/test_pipes.py::",
-    "tests/test_codec/test_video_v2.py::test_rate_control",
-    "tests/test_quantize/test_distributed.py::",
-    "tests/test_codec/test_video_recipe.py::",
-)
+# the longest single tests, started first: on pytest-xdist workers a long test collected last would
+# run alone at the end while the other worker idles
+FIRST = ("tests/test_wheel.py::",)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        return next((i for i, prefix in enumerate(FIRST) if item.nodeid.startswith(prefix)), len(FIRST))
-
-    items.sort(key=rank)  # stable: the rest keep their order
+    items.sort(key=lambda item: not item.nodeid.startswith(FIRST))  # stable: the rest keep their order
 
 
 @pytest.fixture(scope="session")
